@@ -1,0 +1,164 @@
+"""What every adapter method provides, and the registry that holds them.
+
+An adapter is a dict of tensors named as PEFT names them (so PEFT can load it) plus the user's own
+classification head. At run time the engine stacks the tensors of the rows in a batch to ``[batch, ...]``
+and asks the method for :class:`BatchHooks` that act on those rows inside the frozen encoder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+
+    from localize.base_model import BaseDims, BaseModel
+
+# The six linear maps of a BERT layer, and their module paths inside ``encoder.layer.<i>``.
+SITE_MODULES = {
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attention_output": "attention.output.dense",
+    "intermediate": "intermediate.dense",
+    "output": "output.dense",
+}
+
+
+def peft_key(layer: int, site: str, suffix: str) -> str:
+    return f"base_model.model.encoder.layer.{layer}.{SITE_MODULES[site]}.{suffix}"
+
+
+def peft_target_regex(layers: list[int], sites: list[str]) -> str:
+    """A regex for PEFT's ``target_modules`` that names exactly these layers and sites."""
+    layer_part = "|".join(str(layer) for layer in layers)
+    site_part = "|".join(SITE_MODULES[site].replace(".", r"\.") for site in sites)
+    return rf".*encoder\.layer\.({layer_part})\.({site_part})"
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """Base of every method's config. Subclasses are dataclasses whose fields all have defaults."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> MethodConfig:
+        values = dict(values or {})
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def check_layers(layers: list[int] | None, num_layers: int) -> list[int]:
+    """``None`` means every layer; negative indexes count from the top (-1 is the last layer)."""
+    if layers is None:
+        return list(range(num_layers))
+    resolved = sorted({layer + num_layers if layer < 0 else layer for layer in layers})
+    bad = [layer for layer in resolved if not 0 <= layer < num_layers]
+    if bad or not resolved:
+        raise ValueError(f"layers {layers} are not valid for a base with {num_layers} layers")
+    return resolved
+
+
+class BatchHooks:
+    """Per-row changes to the frozen encoder; the defaults change nothing."""
+
+    def input_prompts(self) -> torch.Tensor | None:  # [batch, n_virtual, hidden]
+        return None
+
+    def adjust_input(self, layer: int, site: str, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def adjust_output(self, layer: int, site: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+    def attention_prefix(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+
+class AdapterMethod(ABC):
+    """One parameter-efficient method: its config, its parameters and how they act on a batch."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+    default_learning_rate: ClassVar[float]
+    changes_embeddings: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig, dims: BaseDims) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.dims = dims
+
+    @property
+    @abstractmethod
+    def start_layer(self) -> int:
+        """The first layer whose computation this method changes (``num_layers`` if it changes none).
+
+        Everything below it is frozen and the same for every user, so it can be computed once and cached."""
+
+    @abstractmethod
+    def init_params(self, base: BaseModel, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Fresh parameters for one user, keyed by PEFT's state-dict names."""
+
+    @abstractmethod
+    def hooks(self, params: dict[str, torch.Tensor], *, training: bool) -> BatchHooks:
+        """Hooks for a batch; each tensor in ``params`` has a leading ``[batch]`` dimension."""
+
+    def peft_config(self) -> PeftConfig | None:
+        """PEFT's config for this adapter, or ``None`` where PEFT cannot express it."""
+        return None
+
+    def family(self) -> tuple:
+        """Adapters of one family have parameters of the same shapes and can be stacked in one tensor."""
+        return (self.name, tuple(sorted((k, repr(v)) for k, v in self.config.to_dict().items())))
+
+
+# -- the classification head every adapter carries ------------------------------------------------------------------
+def init_head(num_labels: int, hidden_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    bound = 1.0 / math.sqrt(hidden_size)
+    weight = (torch.rand(num_labels, hidden_size, generator=generator) * 2 - 1) * bound
+    return {"weight": weight, "bias": torch.zeros(num_labels)}
+
+
+def apply_head(pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``pooled [batch, hidden]``, ``weight [batch, labels, hidden]``, ``bias [batch, labels]`` -> logits."""
+    return torch.einsum("bh,blh->bl", pooled, weight) + bias
+
+
+# -- registry -------------------------------------------------------------------------------------------------------
+_METHODS: dict[str, type[AdapterMethod]] = {}
+
+
+def register_method(name: str, method: type[AdapterMethod]) -> None:
+    if name in _METHODS:
+        raise ValueError(f"adapter method {name!r} is already registered by {_METHODS[name].__module__}")
+    method.name = name
+    _METHODS[name] = method
+
+
+def get_method(name: str) -> type[AdapterMethod]:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ValueError(f"adapter method {name!r} is not one of {available_methods()}") from None
+
+
+def available_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def make_method(name: str, options: dict[str, Any] | None, dims: BaseDims) -> AdapterMethod:
+    method_class = get_method(name)
+    config = method_class.config_class.from_dict(options)
+    if hasattr(config, "validate_for"):
+        config.validate_for(dims)
+    return method_class(config, dims)

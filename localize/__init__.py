@@ -1,0 +1,1 @@
+"""localize: one frozen base model, a tiny adapter per user."""

@@ -1,0 +1,90 @@
+"""Cache of frozen activations, keyed by (base model, layer, text hash).
+
+The base never changes, so the input of an adapter's first adapted layer is the same for every user and
+every epoch: it is computed once per text and reused, which is what makes per-user training fast.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import torch
+
+from localize.base_model import BaseModel, text_hash
+
+
+class ActivationCache:
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _put(self, key: tuple, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._entries.popitem(last=False)
+                self._bytes -= old.numel() * old.element_size()
+
+    def _get(self, key: tuple) -> torch.Tensor | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    @torch.inference_mode()
+    def frozen_inputs(self, base: BaseModel, texts: list[str], layer: int, batch_size: int = 128) -> list[torch.Tensor]:
+        """Per text, the frozen input of ``layer``: ``[tokens, hidden]``; for ``layer == num_layers`` the
+        pooled embedding ``[hidden]``."""
+        keys = [(base.dims.model_id, base.max_seq_length, layer, text_hash(text)) for text in texts]
+        found = [self._get(key) for key in keys]
+        missing = [i for i, value in enumerate(found) if value is None]
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        # Sorting by length keeps padding, and so wasted work, small.
+        missing.sort(key=lambda i: len(texts[i]))
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            input_ids, mask = base.tokenize([texts[i] for i in chunk])
+            hidden = base.run_layers(base.embed(input_ids), mask, stop=layer)
+            if layer == base.dims.num_layers:
+                outputs = list(base.pool(hidden, mask).float().cpu())
+            else:
+                lengths = mask.sum(1).tolist()
+                outputs = [hidden[row, :length].float().cpu() for row, length in enumerate(lengths)]
+            for i, value in zip(chunk, outputs):
+                value = value.clone()
+                found[i] = value
+                self._put(keys[i], value)
+        return found  # type: ignore[return-value]
+
+
+def pad_hidden(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[tokens_i, hidden]`` rows -> ``hidden [batch, max_tokens, hidden]`` and ``mask [batch, max_tokens]``."""
+    longest = max(row.shape[0] for row in rows)
+    hidden = rows[0].new_zeros(len(rows), longest, rows[0].shape[1])
+    mask = torch.zeros(len(rows), longest, dtype=torch.long)
+    for i, row in enumerate(rows):
+        hidden[i, : row.shape[0]] = row
+        mask[i, : row.shape[0]] = 1
+    return hidden, mask
+
+
+_shared_cache: ActivationCache | None = None
+
+
+def get_activation_cache() -> ActivationCache:
+    global _shared_cache
+    if _shared_cache is None:
+        _shared_cache = ActivationCache()
+    return _shared_cache

@@ -1,0 +1,64 @@
+"""All configuration in one place, read from the environment with the ``LOCALIZE_`` prefix."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOCALIZE_", extra="ignore", env_file=None)
+
+    home: Path = Field(Path("var"), description="Folder for the embedded database and the local adapter store.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; defaults to a SQLite file in `home`. A postgresql:// URL selects PostgreSQL."
+    )
+    adapter_store: str | None = Field(None, description="Adapter store location; defaults to `home`/adapters.")
+    base_model: str | None = Field(
+        None, description="Local Hugging Face model directory; defaults to the bundled all-MiniLM-L6-v2."
+    )
+    quantization: str = Field("none", description="Base model weights: none, int8 (torch dynamic) or bnb8 / bnb4.")
+    device: str = Field("auto", description="auto, cpu or cuda.")
+    max_seq_length: int = Field(128, ge=8, le=512, description="Tokens per text kept; longer texts are truncated.")
+    max_text_chars: int = Field(5000, ge=1, description="Longest text accepted, in characters.")
+    max_batch_rows: int = Field(1000, ge=1, description="Most rows accepted in one upload or prediction request.")
+    max_upload_bytes: int = Field(10_000_000, ge=1, description="Largest upload body accepted, in bytes.")
+    resident_adapters: int = Field(1024, ge=1, description="Adapters kept in memory (LRU); the rest load on demand.")
+    use_task_prior: bool = Field(
+        False, description="Answer users without an adapter with their task's prior adapter instead of an error."
+    )
+    admin_key: str | None = Field(None, description="Admin API key; the server refuses to start without one.")
+    default_method: str = Field("head", description="Adapter method used when a request names none.")
+    worker_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker records it is alive.")
+    worker_dead_after_seconds: float = Field(
+        30.0, gt=0, description="A running job whose worker was silent this long is requeued."
+    )
+    worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
+    require_no_regression: bool = Field(
+        True, description="Activate a new adapter version only if it scores no worse on validation than the active one."
+    )
+
+    @field_validator("quantization")
+    @classmethod
+    def _check_quantization(cls, value: str) -> str:
+        allowed = ("none", "int8", "bnb8", "bnb4")
+        if value not in allowed:
+            raise ValueError(f"quantization {value!r} is not one of {allowed}")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'localize.db').resolve()}"
+
+    @property
+    def resolved_adapter_store(self) -> str:
+        return self.adapter_store or str((self.home / "adapters").resolve())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,355 @@
+"""Training one user's adapter on that user's labels (after SetFit's small trainer).
+
+Phases are named methods: :meth:`Trainer.prepare` splits off validation rows and computes the frozen
+activations once, :meth:`Trainer.fit` trains with class weighting and early stopping on validation loss,
+:meth:`Trainer.evaluate` scores any labelled texts, and :meth:`Trainer.result` hands back the adapter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, f1_score
+
+from localize.activations import ActivationCache, get_activation_cache, pad_hidden
+from localize.adapters import available_methods, make_method
+from localize.adapters.base import init_head
+from localize.base_model import BaseModel
+from localize.engine import AdapterWeights, forward_logits
+from localize.errors import ValidationError
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass
+class TrainingArguments:
+    method: str = field(default="head", metadata={"help": f"Adapter method, one of {available_methods()}."})
+    method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "The method's config fields."})
+    max_epochs: int = field(default=40, metadata={"help": "Upper bound; early stopping usually ends sooner."})
+    batch_size: int = field(default=32, metadata={"help": "Rows per optimisation step."})
+    learning_rate: float | None = field(default=None, metadata={"help": "None takes the method's default."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    validation_fraction: float = field(default=0.15, metadata={"help": "Share of labels held out for validation."})
+    min_validation_rows: int = field(default=4, metadata={"help": "Below this many held-out rows, no early stopping."})
+    patience: int = field(default=5, metadata={"help": "Epochs without a better validation loss before stopping."})
+    class_weighting: str = field(default="balanced", metadata={"help": "balanced (inverse frequency) or none."})
+    pooled_dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled embedding while training."})
+    seed: int = field(default=0, metadata={"help": "Seeds the split, the initialisation and the batch order."})
+    init_from_prior: bool = field(default=True, metadata={"help": "Start from the task prior when one exists."})
+    min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
+
+    def __post_init__(self) -> None:
+        if self.method not in available_methods():
+            raise ValueError(f"method {self.method!r} is not one of {available_methods()}")
+        checks = [
+            (self.max_epochs >= 1, f"max_epochs={self.max_epochs} must be >= 1"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
+            (self.learning_rate is None or self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0"),
+            (0 <= self.validation_fraction < 1, f"validation_fraction={self.validation_fraction} must be in [0, 1)"),
+            (self.patience >= 1, f"patience={self.patience} must be >= 1"),
+            (self.class_weighting in ("balanced", "none"), f"class_weighting={self.class_weighting!r} must be balanced or none"),
+            (0 <= self.pooled_dropout < 1, f"pooled_dropout={self.pooled_dropout} must be in [0, 1)"),
+            (self.min_labels >= 2, f"min_labels={self.min_labels} must be >= 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> TrainingArguments:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingArguments:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"training arguments file {str(path)!r} is not valid JSON: {error}") from error
+
+
+def classification_metrics(labels: list[int], predicted: list[int], num_labels: int) -> dict[str, float]:
+    if not labels:
+        return {"accuracy": float("nan"), "macro_f1": float("nan")}
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", labels=list(range(num_labels)), zero_division=0)),
+    }
+
+
+@dataclass
+class _Split:
+    texts: list[str]
+    targets: torch.Tensor  # [rows]
+    inputs: list[torch.Tensor] | None = None  # frozen start-layer inputs per row
+    input_ids: list[torch.Tensor] | None = None  # token ids per row, for methods that change the embeddings
+
+
+class Trainer:
+    """Trains one adapter: ``prepare()``, ``fit()``, ``evaluate()``, ``result()`` (``train()`` runs them all)."""
+
+    def __init__(
+        self,
+        base: BaseModel,
+        args: TrainingArguments,
+        texts: list[str],
+        labels: list[str],
+        label_set: list[str],
+        *,
+        init: AdapterWeights | None = None,
+        cache: ActivationCache | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        if len(texts) != len(labels):
+            raise ValidationError(f"{len(texts)} texts but {len(labels)} labels")
+        unknown = sorted(set(labels) - set(label_set))
+        if unknown:
+            raise ValidationError(f"label(s) {unknown} are not in the label set {label_set}")
+        if len(texts) < args.min_labels:
+            raise ValidationError(f"{len(texts)} labelled texts are too few to train; at least {args.min_labels} needed")
+        self.base = base
+        self.args = args
+        self.texts = texts
+        self.label_set = list(label_set)
+        self.targets = [self.label_set.index(label) for label in labels]
+        self.cache = cache or get_activation_cache()
+        self.progress = progress or (lambda fraction, message: None)
+        self.method = make_method(args.method, args.method_options, base.dims)
+        self.init = init
+        self.history: list[dict[str, float]] = []
+        self.metrics: dict[str, Any] = {}
+        self._prepared = False
+
+    # -- phases ---------------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        args = self.args
+        self._generator = torch.Generator().manual_seed(args.seed)
+        train_idx, val_idx = self._split()
+        self.train_split = self._make_split(train_idx)
+        self.val_split = self._make_split(val_idx) if val_idx else None
+        self.params, self.head = self._initial_parameters()
+        self._prepared = True
+
+    def fit(self) -> None:
+        if not self._prepared:
+            self.prepare()
+        args = self.args
+        started = time.perf_counter()
+        trainable = [*self.params.values(), *self.head.values()]
+        for tensor in trainable:
+            tensor.requires_grad_(True)
+        lr = args.learning_rate or self.method.default_learning_rate
+        optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=args.weight_decay)
+        class_weights = self._class_weights()
+        rows = len(self.train_split.texts)
+        order_rng = random.Random(args.seed)
+        best_loss, best_state, stale = math.inf, None, 0
+        for epoch in range(args.max_epochs):
+            order = list(range(rows))
+            order_rng.shuffle(order)
+            total = 0.0
+            for start in range(0, rows, args.batch_size):
+                batch = order[start : start + args.batch_size]
+                logits = self._logits(self.train_split, batch, training=True)
+                loss = F.cross_entropy(logits, self.train_split.targets[batch].to(logits.device), weight=class_weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+            record = {"epoch": epoch + 1, "train_loss": total / rows}
+            if self.val_split is not None:
+                val = self._score(self.val_split, class_weights)
+                record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+                if val["loss"] < best_loss - 1e-4:
+                    best_loss, stale = val["loss"], 0
+                    best_state = self._snapshot()
+                else:
+                    stale += 1
+            self.history.append(record)
+            self.progress((epoch + 1) / args.max_epochs, f"epoch {epoch + 1}: " + _describe(record))
+            if self.val_split is not None and stale >= args.patience:
+                break
+        if best_state is not None:
+            self._restore(best_state)
+        for tensor in trainable:
+            tensor.requires_grad_(False)
+        train_scores = self._score(self.train_split, class_weights)
+        self.metrics = {
+            "train_loss": train_scores["loss"],
+            "train_accuracy": train_scores["accuracy"],
+            "train_macro_f1": train_scores["macro_f1"],
+            "epochs": len(self.history),
+            "train_rows": rows,
+            "val_rows": 0 if self.val_split is None else len(self.val_split.texts),
+            "train_seconds": time.perf_counter() - started,
+        }
+        if self.val_split is not None:
+            val = self._score(self.val_split, class_weights)
+            self.metrics.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+        self.progress(1.0, "done: " + _describe(self.metrics))
+
+    def evaluate(self, texts: list[str], labels: list[str]) -> dict[str, float]:
+        split = self._make_split_from(texts, [self.label_set.index(label) for label in labels])
+        return self._score(split, None)
+
+    def result(self) -> AdapterWeights:
+        return AdapterWeights(
+            method=self.method,
+            params={k: v.detach().clone() for k, v in self.params.items()},
+            head={k: v.detach().clone() for k, v in self.head.items()},
+            labels=self.label_set,
+            base_model_id=self.base.dims.model_id,
+            meta={"metrics": self.metrics, "history": self.history, "training_args": self.args.to_dict()},
+        )
+
+    def train(self) -> AdapterWeights:
+        self.prepare()
+        self.fit()
+        return self.result()
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _split(self) -> tuple[list[int], list[int]]:
+        rows = len(self.texts)
+        n_val = int(round(rows * self.args.validation_fraction))
+        if n_val < self.args.min_validation_rows or rows - n_val < 2:
+            return list(range(rows)), []
+        # Stratified: each class gives its share of validation rows, at least one where it has two or more.
+        rng = random.Random(self.args.seed)
+        by_class: dict[int, list[int]] = {}
+        for index, target in enumerate(self.targets):
+            by_class.setdefault(target, []).append(index)
+        val: list[int] = []
+        for members in by_class.values():
+            rng.shuffle(members)
+            take = int(round(len(members) * self.args.validation_fraction))
+            if len(members) >= 2:
+                take = max(1, take)
+            val.extend(members[: min(take, len(members) - 1)])
+        val_set = set(val)
+        return [i for i in range(rows) if i not in val_set], sorted(val)
+
+    def _make_split(self, indexes: list[int]) -> _Split:
+        return self._make_split_from([self.texts[i] for i in indexes], [self.targets[i] for i in indexes])
+
+    def _make_split_from(self, texts: list[str], targets: list[int]) -> _Split:
+        split = _Split(texts=texts, targets=torch.tensor(targets, dtype=torch.long))
+        if self.method.changes_embeddings:
+            ids, mask = self.base.tokenize(texts) if texts else (None, None)
+            split.input_ids = [ids[i, : int(mask[i].sum())].cpu() for i in range(len(texts))] if texts else []
+        else:
+            split.inputs = self.cache.frozen_inputs(self.base, texts, self.method.start_layer)
+        return split
+
+    def _initial_parameters(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        device = self.base.device
+        init = self.init if self.args.init_from_prior else None
+        if init is not None and init.method.family() == self.method.family() and init.labels == self.label_set:
+            params = {k: v.detach().clone().float().to(device) for k, v in init.params.items()}
+            head = {k: v.detach().clone().float().to(device) for k, v in init.head.items()}
+            return params, head
+        params = {k: v.to(device) for k, v in self.method.init_params(self.base, self._generator).items()}
+        head = {k: v.to(device) for k, v in init_head(len(self.label_set), self.base.dims.hidden_size, self._generator).items()}
+        return params, head
+
+    def _class_weights(self) -> torch.Tensor | None:
+        if self.args.class_weighting == "none":
+            return None
+        counts = np.bincount(self.train_split.targets.numpy(), minlength=len(self.label_set)).astype(float)
+        present = counts > 0
+        weights = np.zeros_like(counts)
+        weights[present] = counts[present].sum() / (present.sum() * counts[present])
+        return torch.tensor(weights, dtype=torch.float32, device=self.base.device)
+
+    def _logits(self, split: _Split, batch: list[int], *, training: bool) -> torch.Tensor:
+        size = len(batch)
+        params = {k: v.unsqueeze(0).expand(size, *v.shape) for k, v in self.params.items()}
+        head = {k: v.unsqueeze(0).expand(size, *v.shape) for k, v in self.head.items()}
+        device = self.base.device
+        if self.method.changes_embeddings:
+            rows = [split.input_ids[i] for i in batch]
+            longest = max(len(r) for r in rows)
+            input_ids = torch.zeros(size, longest, dtype=torch.long)
+            mask = torch.zeros(size, longest, dtype=torch.long)
+            for i, r in enumerate(rows):
+                input_ids[i, : len(r)] = r
+                mask[i, : len(r)] = 1
+            return forward_logits(self.base, self.method, params, head, None, mask.to(device),
+                                  input_ids=input_ids.to(device), training=training,
+                                  pooled_dropout=self.args.pooled_dropout)
+        rows = [split.inputs[i] for i in batch]
+        if rows[0].dim() == 1:  # pooled embeddings: nothing inside the encoder changes
+            start, mask = torch.stack(rows), torch.ones(size, 1, dtype=torch.long)
+        else:
+            start, mask = pad_hidden(rows)
+        return forward_logits(self.base, self.method, params, head, start.to(device), mask.to(device),
+                              training=training, pooled_dropout=self.args.pooled_dropout)
+
+    def _score(self, split: _Split, class_weights: torch.Tensor | None) -> dict[str, float]:
+        rows = len(split.texts)
+        if rows == 0:
+            return {"loss": float("nan"), "accuracy": float("nan"), "macro_f1": float("nan")}
+        logits = []
+        with torch.no_grad():
+            for start in range(0, rows, 128):
+                logits.append(self._logits(split, list(range(start, min(rows, start + 128))), training=False))
+        all_logits = torch.cat(logits)
+        targets = split.targets.to(all_logits.device)
+        loss = F.cross_entropy(all_logits, targets, weight=class_weights).item()
+        predicted = all_logits.argmax(-1).cpu().tolist()
+        return {"loss": loss, **classification_metrics(split.targets.tolist(), predicted, len(self.label_set))}
+
+    def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "head": {k: v.detach().clone() for k, v in self.head.items()},
+        }
+
+    def _restore(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+            for k, v in state["head"].items():
+                self.head[k].copy_(v)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    keys = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")
+    return ", ".join(f"{k}={record[k]:.3f}" for k in keys if isinstance(record.get(k), float))
+
+
+def train_adapter(
+    base: BaseModel,
+    args: TrainingArguments,
+    texts: list[str],
+    labels: list[str],
+    label_set: list[str],
+    **kwargs: Any,
+) -> AdapterWeights:
+    """Convenience: one call that prepares, fits and returns the adapter."""
+    return Trainer(base, args, texts, labels, label_set, **kwargs).train()
+
+
+__all__ = ["TrainingArguments", "Trainer", "train_adapter", "classification_metrics"]
