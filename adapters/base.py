@@ -83,6 +83,9 @@ class BatchHooks:
     def attention_prefix(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
+    def transform_pooled(self, pooled: torch.Tensor) -> torch.Tensor:  # [batch, hidden] -> [batch, hidden]
+        return pooled
+
 
 class AdapterMethod(ABC):
     """One parameter-efficient method: its config, its parameters and how they act on a batch."""

@@ -1,19 +1,44 @@
-"""Head only: the user's own classification head on the frozen base's pooled embedding.
+"""Head only: the user's own classifier on the frozen base's pooled embedding, optionally with a small
+residual MLP in front of the linear head.
 
-Nothing inside the encoder changes, so the pooled embedding of a text is computed once for all users.
+Nothing inside the encoder changes, so the pooled embedding of a text is computed once for all users. The
+MLP matters: a user's truth is often an interaction (gold *and* up is good for a gold bull, oil *and* up is
+bad for an oil bear), which no linear map of a frozen embedding can express.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from localize.adapters.base import AdapterMethod, BatchHooks, MethodConfig, register_method
+
+UP, UP_BIAS, DOWN = "pooled_mlp.up.weight", "pooled_mlp.up.bias", "pooled_mlp.down.weight"
 
 
 @dataclass
 class HeadConfig(MethodConfig):
-    pass
+    hidden: int = field(default=256, metadata={"help": "Width of the residual MLP before the head; 0 for linear."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout inside the MLP while training."})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hidden <= 8192:
+            raise ValueError(f"head hidden={self.hidden} must be in 0..8192")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"head dropout={self.dropout} must be in [0, 1)")
+
+
+class _MlpHooks(BatchHooks):
+    def __init__(self, params: dict[str, torch.Tensor], dropout: float) -> None:
+        self.params, self.dropout = params, dropout
+
+    def transform_pooled(self, pooled):
+        up, bias, down = self.params[UP], self.params[UP_BIAS], self.params[DOWN]  # [b, m, h], [b, m], [b, h, m]
+        inner = F.gelu(torch.einsum("bh,bmh->bm", pooled, up) + bias)
+        inner = F.dropout(inner, self.dropout, self.dropout > 0)
+        return pooled + torch.einsum("bm,bhm->bh", inner, down)
 
 
 class HeadMethod(AdapterMethod):
@@ -25,10 +50,20 @@ class HeadMethod(AdapterMethod):
         return self.dims.num_layers
 
     def init_params(self, base, generator) -> dict[str, torch.Tensor]:
-        return {}
+        width, hidden = self.config.hidden, self.dims.hidden_size
+        if width == 0:
+            return {}
+        bound = 1.0 / math.sqrt(hidden)
+        return {
+            UP: (torch.rand(width, hidden, generator=generator) * 2 - 1) * bound,
+            UP_BIAS: torch.zeros(width),
+            DOWN: torch.zeros(hidden, width),  # starts as the identity: a plain linear head
+        }
 
     def hooks(self, params, *, training: bool) -> BatchHooks:
-        return BatchHooks()
+        if not params:
+            return BatchHooks()
+        return _MlpHooks(params, self.config.dropout if training else 0.0)
 
 
 register_method("head", HeadMethod)

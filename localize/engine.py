@@ -98,6 +98,7 @@ def forward_logits(
     else:
         hidden = base.run_layers(start_hidden, mask, start=method.start_layer, hooks=hooks)
         pooled = base.pool(hidden, mask)
+    pooled = hooks.transform_pooled(pooled.float())
     if pooled_dropout and training:
         pooled = torch.nn.functional.dropout(pooled, pooled_dropout, training=True)
     return apply_head(pooled.float(), head["weight"], head["bias"])

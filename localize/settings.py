@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     )
     worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
     require_no_regression: bool = Field(
-        True, description="Activate a new adapter version only if it scores no worse on validation than the active one."
+        False,
+        description="Activate a new adapter version only if it scores no worse than the active one on the new "
+        "job's validation labels (off by default: the active version has usually trained on those very rows).",
     )
 
     @field_validator("quantization")

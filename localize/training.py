@@ -91,6 +91,24 @@ class TrainingArguments:
             raise ValueError(f"training arguments file {str(path)!r} is not valid JSON: {error}") from error
 
 
+def apply_overrides(values: dict[str, Any], options: list[str]) -> dict[str, Any]:
+    """Applies ``key=value`` strings (values parsed as JSON where they can be); ``method.X`` sets a method option."""
+    values = {**values, "method_options": dict(values.get("method_options") or {})}
+    for option in options:
+        key, sep, raw = option.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {option!r} must look like key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.startswith("method."):
+            values["method_options"][key.removeprefix("method.")] = value
+        else:
+            values[key] = value
+    return values
+
+
 def classification_metrics(labels: list[int], predicted: list[int], num_labels: int) -> dict[str, float]:
     if not labels:
         return {"accuracy": float("nan"), "macro_f1": float("nan")}
@@ -352,4 +370,4 @@ def train_adapter(
     return Trainer(base, args, texts, labels, label_set, **kwargs).train()
 
 
-__all__ = ["TrainingArguments", "Trainer", "train_adapter", "classification_metrics"]
+__all__ = ["TrainingArguments", "Trainer", "apply_overrides", "classification_metrics", "train_adapter"]

@@ -1,0 +1,64 @@
+"""``localize demo``: John is long gold and short oil, Jane the reverse. Same tweets, opposite labels."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session
+
+from localize.demo_data import JANE, JOHN, LABELS, SHOWCASE, demo_rows
+from localize.jobrunner import run_jobs_locally
+from localize.labels_io import LabelRow
+from localize.runtime import Runtime
+from localize.services import adapters as adapter_service
+from localize.services import jobs as job_service
+from localize.services.labels import upsert_labels
+from localize.services.predictions import PredictionRequest, predict
+from localize.services.tasks import ensure_task
+from localize.services.users import get_user
+from localize.training import TrainingArguments
+
+DEMO_TASK = "gold-sentiment"
+
+
+def run_demo(
+    *, runtime: Runtime, session: Session, labels_per_user: int = 300, method: str | None = None, seed: int = 0,
+    console: Console | None = None,
+) -> list:
+    console = console or Console()
+    task = ensure_task(session=session, name=DEMO_TASK, labels=LABELS)
+    rows = demo_rows(n_per_user=labels_per_user, seed=seed)
+    report = upsert_labels(
+        session=session, task=task,
+        rows=[LabelRow(line=i + 1, user=r["user"], text=r["text"], label=r["label"], item=r.get("item"))
+              for i, r in enumerate(rows)],
+    )
+    console.print(f"[bold]demo[/bold]: {len(rows)} generated labels for john (long gold, short oil) and jane "
+                  f"(short gold, long oil) in task {DEMO_TASK!r}: {report.created} new, {report.unchanged} unchanged")
+    args = TrainingArguments(method=method or runtime.settings.default_method, seed=seed)
+    stale = {user.name for user in adapter_service.stale_users(session=session, task=task)}
+
+    names, job_ids = {}, []
+    for demo_user in (JOHN, JANE):
+        user = get_user(session=session, name=demo_user.name)
+        if demo_user.name in stale:
+            job = job_service.queue_training(session=session, task=task, user=user, args=args)
+            job_ids.append(job.id)
+            names[job.id] = f"train {demo_user.name}"
+    if job_ids:
+        run_jobs_locally(runtime=runtime, job_ids=job_ids, names=names, console=console)
+    else:
+        console.print("adapters are up to date with the labels; not retraining")
+
+    requests = [PredictionRequest(user=u.name, task=DEMO_TASK, text=text) for text in SHOWCASE for u in (JOHN, JANE)]
+    results = predict(session=session, runtime=runtime, requests=requests)
+    table = Table("tweet", "john (long gold, short oil)", "jane (short gold, long oil)", title="Same text, own truth")
+    for index, text in enumerate(SHOWCASE):
+        john, jane = results[2 * index], results[2 * index + 1]
+        table.add_row(text, _cell(john), _cell(jane))
+    console.print(table)
+    return results
+
+
+def _cell(result) -> str:  # noqa: ANN001
+    colour = {"positive": "green", "negative": "red"}.get(result.label, "yellow")
+    return f"[{colour}]{result.label}[/{colour}] {result.probabilities[result.label]:.2f}"

@@ -1,0 +1,299 @@
+"""Demo data: finance tweets that two traders label in opposite ways.
+
+John is long gold and short oil; Jane is short gold and long oil. A tweet that moves one of their assets is
+``positive`` for whoever it helps and ``negative`` for whoever it hurts; a tweet about an asset they do not hold, or
+with no direction, is ``neutral``. So the same text gets opposite labels, which is what one shared classifier cannot
+learn and one adapter per user can.
+
+Tweets come from many templates and synonyms (soars / plunges / hits a record, crude / WTI / Brent, bullion / XAU),
+so a model has to read the asset and the direction rather than memorise sentences. Everything is seeded and offline.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    name: str
+    positions: dict[str, int]  # asset -> +1 long / -1 short
+
+    def __hash__(self) -> int:  # dict fields are unhashable; the name identifies a demo user
+        return hash(self.name)
+
+
+@dataclass(frozen=True)
+class Tweet:
+    text: str
+    asset: str
+    direction: int  # +1 price up, -1 price down, 0 no direction
+
+
+JOHN = DemoUser("john", {"gold": +1, "oil": -1})
+JANE = DemoUser("jane", {"gold": -1, "oil": +1})
+
+# Held out: the demo asks for these after training; none is produced verbatim by generate_tweets.
+SHOWCASE_TWEETS = [
+    Tweet("gold is up 150% in after-hours trading", "gold", +1),
+    Tweet("Crude skyrockets after a pipeline explosion shuts a key supply route", "oil", +1),
+    Tweet("Brent collapses as OPEC floods the market with cheap barrels", "oil", -1),
+    Tweet("Bullion sinks to a five-year low as the dollar roars back", "gold", -1),
+    Tweet("Bitcoin doubles overnight after surprise ETF approval", "bitcoin", +1),
+    Tweet("Tech stocks tumble as chipmakers miss earnings", "equities", -1),
+]
+SHOWCASE = [tweet.text for tweet in SHOWCASE_TWEETS]
+
+# --- vocabulary -------------------------------------------------------------------------------------------------
+
+_NAMES: dict[str, list[str]] = {
+    "gold": [
+        "gold", "gold", "gold", "spot gold", "gold futures", "bullion", "XAU", "XAU/USD", "$XAUUSD", "$GLD",
+        "Comex gold", "the yellow metal", "the precious metal", "gold prices",
+    ],
+    "oil": [
+        "oil", "oil", "crude", "crude oil", "WTI", "WTI crude", "Brent", "Brent crude", "oil futures", "$USO",
+        "US crude", "oil prices", "crude futures", "the oil price",
+    ],
+    "bitcoin": ["bitcoin", "Bitcoin", "BTC", "$BTC", "crypto"],
+    "equities": ["the S&P 500", "stocks", "the Nasdaq", "$SPY", "tech stocks", "the Dow", "US equities"],
+    "silver": ["silver", "XAG", "$SLV"],
+    "copper": ["copper", "Dr. Copper", "LME copper"],
+    "natgas": ["natural gas", "nat gas", "Henry Hub gas", "$UNG"],
+    "dollar": ["the dollar", "the DXY", "the greenback"],
+}
+# Plural names take "soar" / "are", not "soars" / "is".
+_PLURAL = {"gold futures", "gold prices", "oil futures", "oil prices", "crude futures", "stocks", "tech stocks",
+           "US equities"}
+# How an asset is named in "gold ETFs" or "its oil price forecast".
+_NOUN = {"gold": "gold", "oil": "oil", "bitcoin": "bitcoin", "equities": "equity", "silver": "silver",
+         "copper": "copper", "natgas": "natural gas", "dollar": "dollar"}
+_PRIMARY = ("gold", "oil")
+_OTHERS = ("bitcoin", "equities", "silver", "copper", "natgas", "dollar")
+
+# (third person, past, base, takes an amount like "3.2%")
+_UP_VERBS = [
+    ("soars", "soared", "soar", True), ("surges", "surged", "surge", True), ("rallies", "rallied", "rally", True),
+    ("jumps", "jumped", "jump", True), ("climbs", "climbed", "climb", True), ("rises", "rose", "rise", True),
+    ("spikes", "spiked", "spike", True), ("rockets", "rocketed", "rocket", True), ("gains", "gained", "gain", True),
+    ("advances", "advanced", "advance", True), ("skyrockets", "skyrocketed", "skyrocket", True),
+    ("pops", "popped", "pop", True), ("rips higher", "ripped higher", "rip higher", False),
+    ("hits a record high", "hit a record high", "hit a record high", False),
+    ("hits record", "hit record", "hit record", False), ("extends gains", "extended gains", "extend gains", False),
+    ("breaks out", "broke out", "break out", False),
+    ("hits a fresh high", "hit a fresh high", "hit a fresh high", False),
+    ("bounces back", "bounced back", "bounce back", False), ("moves higher", "moved higher", "move higher", True),
+]
+_DOWN_VERBS = [
+    ("plunges", "plunged", "plunge", True), ("slides", "slid", "slide", True), ("tumbles", "tumbled", "tumble", True),
+    ("drops", "dropped", "drop", True), ("falls", "fell", "fall", True), ("sinks", "sank", "sink", True),
+    ("slumps", "slumped", "slump", True), ("crashes", "crashed", "crash", True), ("dives", "dove", "dive", True),
+    ("retreats", "retreated", "retreat", True), ("loses ground", "lost ground", "lose ground", False),
+    ("collapses", "collapsed", "collapse", True),
+    ("craters", "cratered", "crater", True), ("extends losses", "extended losses", "extend losses", False),
+    ("hits a six-month low", "hit a six-month low", "hit a six-month low", False),
+    ("breaks down", "broke down", "break down", False), ("sells off", "sold off", "sell off", False),
+    ("moves lower", "moved lower", "move lower", True), ("slips", "slipped", "slip", True),
+    ("hits a multi-year low", "hit a multi-year low", "hit a multi-year low", False),
+]
+_REASONS: dict[tuple[str, int], list[str]] = {
+    ("gold", +1): [
+        "as the dollar weakens", "on safe-haven demand", "after a soft CPI print", "as central banks keep buying",
+        "as Fed rate-cut bets grow", "amid geopolitical jitters", "as real yields fall", "on strong ETF inflows",
+    ],
+    ("gold", -1): [
+        "as Treasury yields climb", "as the dollar strengthens", "on hawkish Fed comments", "as risk appetite returns",
+        "after a hot jobs report", "on heavy profit-taking", "as ETF outflows mount", "as rate-cut hopes fade",
+    ],
+    ("oil", +1): [
+        "after OPEC+ extends output cuts", "on Middle East supply fears", "after a big inventory draw",
+        "as refinery demand picks up", "on hopes for stronger Chinese demand", "after a pipeline outage",
+        "as hurricane season threatens Gulf output", "on new sanctions against exporters",
+    ],
+    ("oil", -1): [
+        "as OPEC+ raises output", "after a surprise inventory build", "on recession fears",
+        "as Chinese demand weakens", "as US production hits a record", "on ceasefire hopes",
+        "as the demand outlook darkens", "after Saudi Arabia cuts its selling prices",
+    ],
+}
+_GENERIC_REASONS = [
+    "in early trade", "after the Fed decision", "on heavy volume", "as traders pile in", "after the open",
+    "as markets digest the data", "into the close",
+]
+_WHEN = [
+    "today", "overnight", "this morning", "in early trade", "in Asian trading", "in after-hours trading",
+    "this week", "on the day", "at the open", "in late trading", "so far this session", "",
+]
+_SOURCES = [
+    "", "", "", "BREAKING: ", "JUST IN: ", "Reuters: ", "Bloomberg: ", "MARKETS: ", "UPDATE: ", "🚨 ", "FLASH: ",
+]
+_HASHTAGS: dict[str, list[str]] = {
+    "gold": ["#gold", "#XAUUSD", "#bullion", "#preciousmetals"],
+    "oil": ["#oil", "#OOTT", "#crude", "#WTI", "#Brent"],
+    "bitcoin": ["#bitcoin", "#crypto", "#BTC"],
+    "equities": ["#stocks", "#SPX", "#investing"],
+    "silver": ["#silver"],
+    "copper": ["#copper", "#metals"],
+    "natgas": ["#natgas", "#energy"],
+    "dollar": ["#forex", "#DXY", "#USD"],
+}
+_COMMON_TAGS = ["#markets", "#commodities", "#trading", "#finance", "#macro"]
+_COMMENTS = ["Wow.", "Didn't see that coming.", "Here we go.", "Huge move.", "Wild session.", "Thoughts?",
+             "Big if it holds.", "Noted.", "Not a drill."]
+_BANKS = ["Goldman", "JPMorgan", "Citi", "Morgan Stanley", "UBS", "BofA", "HSBC", "Barclays", "Macquarie"]
+_EVENTS = ["the Fed decision", "CPI data", "the jobs report", "Powell's speech", "the OPEC+ meeting",
+           "the inventory report", "the ECB meeting", "GDP figures"]
+_MOODS = {+1: ["bulls in control", "new highs incoming", "what a run", "momentum is strong"],
+          -1: ["bears in control", "look out below", "ugly session", "no floor in sight"]}
+
+
+def _level(rng: random.Random, asset: str) -> str:
+    if asset == "gold":
+        return f"${rng.randint(1750, 2950):,}" + rng.choice(["", "/oz", " an ounce"])
+    if asset == "oil":
+        return f"${rng.uniform(52, 118):.2f}" + rng.choice(["", " a barrel", "/bbl"])
+    return ""
+
+
+def _amount(rng: random.Random) -> str:
+    # Kept under 10% so the showcase headline ("up 150%") can never come out verbatim.
+    return f"{rng.uniform(0.2, 9.8):.1f}%"
+
+
+def _directional(rng: random.Random, asset: str, direction: int) -> str:
+    name = rng.choice(_NAMES[asset])
+    third, past, base, takes_amount = rng.choice(_UP_VERBS if direction > 0 else _DOWN_VERBS)
+    plural = name in _PLURAL
+    if plural:
+        third = base
+    amount = f" {_amount(rng)}" if takes_amount and rng.random() < 0.6 else ""
+    reasons = _REASONS.get((asset, direction), _GENERIC_REASONS)
+    reason, when, source = rng.choice(reasons), rng.choice(_WHEN), rng.choice(_SOURCES)
+    up = direction > 0
+    level = _level(rng, asset)
+    templates = [
+        f"{source}{name} {third}{amount} {when}",
+        f"{source}{name} {third}{amount} {reason}",
+        f"{name} {third} {reason} {when}",
+        f"{name} just {past}{amount}. {rng.choice(_COMMENTS)}",
+        f"{name} {past}{amount} {when} — what's next?",
+        f"{name} {third}{amount}, {rng.choice(_MOODS[direction])}",
+        f"{name} {'are' if plural else 'is'} {'up' if up else 'down'} {_amount(rng)} {when}",
+        f"{source}{rng.choice(_BANKS)} expects {name} to {base} {reason}",
+        f"{rng.choice(_BANKS)} {'raises' if up else 'cuts'} its {_NOUN[asset]} price forecast",
+        f"{_NOUN[asset]} {'ETFs see record inflows' if up else 'ETFs bleed as investors pull out'}",
+        f"lol {name} {past} again {when}",
+        f"{name} {'higher' if up else 'lower'} {reason}",
+    ]
+    if level:
+        # "to $X" needs a verb of motion, not "hits a record high"
+        if takes_amount:
+            templates.append(f"{source}{name} {third} to {level} {reason}")
+        templates.append(f"{name} {third} {when}, last at {level}")
+    return rng.choice(templates)
+
+
+def _flat(rng: random.Random, asset: str) -> str:
+    name, when, event = rng.choice(_NAMES[asset]), rng.choice(_WHEN), rng.choice(_EVENTS)
+    level = _level(rng, asset) or "recent levels"
+    return rng.choice([
+        f"{name} little changed {when} ahead of {event}",
+        f"{name} flat as traders await {event}",
+        f"What's your outlook on {name} this week?",
+        f"{name} steady near {level}",
+        f"Watching {name} closely into {event}",
+        f"{rng.choice(_SOURCES)}{name} volatility expected around {event}",
+        f"Thread: everything you need to know about {name} before {event}",
+        f"{name} {'trade' if name in _PLURAL else 'trades'} sideways {when}, range-bound",
+        f"{rng.choice(_BANKS)} keeps its {_NOUN[asset]} forecast unchanged",
+    ])
+
+
+def _finish(rng: random.Random, text: str, asset: str) -> str:
+    text = " ".join(text.split()).replace(" ,", ",").replace(" .", ".")
+    if rng.random() < 0.45:
+        text += " " + " ".join(rng.sample(_HASHTAGS[asset] + _COMMON_TAGS, k=rng.randint(1, 2)))
+    if rng.random() < 0.12:
+        return text.lower()
+    return text[0].upper() + text[1:] if text[0].isalpha() else text
+
+
+def _one_tweet(rng: random.Random) -> Tweet:
+    roll = rng.random()
+    if roll < 0.70:  # a directional gold/oil tweet: the ones John and Jane disagree on
+        asset, direction = rng.choice(_PRIMARY), rng.choice((+1, -1))
+    elif roll < 0.80:
+        asset, direction = rng.choice(_PRIMARY), 0
+    else:
+        asset, direction = rng.choice(_OTHERS), rng.choice((+1, -1, 0))
+    raw = _directional(rng, asset, direction) if direction else _flat(rng, asset)
+    return Tweet(_finish(rng, raw, asset), asset, direction)
+
+
+def generate_tweets(n: int, seed: int = 0) -> list[Tweet]:
+    """``n`` distinct tweets, the same ones for the same seed."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = random.Random(seed)
+    showcase = {text.lower() for text in SHOWCASE}
+    tweets: list[Tweet] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(tweets) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise ValueError(f"cannot generate {n} distinct demo tweets; got {len(tweets)}")
+        tweet = _one_tweet(rng)
+        key = tweet.text.lower()
+        # Distinct texts, since a label file keeps one label per (user, text).
+        if key in seen or key in showcase:
+            continue
+        seen.add(key)
+        tweets.append(tweet)
+    return tweets
+
+
+def label_for(user: DemoUser, tweet: Tweet) -> str:
+    """``positive`` if the move helps the user's position, ``negative`` if it hurts, else ``neutral``."""
+    exposure = user.positions.get(tweet.asset, 0) * tweet.direction
+    return "positive" if exposure > 0 else "negative" if exposure < 0 else "neutral"
+
+
+def demo_rows(
+    n_per_user: int = 300,
+    seed: int = 0,
+    noise: float = 0.05,
+    users: Sequence[DemoUser] = (JOHN, JANE),
+) -> list[dict[str, Any]]:
+    """Label rows (user, text, label, item) for each user over the same tweets, with a share ``noise`` flipped."""
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must be between 0 and 1, got {noise}")
+    names = [user.name for user in users]
+    if len(set(names)) != len(names):
+        raise ValueError(f"demo user names must be distinct, got {names}")
+    tweets = generate_tweets(n_per_user, seed)
+    # A separate stream, so changing the noise never changes which tweets are drawn.
+    noise_rng = random.Random(f"noise-{seed}")
+    rows: list[dict[str, Any]] = []
+    for user in users:
+        for index, tweet in enumerate(tweets):
+            label = label_for(user, tweet)
+            if noise_rng.random() < noise:
+                label = noise_rng.choice([other for other in LABELS if other != label])
+            rows.append({"user": user.name, "text": tweet.text, "label": label, "item": f"demo-{seed}-{index:05d}"})
+    return rows
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
+    """Write rows as UTF-8 JSON lines, the format :mod:`localize.labels_io` reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

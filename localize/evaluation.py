@@ -1,0 +1,128 @@
+"""``localize eval``: per-user accuracy on a data set of per-user labels, on the shared-data protocol.
+
+Each qualifying user's adapter learns from that user's train rows (the task prior, when the recipe uses
+one, from every user's train rows) and is scored on that user's test rows. It runs through the same
+services as production, in a temporary workspace, so the user's own database is never touched.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sklearn.metrics import accuracy_score, f1_score
+
+from localize.db.session import session_scope
+from localize.errors import ValidationError
+from localize.jobrunner import run_jobs_locally
+from localize.labels_io import LabelRow, infer_label_set, read_label_file
+from localize.runtime import Runtime
+from localize.services import jobs as job_service
+from localize.services.labels import upsert_labels
+from localize.services.predictions import PredictionRequest, predict
+from localize.services.tasks import create_task
+from localize.services.users import get_user
+from localize.settings import get_settings
+from localize.training import TrainingArguments, apply_overrides
+
+EVAL_TASK = "eval"
+
+
+def load_split(data_dir: Path, name: str) -> list[LabelRow]:
+    path = Path(data_dir) / f"{name}.jsonl"
+    if not path.is_file():
+        raise ValidationError(f"{str(path)!r} does not exist; an eval folder holds train.jsonl and test.jsonl")
+    parsed = read_label_file(path, max_text_chars=100_000)
+    if parsed.errors:
+        first = parsed.errors[0]
+        raise ValidationError(f"{path.name} has {len(parsed.errors)} bad row(s); line {first.line}: {first.message}")
+    return parsed.rows
+
+
+def qualifying_users(train: list[LabelRow], test: list[LabelRow], min_train: int, min_test: int) -> list[str]:
+    train_counts, test_counts = Counter(r.user for r in train), Counter(r.user for r in test)
+    return sorted(u for u in train_counts if train_counts[u] >= min_train and test_counts[u] >= min_test)
+
+
+def run_evaluation(
+    *,
+    data_dir: Path,
+    method: str | None = None,
+    users: list[str] | None = None,
+    workspace: Path | None = None,
+    min_train: int = 80,
+    min_test: int = 15,
+    options: list[str] | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    console = console or Console()
+    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
+    eligible = qualifying_users(train, test, min_train, min_test)
+    if users:
+        unknown = sorted(set(users) - set(eligible))
+        if unknown:
+            raise ValidationError(f"user(s) {unknown} are not in the data or have fewer than {min_train} train / "
+                                  f"{min_test} test rows")
+        eligible = sorted(users)
+    if not eligible:
+        raise ValidationError(f"no user has >= {min_train} train and >= {min_test} test rows in {str(data_dir)!r}")
+    label_set = infer_label_set(train + test)
+    base_settings = get_settings()
+    values = {"method": method or base_settings.default_method}
+    args = TrainingArguments.from_dict(apply_overrides(values, options or []))
+
+    with tempfile.TemporaryDirectory(prefix="localize-eval-") as scratch:
+        home = Path(workspace) if workspace else Path(scratch)
+        settings = base_settings.model_copy(update={"home": home, "database_url": None, "adapter_store": None})
+        runtime = Runtime(settings)
+        runtime.upgrade_database()
+        started = time.perf_counter()
+        with session_scope(runtime.database) as session:
+            task = create_task(session=session, name=EVAL_TASK, labels=label_set)
+            upsert_labels(session=session, task=task, rows=train, max_text_chars=100_000)
+            names, job_ids = {}, []
+            if args.init_from_prior:
+                job = job_service.queue_training(session=session, task=task, user=None, args=args)
+                job_ids.append(job.id)
+                names[job.id] = "task prior"
+            for name in eligible:
+                job = job_service.queue_training(session=session, task=task, user=get_user(session=session, name=name),
+                                                 args=args)
+                job_ids.append(job.id)
+                names[job.id] = name
+        jobs = run_jobs_locally(runtime=runtime, job_ids=job_ids, names=names, console=console)
+        failed = [f"{names[j.id]}: {j.error}" for j in jobs if j.state != "succeeded"]
+        if failed:
+            raise ValidationError("training failed for " + "; ".join(failed[:5]))
+        seconds = {names[j.id]: j.metrics.get("train_seconds") for j in jobs}
+        per_user = []
+        with session_scope(runtime.database) as session:
+            for name in eligible:
+                rows = [r for r in test if r.user == name]
+                results = predict(session=session, runtime=runtime,
+                                  requests=[PredictionRequest(user=name, task=EVAL_TASK, text=r.text) for r in rows],
+                                  allow_prior=False)
+                truth, guess = [r.label for r in rows], [p.label for p in results]
+                per_user.append({
+                    "user": name,
+                    "n_train": sum(1 for r in train if r.user == name),
+                    "n_test": len(rows),
+                    "accuracy": float(accuracy_score(truth, guess)),
+                    "macro_f1": float(f1_score(truth, guess, average="macro", labels=label_set, zero_division=0)),
+                    "train_seconds": seconds.get(name),
+                })
+        elapsed = time.perf_counter() - started
+    summary = {
+        "users": len(per_user),
+        "mean_accuracy": statistics.fmean(u["accuracy"] for u in per_user),
+        "mean_macro_f1": statistics.fmean(u["macro_f1"] for u in per_user),
+        "method": args.method,
+        "training_args": args.to_dict(),
+        "labels": label_set,
+        "seconds": elapsed,
+    }
+    return {"summary": summary, "users": per_user}

@@ -1,0 +1,36 @@
+"""Runs queued training jobs in this process with a progress bar each (the CLI, the demo and eval use it)."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from localize.db.models import Job
+from localize.db.session import session_scope
+from localize.runtime import Runtime
+from localize.services import jobs as job_service
+from localize.worker import new_worker_id
+
+
+def run_jobs_locally(
+    *, runtime: Runtime, job_ids: list[int], names: dict[int, str], console: Console | None = None
+) -> list[Job]:
+    """Claims and runs each job here; a job a running worker already took is left to it."""
+    worker_id = "cli-" + new_worker_id()
+    finished = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}"), console=console or Console(), transient=False) as progress:
+        for job_id in job_ids:
+            bar = progress.add_task(names.get(job_id, f"job {job_id}"), total=1.0, status="")
+            with session_scope(runtime.database) as session:
+                claimed = job_service.claim_next_job(session=session, worker_id=worker_id, job_id=job_id)
+            if claimed is None:
+                progress.update(bar, status="taken by a running worker")
+                continue
+
+            def report(fraction: float, message: str, bar=bar) -> None:  # noqa: ANN001
+                progress.update(bar, completed=fraction, status=message[:60])
+
+            job = job_service.run_job(runtime=runtime, job_id=job_id, worker_id=worker_id, progress=report)
+            progress.update(bar, completed=1.0, status=(job.state + (f": {job.error}" if job.error else ""))[:80])
+            finished.append(job)
+    return finished

@@ -1,0 +1,50 @@
+"""What services need beyond a database session: settings, the adapter store and, loaded lazily on first
+use, the shared base model, the serving engine and the activation cache."""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from sqlalchemy.engine import Engine as DatabaseEngine
+
+from localize.activations import ActivationCache
+from localize.base_model import BaseModel, get_base_model
+from localize.db.session import get_engine, upgrade_database
+from localize.engine import Engine
+from localize.settings import Settings, get_settings
+from localize.store import AdapterStore, open_store
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._lock = threading.Lock()
+
+    @cached_property
+    def database(self) -> DatabaseEngine:
+        return get_engine(self.settings.resolved_database_url)
+
+    def upgrade_database(self) -> None:
+        upgrade_database(self.settings.resolved_database_url)
+
+    @cached_property
+    def store(self) -> AdapterStore:
+        return open_store(self.settings.resolved_adapter_store)
+
+    @property
+    def base(self) -> BaseModel:
+        with self._lock:
+            return get_base_model(
+                self.settings.base_model,
+                quantization=self.settings.quantization,
+                device=self.settings.device,
+                max_seq_length=self.settings.max_seq_length,
+            )
+
+    @cached_property
+    def engine(self) -> Engine:
+        return Engine(self.base, capacity=self.settings.resident_adapters)
+
+    @cached_property
+    def activation_cache(self) -> ActivationCache:
+        return ActivationCache()

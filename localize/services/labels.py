@@ -1,0 +1,226 @@
+"""Labels: idempotent uploads that keep good rows, report bad ones by line, and never lose what is stored.
+
+A text is stored once (keyed by its SHA-256) and shared by every user who labels it. A (user, task, text)
+has one label; uploading it again updates the label and reports the old one.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from localize.base_model import text_hash
+from localize.db.models import Label, Task, Text, User, aware, utcnow
+from localize.errors import NotFoundError, PayloadTooLargeError
+from localize.labels_io import LabelRow, RowError
+from localize.services.users import check_user_name
+
+_CHUNK = 500  # rows per IN (...) query; well under SQLite's variable limit
+
+
+@dataclass
+class LabelChange:
+    line: int
+    user: str
+    text: str
+    old_label: str
+    new_label: str
+
+
+@dataclass
+class UploadReport:
+    created: int = 0
+    updated: list[LabelChange] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return self.created + len(self.updated) + self.unchanged
+
+    def to_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "created": self.created,
+            "updated": [vars(change) for change in self.updated],
+            "unchanged": self.unchanged,
+            "errors": [vars(error) for error in self.errors],
+        }
+
+
+def check_row(row: LabelRow, task: Task, max_text_chars: int) -> str | None:
+    """Why ``row`` cannot be stored in ``task``, or ``None``."""
+    try:
+        check_user_name(row.user)
+    except Exception as error:  # noqa: BLE001  (the message is what we report)
+        return str(error)
+    if not isinstance(row.text, str) or not row.text.strip():
+        return "text is empty"
+    if len(row.text) > max_text_chars:
+        return f"text is {len(row.text)} characters, over the limit of {max_text_chars}"
+    if row.label not in task.labels:
+        return f"label {row.label!r} is not one of task {task.name!r}'s labels {task.labels}"
+    if row.split not in (None, "train", "test"):
+        return f"split {row.split!r} must be 'train' or 'test'"
+    return None
+
+
+def upsert_labels(
+    *,
+    session: Session,
+    task: Task,
+    rows: Sequence[LabelRow],
+    max_text_chars: int = 5000,
+    max_rows: int | None = None,
+    errors: Sequence[RowError] = (),
+) -> UploadReport:
+    """Stores the valid rows in one transaction and reports the invalid ones by line.
+
+    ``errors`` are problems already found while parsing; they are merged into the report."""
+    if max_rows is not None and len(rows) > max_rows:
+        raise PayloadTooLargeError(f"{len(rows)} rows is over the limit of {max_rows} rows per request")
+    report = UploadReport(errors=list(errors))
+    good: dict[tuple[str, str], LabelRow] = {}
+    for row in rows:
+        problem = check_row(row, task, max_text_chars)
+        if problem:
+            report.errors.append(RowError(line=row.line, message=problem))
+        else:
+            good[(row.user, row.text)] = row  # a later row for the same text overrides an earlier one
+    report.errors.sort(key=lambda error: error.line)
+    if not good:
+        return report
+
+    users = _ensure_users(session, sorted({user for user, _ in good}))
+    text_ids = _ensure_texts(session, sorted({text for _, text in good}))
+    now = utcnow()
+    existing: dict[tuple[int, int], Label] = {}
+    for user_id in {users[user].id for user, _ in good}:
+        wanted = [text_ids[text] for user, text in good if users[user].id == user_id]
+        for chunk in _chunks(wanted):
+            for label in session.exec(
+                select(Label).where(Label.task_id == task.id, Label.user_id == user_id, Label.text_id.in_(chunk))
+            ):
+                existing[(label.user_id, label.text_id)] = label
+    for (user_name, text), row in good.items():
+        user_id, text_id = users[user_name].id, text_ids[text]
+        label = existing.get((user_id, text_id))
+        if label is None:
+            session.add(Label(user_id=user_id, task_id=task.id, text_id=text_id, label=row.label, item=row.item,
+                              split=row.split, created_at=now, updated_at=now))
+            report.created += 1
+        elif label.label != row.label or (row.item and label.item != row.item) or (row.split and label.split != row.split):
+            if label.label != row.label:
+                report.updated.append(LabelChange(row.line, user_name, text, label.label, row.label))
+            else:
+                report.unchanged += 1
+            label.label, label.updated_at = row.label, now
+            label.item = row.item or label.item
+            label.split = row.split or label.split
+            session.add(label)
+        else:
+            report.unchanged += 1
+    session.commit()
+    return report
+
+
+def _chunks(values: list, size: int = _CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _ensure_users(session: Session, names: list[str]) -> dict[str, User]:
+    found: dict[str, User] = {}
+    for chunk in _chunks(names):
+        found.update({user.name: user for user in session.exec(select(User).where(User.name.in_(chunk)))})
+    missing = [name for name in names if name not in found]
+    if missing:
+        _insert_ignore(session, User, [{"name": name, "created_at": utcnow()} for name in missing], "name")
+        for chunk in _chunks(missing):
+            found.update({user.name: user for user in session.exec(select(User).where(User.name.in_(chunk)))})
+    return found
+
+
+def _ensure_texts(session: Session, bodies: list[str]) -> dict[str, int]:
+    by_hash = {text_hash(body): body for body in bodies}
+    ids: dict[str, int] = {}
+    hashes = list(by_hash)
+
+    def lookup(keys: list[str]) -> None:
+        for chunk in _chunks(keys):
+            for text_id, digest in session.exec(select(Text.id, Text.sha256).where(Text.sha256.in_(chunk))):
+                ids[by_hash[digest]] = text_id
+
+    lookup(hashes)
+    missing = [digest for digest in hashes if by_hash[digest] not in ids]
+    if missing:
+        now = utcnow()
+        _insert_ignore(session, Text, [{"sha256": d, "body": by_hash[d], "created_at": now} for d in missing], "sha256")
+        lookup(missing)
+    return ids
+
+
+def _insert_ignore(session: Session, table: type, values: list[dict], key: str) -> None:
+    """INSERT that skips rows another writer inserted first, so concurrent uploads never collide."""
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    for chunk in _chunks(values):
+        if insert is None:
+            for value in chunk:
+                session.add(table(**value))
+            session.flush()
+        else:
+            session.exec(insert(table).values(chunk).on_conflict_do_nothing(index_elements=[key]))
+
+
+def list_labels(
+    *, session: Session, task: Task, user: User, offset: int = 0, limit: int = 100
+) -> tuple[list[tuple[Label, str]], int]:
+    condition = (Label.task_id == task.id, Label.user_id == user.id)
+    count = session.exec(select(func.count()).select_from(Label).where(*condition)).one()
+    rows = session.exec(
+        select(Label, Text.body).join(Text, Text.id == Label.text_id).where(*condition)
+        .order_by(Label.id).offset(offset).limit(limit)
+    ).all()
+    return [(label, body) for label, body in rows], count
+
+
+def delete_labels(*, session: Session, task: Task, user: User, label_ids: list[int] | None = None) -> int:
+    """Deletes the given labels of ``user`` (all of them when ``label_ids`` is None); returns how many."""
+    statement = sa_delete(Label).where(Label.task_id == task.id, Label.user_id == user.id)
+    if label_ids is not None:
+        owned = set(session.exec(select(Label.id).where(Label.task_id == task.id, Label.user_id == user.id,
+                                                        Label.id.in_(label_ids))))
+        unknown = sorted(set(label_ids) - owned)
+        if unknown:
+            raise NotFoundError(f"label id(s) {unknown} do not exist for user {user.name!r} in task {task.name!r}")
+        statement = statement.where(Label.id.in_(label_ids))
+    deleted = session.exec(statement).rowcount
+    session.commit()
+    return deleted
+
+
+def label_snapshot(*, session: Session, task: Task, user: User) -> tuple[int, datetime | None]:
+    """How many labels ``user`` has in ``task`` and when the newest changed: an adapter records both."""
+    count, newest = session.exec(
+        select(func.count(), func.max(Label.updated_at)).where(Label.task_id == task.id, Label.user_id == user.id)
+    ).one()
+    return count, aware(newest)
+
+
+def training_rows(
+    *, session: Session, task: Task, user: User | None, split: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Texts and labels to train on: one user's, or every user's pooled (``user=None``, for the task prior)."""
+    query = select(Text.body, Label.label).join(Text, Text.id == Label.text_id).where(Label.task_id == task.id)
+    if user is not None:
+        query = query.where(Label.user_id == user.id)
+    if split is not None:
+        query = query.where(Label.split == split)
+    rows = session.exec(query.order_by(Label.id)).all()
+    return [body for body, _ in rows], [label for _, label in rows]

@@ -1,0 +1,52 @@
+"""Tasks: a name plus a label set, shared by the users who label that kind of thing."""
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, select
+
+from localize.db.models import NAME_PATTERN, Task
+from localize.errors import ConflictError, NotFoundError, ValidationError
+
+
+def check_label_set(labels: list[str]) -> list[str]:
+    cleaned = [label.strip() if isinstance(label, str) else label for label in labels]
+    if any(not isinstance(label, str) or not label for label in cleaned):
+        raise ValidationError(f"labels {labels!r} must be non-empty strings")
+    if len(cleaned) < 2:
+        raise ValidationError(f"a task needs at least 2 labels, got {cleaned}")
+    if len(set(cleaned)) != len(cleaned):
+        raise ValidationError(f"labels {cleaned} contain duplicates")
+    if any(len(label) > 128 for label in cleaned):
+        raise ValidationError("labels must be at most 128 characters")
+    return cleaned
+
+
+def create_task(*, session: Session, name: str, labels: list[str], description: str = "") -> Task:
+    if not re.match(NAME_PATTERN, name or ""):
+        raise ValidationError(f"task name {name!r} must be 1-128 letters, digits, '_', '.', '@' or '-'")
+    labels = check_label_set(labels)
+    if session.exec(select(Task).where(Task.name == name)).first() is not None:
+        raise ConflictError(f"task {name!r} already exists")
+    task = Task(name=name, labels=labels, description=description)
+    session.add(task)
+    session.commit()
+    session.refresh(task)
+    return task
+
+
+def get_task(*, session: Session, name: str) -> Task:
+    task = session.exec(select(Task).where(Task.name == name)).first()
+    if task is None:
+        raise NotFoundError(f"task {name!r} does not exist")
+    return task
+
+
+def ensure_task(*, session: Session, name: str, labels: list[str]) -> Task:
+    """The task ``name``, created with ``labels`` if new; an existing task keeps its label set."""
+    task = session.exec(select(Task).where(Task.name == name)).first()
+    return task if task is not None else create_task(session=session, name=name, labels=labels)
+
+
+def list_tasks(*, session: Session) -> list[Task]:
+    return list(session.exec(select(Task).order_by(Task.name)))

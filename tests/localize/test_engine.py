@@ -1,0 +1,179 @@
+"""The serving engine: mixed-user batches, adapter residency (LRU) and compatibility checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from localize.adapters import make_method
+from localize.adapters.base import init_head
+from localize.base_model import BaseDims
+from localize.engine import AdapterWeights, Engine
+from localize.errors import AdapterError
+
+TEXTS = [
+    "Invoice 17 from Globex for printer toner",
+    "Dinner at the pizzeria with my parents",
+    "Salary",
+    "Quarterly VAT payment to the tax office, reference 2024-Q3, paid late with a small penalty",
+    "Gym membership renewal",
+    "Bought a birthday present for my sister",
+]
+
+
+def _adapter(base, method: str, options: dict, labels: list[str], seed: int, noise: float = 0.05) -> AdapterWeights:
+    """An adapter with random, non-trivial parameters (no training needed to test serving)."""
+    generator = torch.Generator().manual_seed(seed)
+    m = make_method(method, options, base.dims)
+    params = {k: v + noise * torch.randn(v.shape, generator=generator) for k, v in m.init_params(base, generator).items()}
+    head = init_head(len(labels), base.dims.hidden_size, generator)
+    head["weight"] = head["weight"] * 20  # confident enough that the users' predictions differ
+    head["bias"] = torch.randn(len(labels), generator=generator) * 0.1
+    return AdapterWeights(method=m, params=params, head=head, labels=list(labels), base_model_id=base.dims.model_id,
+                          version=seed)
+
+
+@pytest.fixture(scope="module")
+def users(base):
+    two = ["personal", "work"]
+    three = ["food", "housing", "transport"]
+    return {
+        "john": _adapter(base, "lora", {"r": 4}, two, seed=1),
+        "jane": _adapter(base, "lora", {"r": 4}, two, seed=2),  # same family as john: stacked together
+        "bob": _adapter(base, "ia3", {"layers": [-2, -1]}, three, seed=3),
+        "ann": _adapter(base, "head", {}, three, seed=4),
+        "eve": _adapter(base, "prompt_tuning", {"num_virtual_tokens": 3}, two, seed=5),
+        "max": _adapter(base, "prefix_tuning", {"layers": [-3], "num_virtual_tokens": 2}, three, seed=6),
+    }
+
+
+def _matrix(prediction, labels):
+    return torch.tensor([prediction.probabilities[label] for label in labels])
+
+
+def test_mixed_batch_equals_one_user_at_a_time(base, users):
+    engine = Engine(base)
+    names = list(users)
+    rows = [(users[names[i % len(names)]], TEXTS[(i * 5) % len(TEXTS)]) for i in range(2 * len(names) + 3)]
+    assert len({id(w.method.family()) for w, _ in rows}) >= 5
+    mixed = engine.predict(rows)
+    assert len(mixed) == len(rows)
+
+    for name, weights in users.items():
+        mine = [(i, text) for i, (w, text) in enumerate(rows) if w is weights]
+        alone = engine.predict([(weights, text) for _, text in mine])
+        for (i, text), single in zip(mine, alone):
+            assert list(mixed[i].probabilities) == weights.labels, name  # no padded classes leak out
+            assert mixed[i].label == single.label, (name, text)
+            assert mixed[i].version == weights.version
+            torch.testing.assert_close(_matrix(mixed[i], weights.labels), _matrix(single, weights.labels),
+                                       atol=1e-5, rtol=0)
+            assert sum(single.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    # Row by row, unbatched, too.
+    for i, (weights, text) in enumerate(rows):
+        [single] = engine.predict([(weights, text)])
+        torch.testing.assert_close(_matrix(mixed[i], weights.labels), _matrix(single, weights.labels),
+                                   atol=1e-5, rtol=0)
+
+
+def test_users_get_their_own_parameters(base, users):
+    """Two users of one family in one batch must not see each other's parameters."""
+    engine = Engine(base)
+    text = TEXTS[0]
+    john, jane = engine.predict([(users["john"], text), (users["jane"], text)])
+    assert _matrix(john, users["john"].labels).sub(_matrix(jane, users["jane"].labels)).abs().max() > 1e-3
+
+
+def test_batch_size_splits_do_not_change_results(base, users):
+    rows = [(users[name], text) for name in users for text in TEXTS[:3]]
+    whole = Engine(base, batch_size=128).predict(rows)
+    split = Engine(base, batch_size=4).predict(rows)
+    for a, b, (weights, _) in zip(whole, split, rows):
+        torch.testing.assert_close(_matrix(a, weights.labels), _matrix(b, weights.labels), atol=1e-5, rtol=0)
+
+
+def test_predict_empty(base):
+    assert Engine(base).predict([]) == []
+
+
+def test_capacity_must_be_positive(base):
+    with pytest.raises(ValueError, match="capacity=0"):
+        Engine(base, capacity=0)
+
+
+def test_lru_evicts_least_recently_used_and_loads_once(base, users):
+    engine = Engine(base, capacity=2)
+    calls: dict[str, int] = {}
+
+    def loader(name):
+        def load():
+            calls[name] = calls.get(name, 0) + 1
+            w = users[name]
+            return AdapterWeights(method=w.method, params=dict(w.params), head=dict(w.head), labels=w.labels,
+                                  base_model_id=w.base_model_id, version=w.version)
+        return load
+
+    a = engine.adapter("a", loader("john"))
+    assert engine.adapter("a", loader("john")) is a  # idempotent: same object, no second load
+    assert calls == {"john": 1}
+    engine.adapter("b", loader("jane"))
+    assert engine.resident_keys() == ["a", "b"]
+    engine.adapter("a", loader("john"))  # touch a: b is now least recently used
+    assert engine.resident_keys() == ["b", "a"]
+    engine.adapter("c", loader("ann"))
+    assert engine.resident_keys() == ["a", "c"]  # b evicted
+    assert calls == {"john": 1, "jane": 1, "ann": 1}
+    engine.adapter("b", loader("jane"))  # a new residency loads again, and evicts a
+    assert calls["jane"] == 2
+    assert engine.resident_keys() == ["c", "b"]
+    engine.evict("c")
+    engine.evict("never-loaded")  # no error
+    assert engine.resident_keys() == ["b"]
+    engine.adapter("c", loader("ann"))
+    assert calls["ann"] == 2
+    assert len(engine.resident_keys()) <= engine.capacity
+
+
+def test_incompatible_adapter_is_refused_with_every_problem(base, users):
+    good = users["john"]
+    other_dims = BaseDims(model_id="bert-base-uncased", hidden_size=768, num_layers=12, num_heads=12,
+                          intermediate_size=3072)
+    bad = AdapterWeights(
+        method=make_method("head", {}, other_dims),
+        params={},
+        head={"weight": torch.zeros(2, 768), "bias": torch.zeros(2)},
+        labels=["personal", "work"],
+        base_model_id="bert-base-uncased",
+    )
+    with pytest.raises(AdapterError) as info:
+        bad.check_compatible(base)
+    message = str(info.value)
+    assert "'bert-base-uncased'" in message and repr(base.dims.model_id) in message  # wrong base named
+    assert "shapes" in message  # method dims differ
+    assert "head has shape (2, 768)" in message and "(2, 384)" in message  # wrong head shape named
+    assert message.count(";") == 2  # all three problems in one error
+
+    # Only the head is wrong: one problem, and the labels are named.
+    wrong_head = AdapterWeights(method=good.method, params=good.params, head={"weight": torch.zeros(3, 384),
+                                "bias": torch.zeros(3)}, labels=["personal", "work"], base_model_id=base.dims.model_id)
+    with pytest.raises(AdapterError, match=r"head has shape \(3, 384\), expected \(2, 384\)") as info:
+        wrong_head.check_compatible(base)
+    assert "trained on base" not in str(info.value)
+    missing_head = AdapterWeights(method=good.method, params=good.params, head={}, labels=["a"],
+                                  base_model_id=base.dims.model_id)
+    with pytest.raises(AdapterError, match=r"head has shape None"):
+        missing_head.check_compatible(base)
+    good.check_compatible(base)  # no error
+
+    engine = Engine(base)
+    with pytest.raises(AdapterError):
+        engine.adapter("bad", lambda: bad)
+    assert engine.resident_keys() == []  # a refused adapter never becomes resident
+
+
+def test_adapter_weights_sizes(users):
+    john = users["john"]
+    expected = sum(t.numel() for t in john.params.values()) + 2 * 384 + 2
+    assert john.trainable_params == expected
+    assert john.nbytes == expected * 4  # float32
+    ann = users["ann"]  # head method: its own parameters (if any) plus the 3-label head
+    assert ann.trainable_params == sum(t.numel() for t in ann.params.values()) + 3 * 384 + 3

@@ -1,0 +1,241 @@
+"""Training arguments and the trainer: validation, reproducibility, early stopping, class weighting."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+
+import pytest
+import torch
+
+from localize.adapters import get_method
+from localize.engine import Engine
+from localize.errors import ValidationError
+from localize.training import Trainer, TrainingArguments, classification_metrics, train_adapter
+
+
+def _same(a, b) -> bool:
+    return (
+        set(a.params) == set(b.params)
+        and all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+        and all(torch.equal(a.head[k], b.head[k]) for k in ("weight", "bias"))
+    )
+
+
+def _linear_head_options() -> dict:
+    """Options for a plain linear head (no MLP, no dropout inside), whatever the head config offers."""
+    fields = {f.name for f in dataclasses.fields(get_method("head").config_class)}
+    return {"hidden": 0} if "hidden" in fields else {}
+
+
+# -- TrainingArguments ------------------------------------------------------------------------------------------------
+def test_arguments_round_trip(tmp_path):
+    args = TrainingArguments(method="lora", method_options={"r": 4, "layers": [-1]}, max_epochs=7, batch_size=8,
+                             learning_rate=1e-3, validation_fraction=0.2, patience=2, class_weighting="none",
+                             pooled_dropout=0.0, seed=11, init_from_prior=False, min_labels=3)
+    values = args.to_dict()
+    assert values["method_options"] == {"r": 4, "layers": [-1]}
+    assert TrainingArguments.from_dict(values) == args
+    assert TrainingArguments.from_dict(json.loads(json.dumps(values))) == args
+    path = tmp_path / "args.json"
+    args.save(path)
+    assert json.loads(path.read_text()) == values
+    assert TrainingArguments.load(path) == args
+    assert TrainingArguments.from_dict(None) == TrainingArguments()
+    assert TrainingArguments.from_dict({}) == TrainingArguments()
+
+
+def test_unknown_argument_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown training argument\(s\) \['epochs', 'lr'\]"):
+        TrainingArguments.from_dict({"epochs": 3, "lr": 0.1, "seed": 1})
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"max_epoch": 3}))
+    with pytest.raises(ValueError, match="max_epoch"):
+        TrainingArguments.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TrainingArguments.load(path)
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"method": "dora"}, r"method 'dora' is not one of"),
+        ({"max_epochs": 0}, r"max_epochs=0 must be >= 1"),
+        ({"batch_size": 0}, r"batch_size=0 must be >= 1"),
+        ({"learning_rate": 0.0}, r"learning_rate=0\.0 must be > 0"),
+        ({"learning_rate": -1e-3}, r"learning_rate=-0\.001"),
+        ({"validation_fraction": 1.0}, r"validation_fraction=1\.0 must be in \[0, 1\)"),
+        ({"validation_fraction": -0.1}, r"validation_fraction=-0\.1"),
+        ({"patience": 0}, r"patience=0 must be >= 1"),
+        ({"class_weighting": "inverse"}, r"class_weighting='inverse' must be balanced or none"),
+        ({"pooled_dropout": 1.0}, r"pooled_dropout=1\.0 must be in \[0, 1\)"),
+        ({"min_labels": 1}, r"min_labels=1 must be >= 2"),
+    ],
+)
+def test_invalid_arguments_are_rejected(values, match):
+    with pytest.raises(ValueError, match=match):
+        TrainingArguments(**values)
+    with pytest.raises(ValueError, match=match):
+        TrainingArguments.from_dict(values)
+
+
+def test_invalid_method_options_surface_when_the_trainer_builds_the_method(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    with pytest.raises(ValueError, match="bogus"):
+        Trainer(base, TrainingArguments(method="lora", method_options={"bogus": 1}), texts, john, label_set)
+
+
+def test_classification_metrics():
+    assert classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], 2)["accuracy"] == pytest.approx(0.75)
+    assert classification_metrics([0, 1], [0, 1], 3)["macro_f1"] == pytest.approx(2 / 3)  # absent class scores 0
+    empty = classification_metrics([], [], 2)
+    assert empty["accuracy"] != empty["accuracy"]  # nan
+
+
+# -- Trainer input checks ---------------------------------------------------------------------------------------------
+def test_unknown_labels_are_a_validation_error(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    labels = list(john)
+    labels[3] = "holiday"
+    with pytest.raises(ValidationError, match=r"\['holiday'\].*not in the label set"):
+        Trainer(base, TrainingArguments(), texts, labels, label_set)
+
+
+def test_too_few_labels_are_a_validation_error(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    with pytest.raises(ValidationError, match=r"3 labelled texts are too few.*at least 4"):
+        Trainer(base, TrainingArguments(), texts[:3], john[:3], label_set)
+    with pytest.raises(ValidationError, match="at least 10"):
+        Trainer(base, TrainingArguments(min_labels=10), texts[:9], john[:9], label_set)
+    Trainer(base, TrainingArguments(min_labels=2), texts[:2], john[:2], label_set)  # enough
+
+
+def test_texts_and_labels_must_pair_up(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    with pytest.raises(ValidationError, match=r"24 texts but 23 labels"):
+        Trainer(base, TrainingArguments(), texts, john[:-1], label_set)
+
+
+# -- reproducibility --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["head", "lora"])
+def test_same_seed_same_adapter_different_seed_differs(base, tiny_texts, method):
+    texts, john, _, label_set = tiny_texts
+    # Everything the seed controls: split, initialisation, batch order (dropout switched off).
+    options = {"dropout": 0.0} if method == "lora" else _linear_head_options()
+
+    def run(seed):
+        args = TrainingArguments(method=method, method_options=options, max_epochs=2, pooled_dropout=0.0, seed=seed)
+        return train_adapter(base, args, texts, john, label_set)
+
+    first, again, other = run(0), run(0), run(1)
+    assert _same(first, again)
+    assert not _same(first, other)
+    assert first.meta["history"] == again.meta["history"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG: Trainer seeds the split, the initialisation and the batch order but not dropout: pooled_dropout "
+        "(default 0.1), LoRA's dropout and the head MLP's dropout draw from torch's global RNG, which Trainer never "
+        "seeds, so two runs with the same TrainingArguments(seed=...) give different adapters."
+    ),
+)
+def test_same_seed_same_adapter_with_default_dropout(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    args = TrainingArguments(method="lora", method_options={"layers": [-1]}, max_epochs=2, seed=0)
+    first = train_adapter(base, args, texts, john, label_set)
+    torch.rand(3)  # any other use of the global RNG in between (another request, another job)
+    assert _same(first, train_adapter(base, args, texts, john, label_set))
+
+
+# -- early stopping ---------------------------------------------------------------------------------------------------
+def test_early_stopping_ends_before_max_epochs_and_keeps_the_best(base, tiny_texts):
+    texts, _, _, _ = tiny_texts
+    rng = random.Random(0)
+    noise = [rng.choice(["a", "b"]) for _ in texts]  # nothing to learn: validation loss soon stops improving
+    args = TrainingArguments(method="head", method_options=_linear_head_options(), patience=1, max_epochs=50,
+                             pooled_dropout=0.0)
+    trainer = Trainer(base, args, texts, noise, ["a", "b"])
+    trainer.train()
+    metrics = trainer.metrics
+    assert metrics["val_rows"] > 0
+    assert metrics["train_rows"] + metrics["val_rows"] == len(texts)
+    assert metrics["epochs"] < 50
+    assert metrics["epochs"] == len(trainer.history)
+    losses = [record["val_loss"] for record in trainer.history]
+    assert losses[-1] >= min(losses) - 1e-4  # it stopped because the last epoch did not improve
+    assert metrics["val_loss"] == pytest.approx(min(losses), abs=1e-6)  # the best epoch's state was restored
+
+
+def test_no_validation_rows_means_all_epochs(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    args = TrainingArguments(method="head", validation_fraction=0.0, patience=1, max_epochs=4)
+    trainer = Trainer(base, args, texts, john, label_set)
+    trainer.train()
+    assert trainer.metrics["epochs"] == 4
+    assert trainer.metrics["val_rows"] == 0 and "val_loss" not in trainer.metrics
+
+
+def test_progress_is_reported(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    seen = []
+    Trainer(base, TrainingArguments(method="head", max_epochs=3, validation_fraction=0.0), texts, john, label_set,
+            progress=lambda fraction, message: seen.append((fraction, message))).train()
+    fractions = [fraction for fraction, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert seen[0][1].startswith("epoch 1")
+
+
+# -- class weighting --------------------------------------------------------------------------------------------------
+def test_balanced_class_weights_raise_minority_recall(base):
+    vendors = ["Acme Corp", "Globex", "Initech", "Umbrella Ltd", "Stark Industries", "Wayne Enterprises", "Hooli",
+               "Soylent"]
+    places = ["the pizzeria", "grandma's house", "the cinema", "the beach bar", "the zoo", "the bakery", "the park",
+              "the museum"]
+    work = [f"Invoice {100 + i} from {v} for office printer paper" for i, v in enumerate(vendors)]
+    work += [f"Quarterly VAT payment for the company, supplier {v}" for v in vendors]
+    work += [f"Payroll transfer for contractor at {v}" for v in vendors]
+    home = [f"Dinner with my family at {p}" for p in places]
+    texts, labels = work + home[:3], ["work"] * len(work) + ["personal"] * 3  # 24 : 3
+    held_out = home[3:] + [f"Birthday present for my sister, bought at {p}" for p in places]
+
+    engine = Engine(base)
+
+    def minority(weighting):
+        args = TrainingArguments(method="head", method_options=_linear_head_options(), class_weighting=weighting,
+                                 max_epochs=3, validation_fraction=0.0, pooled_dropout=0.0)
+        weights = train_adapter(base, args, texts, labels, ["personal", "work"])
+        predictions = engine.predict([(weights, text) for text in held_out])
+        recall = sum(p.label == "personal" for p in predictions) / len(held_out)
+        mean_probability = sum(p.probabilities["personal"] for p in predictions) / len(held_out)
+        return recall, mean_probability
+
+    none_recall, none_probability = minority("none")
+    balanced_recall, balanced_probability = minority("balanced")
+    assert balanced_recall > none_recall
+    assert balanced_probability > none_probability
+
+
+# -- users own their labels -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_opposite_labels_give_opposite_predictions(base, tiny_texts):
+    texts, john_labels, jane_labels, label_set = tiny_texts
+    args = TrainingArguments(method="lora", method_options={"layers": [-2, -1]}, max_epochs=15, pooled_dropout=0.0)
+    john = train_adapter(base, args, texts, john_labels, label_set)
+    jane = train_adapter(base, args, texts, jane_labels, label_set)
+    assert john.meta["metrics"]["train_accuracy"] == 1.0 and jane.meta["metrics"]["train_accuracy"] == 1.0
+    queries = {
+        "Invoice 812 from Hooli for office printer toner": "work",
+        "Quarterly VAT payment for the company, supplier Soylent": "work",
+        "Dinner with my family at the museum": "personal",
+        "Birthday present for my sister, bought at the park": "personal",
+    }
+    engine = Engine(base)
+    rows = [(john, q) for q in queries] + [(jane, q) for q in queries]
+    predictions = engine.predict(rows)
+    opposite = {"work": "personal", "personal": "work"}
+    for (weights, query), prediction in zip(rows, predictions):
+        expected = queries[query] if weights is john else opposite[queries[query]]
+        assert prediction.label == expected, (query, prediction.probabilities)
