@@ -114,7 +114,8 @@ class AdapterMethod(ABC):
 
     @abstractmethod
     def hooks(self, params: dict[str, torch.Tensor], *, training: bool) -> BatchHooks:
-        """Hooks for a batch; each tensor in ``params`` has a leading ``[batch]`` dimension."""
+        """Hooks for a batch. Tensors in ``params`` either have a leading ``[batch]`` dimension (each row its own
+        user's) or none (one user's, shared by every row)."""
 
     def peft_config(self) -> PeftConfig | None:
         """PEFT's config for this adapter, or ``None`` where PEFT cannot express it."""
@@ -125,6 +126,22 @@ class AdapterMethod(ABC):
         return (self.name, tuple(sorted((k, repr(v)) for k, v in self.config.to_dict().items())))
 
 
+def per_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight^T (+ bias)`` where ``weight`` is shared ``[out, in]`` or per row ``[batch, out, in]``.
+
+    ``x`` is ``[batch, in]`` or ``[batch, seq, in]``. Training one user passes shared weights: a plain matmul,
+    far cheaper than a batched one over copies of the same weights."""
+    if weight.dim() == 2:
+        out = x @ weight.T
+    elif x.dim() == 2:
+        out = torch.bmm(weight, x.unsqueeze(-1)).squeeze(-1)
+    else:
+        out = torch.bmm(x, weight.transpose(1, 2))
+    if bias is not None:
+        out = out + (bias if bias.dim() == 1 or x.dim() == 2 else bias.unsqueeze(1))
+    return out
+
+
 # -- the classification head every adapter carries ------------------------------------------------------------------
 def init_head(num_labels: int, hidden_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     bound = 1.0 / math.sqrt(hidden_size)
@@ -133,8 +150,9 @@ def init_head(num_labels: int, hidden_size: int, generator: torch.Generator) -> 
 
 
 def apply_head(pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``pooled [batch, hidden]``, ``weight [batch, labels, hidden]``, ``bias [batch, labels]`` -> logits."""
-    return torch.einsum("bh,blh->bl", pooled, weight) + bias
+    """``pooled [batch, hidden]`` with a shared head (``weight [labels, hidden]``) or one per row
+    (``[batch, labels, hidden]``) -> logits ``[batch, labels]``."""
+    return per_row_linear(pooled, weight, bias)
 
 
 # -- registry -------------------------------------------------------------------------------------------------------

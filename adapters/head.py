@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from localize.adapters.base import AdapterMethod, BatchHooks, MethodConfig, register_method
+from localize.adapters.base import AdapterMethod, BatchHooks, MethodConfig, per_row_linear, register_method
 
 UP, UP_BIAS, DOWN = "pooled_mlp.up.weight", "pooled_mlp.up.bias", "pooled_mlp.down.weight"
 
@@ -35,10 +35,9 @@ class _MlpHooks(BatchHooks):
         self.params, self.dropout = params, dropout
 
     def transform_pooled(self, pooled):
-        up, bias, down = self.params[UP], self.params[UP_BIAS], self.params[DOWN]  # [b, m, h], [b, m], [b, h, m]
-        inner = F.gelu(torch.einsum("bh,bmh->bm", pooled, up) + bias)
+        inner = F.gelu(per_row_linear(pooled, self.params[UP], self.params[UP_BIAS]))  # [batch, mlp]
         inner = F.dropout(inner, self.dropout, self.dropout > 0)
-        return pooled + torch.einsum("bm,bhm->bh", inner, down)
+        return pooled + per_row_linear(inner, self.params[DOWN])
 
 
 class HeadMethod(AdapterMethod):

@@ -49,12 +49,12 @@ class _IA3Hooks(BatchHooks):
     def adjust_input(self, layer, site, x):
         if site not in FEEDFORWARD_SITES or (vector := self._vector(layer, site)) is None:
             return x
-        return x * vector  # vector [batch, 1, in] broadcasts over the sequence
+        return x * vector  # vector [(batch,) 1, in] broadcasts over the sequence
 
     def adjust_output(self, layer, site, x, out):
         if site in FEEDFORWARD_SITES or (vector := self._vector(layer, site)) is None:
             return out
-        return out * vector.transpose(1, 2)  # [batch, out, 1] -> [batch, 1, out]
+        return out * vector.transpose(-1, -2)  # [(batch,) out, 1] -> [(batch,) 1, out]
 
 
 class IA3Method(AdapterMethod):

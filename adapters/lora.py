@@ -16,6 +16,7 @@ from localize.adapters.base import (
     BatchHooks,
     MethodConfig,
     check_layers,
+    per_row_linear,
     peft_key,
     peft_target_regex,
     register_method,
@@ -53,11 +54,11 @@ class _LoraHooks(BatchHooks):
     def adjust_output(self, layer, site, x, out):
         if layer not in self.method.layers or site not in self.method.config.sites:
             return out
-        a = self.params[peft_key(layer, site, "lora_A.weight")]  # [batch, r, in]
-        b = self.params[peft_key(layer, site, "lora_B.weight")]  # [batch, out, r]
+        a = self.params[peft_key(layer, site, "lora_A.weight")]  # [(batch,) r, in]
+        b = self.params[peft_key(layer, site, "lora_B.weight")]  # [(batch,) out, r]
         dropout = self.method.config.dropout if self.training else 0.0
-        inner = torch.bmm(F.dropout(x, dropout, self.training), a.transpose(1, 2))  # [batch, seq, r]
-        return out + torch.bmm(inner, b.transpose(1, 2)) * self.method.scale
+        inner = per_row_linear(F.dropout(x, dropout, self.training), a)  # [batch, seq, r]
+        return out + per_row_linear(inner, b) * self.method.scale
 
 
 class LoraMethod(AdapterMethod):

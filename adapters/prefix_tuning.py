@@ -31,6 +31,8 @@ class PrefixTuningConfig(MethodConfig):
 class _PrefixHooks(BatchHooks):
     def __init__(self, method: PrefixTuningMethod, table: torch.Tensor) -> None:
         dims = method.dims
+        if table.dim() == 2:  # one user's prefixes shared by every row: broadcast later, in attention
+            table = table.unsqueeze(0)
         batch, n_virtual, _ = table.shape
         # [batch, n, layers*2*hidden] -> [layers*2, batch, heads, n, head_dim], PEFT's past_key_values layout
         self.kv = table.view(batch, n_virtual, len(method.layers) * 2, dims.num_heads, dims.head_dim).permute(

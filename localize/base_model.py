@@ -186,7 +186,10 @@ class BaseModel:
         key_mask = mask
         prefix = hooks.attention_prefix(index) if hooks is not None else None
         if prefix is not None:
-            prefix_key, prefix_value = prefix  # [batch, heads, n_prefix, head_dim]
+            prefix_key, prefix_value = prefix  # [batch or 1, heads, n_prefix, head_dim]
+            if prefix_key.shape[0] != batch:
+                prefix_key = prefix_key.expand(batch, -1, -1, -1)
+                prefix_value = prefix_value.expand(batch, -1, -1, -1)
             key = torch.cat([prefix_key.to(key.dtype), key], dim=2)
             value = torch.cat([prefix_value.to(value.dtype), value], dim=2)
             key_mask = torch.cat([mask.new_ones(batch, prefix_key.shape[2]), mask], dim=1)
@@ -258,11 +261,15 @@ _shared: dict[tuple, BaseModel] = {}
 _shared_lock = threading.Lock()
 
 
+def base_model_key(path: str | Path | None, quantization: str, device: str, max_seq_length: int) -> tuple:
+    return (str(path or ""), quantization, device, max_seq_length)
+
+
 def get_base_model(
     path: str | Path | None = None, *, quantization: str = "none", device: str = "auto", max_seq_length: int = 128
 ) -> BaseModel:
     """One instance per (path, quantization, device, length) per process: users never get a copy of base weights."""
-    key = (str(path or ""), quantization, device, max_seq_length)
+    key = base_model_key(path, quantization, device, max_seq_length)
     with _shared_lock:
         if key not in _shared:
             _shared[key] = BaseModel(path, quantization=quantization, device=device, max_seq_length=max_seq_length)

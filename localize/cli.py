@@ -245,7 +245,8 @@ def train(
         table = Table("job", "who", "state", "version", "val acc", "val macro-F1", "seconds")
         for job in finished:
             metrics = job.metrics or {}
-            table.add_row(str(job.id), names[job.id], job.state, str(job.adapter_version_id or "-"),
+            version = job_service.job_public(session=session, job=job, with_events=False).adapter_version
+            table.add_row(str(job.id), names[job.id], job.state, str(version or "-"),
                           _fmt(metrics.get("val_accuracy")), _fmt(metrics.get("val_macro_f1")),
                           _fmt(metrics.get("train_seconds"), 1))
         console.print(table)

@@ -88,7 +88,9 @@ def forward_logits(
     """
     hooks = method.hooks(params, training=training)
     if method.changes_embeddings:
-        prompts = hooks.input_prompts()  # [batch, n_virtual, hidden]
+        prompts = hooks.input_prompts()  # [(batch,) n_virtual, hidden]
+        if prompts.dim() == 2:
+            prompts = prompts.unsqueeze(0).expand(mask.shape[0], -1, -1)
         hidden = base.embed(input_ids, prompts)
         full_mask = torch.cat([mask.new_ones(mask.shape[0], prompts.shape[1]), mask], dim=1)
         hidden = base.run_layers(hidden, full_mask, hooks=hooks)

@@ -41,6 +41,14 @@ class Runtime:
                 max_seq_length=self.settings.max_seq_length,
             )
 
+    @property
+    def base_loaded(self) -> bool:
+        """Whether the base model is already in memory (readiness reports it without loading it)."""
+        from localize.base_model import _shared, base_model_key
+
+        settings = self.settings
+        return base_model_key(settings.base_model, settings.quantization, settings.device, settings.max_seq_length) in _shared
+
     @cached_property
     def engine(self) -> Engine:
         return Engine(self.base, capacity=self.settings.resident_adapters)

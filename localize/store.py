@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from localize.adapters import make_method
@@ -61,8 +62,9 @@ class AdapterStore(ABC):
 
 
 def _check_key(key: str) -> str:
-    if not _KEY_PATTERN.match(key) or ".." in key.split("/"):
-        raise ValueError(f"adapter key {key!r} may hold only letters, digits, '_', '-', '.' and '/'")
+    if not _KEY_PATTERN.match(key) or {".", ".."} & set(key.split("/")):
+        raise ValueError(f"adapter key {key!r} may hold only letters, digits, '_', '-', '.' and '/', "
+                         "with no '.' or '..' segment")
     return key
 
 
@@ -108,6 +110,7 @@ class LocalAdapterStore(AdapterStore):
                 "version": version,
                 **(extra or {}),
             }
+            meta["tensor_files"] = sorted(f.name for f in staging.iterdir() if f.suffix == ".safetensors")
             (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
             for file in staging.iterdir():
                 with open(file, "rb") as handle:
@@ -138,10 +141,13 @@ class LocalAdapterStore(AdapterStore):
             meta = json.loads((folder / META_FILE).read_text())
             dims = BaseDims(**meta["dims"])
             method = make_method(meta["method"], meta["method_options"], dims)
+            missing = [name for name in meta.get("tensor_files", []) if not (folder / name).is_file()]
+            if missing:
+                raise AdapterError(f"adapter {key!r} version {version} is incomplete: {missing} missing")
             weights_file = folder / "adapter_model.safetensors"
             params = load_file(weights_file) if weights_file.is_file() else {}
             head = load_file(folder / "head.safetensors")
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as error:
+        except (OSError, KeyError, ValueError, json.JSONDecodeError, SafetensorError) as error:
             raise AdapterError(f"adapter {key!r} version {version} cannot be read: {error}") from error
         return AdapterWeights(
             method=method,

@@ -7,9 +7,9 @@ activations once, :meth:`Trainer.fit` trains with class weighting and early stop
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -38,13 +38,13 @@ ProgressCallback = Callable[[float, str], None]
 class TrainingArguments:
     method: str = field(default="head", metadata={"help": f"Adapter method, one of {available_methods()}."})
     method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "The method's config fields."})
-    max_epochs: int = field(default=40, metadata={"help": "Upper bound; early stopping usually ends sooner."})
+    max_epochs: int = field(default=100, metadata={"help": "Upper bound; early stopping usually ends sooner."})
     batch_size: int = field(default=32, metadata={"help": "Rows per optimisation step."})
     learning_rate: float | None = field(default=None, metadata={"help": "None takes the method's default."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of labels held out for validation."})
     min_validation_rows: int = field(default=4, metadata={"help": "Below this many held-out rows, no early stopping."})
-    patience: int = field(default=5, metadata={"help": "Epochs without a better validation loss before stopping."})
+    patience: int = field(default=10, metadata={"help": "Epochs without a better validation macro-F1 before stopping."})
     class_weighting: str = field(default="balanced", metadata={"help": "balanced (inverse frequency) or none."})
     pooled_dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled embedding while training."})
     seed: int = field(default=0, metadata={"help": "Seeds the split, the initialisation and the batch order."})
@@ -78,7 +78,16 @@ class TrainingArguments:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        from pydantic import TypeAdapter
+        from pydantic import ValidationError as PydanticValidationError
+
+        try:  # types first, so {"max_epochs": "many"} is named, not a TypeError from a comparison
+            return TypeAdapter(cls).validate_python(values, strict=False)
+        except PydanticValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"invalid training argument(s): {problems}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
@@ -174,6 +183,13 @@ class Trainer:
     def fit(self) -> None:
         if not self._prepared:
             self.prepare()
+        # Dropout draws from torch's global generator: seed it, inside a fork so callers' streams are untouched.
+        devices = [self.base.device] if self.base.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.args.seed)
+            self._fit()
+
+    def _fit(self) -> None:
         args = self.args
         started = time.perf_counter()
         trainable = [*self.params.values(), *self.head.values()]
@@ -181,28 +197,34 @@ class Trainer:
             tensor.requires_grad_(True)
         lr = args.learning_rate or self.method.default_learning_rate
         optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=args.weight_decay)
+        accelerator = _accelerator(self.base.device)
         class_weights = self._class_weights()
         rows = len(self.train_split.texts)
         order_rng = random.Random(args.seed)
-        best_loss, best_state, stale = math.inf, None, 0
+        best_score, best_epoch, best_state, stale = None, None, None, 0
         for epoch in range(args.max_epochs):
             order = list(range(rows))
             order_rng.shuffle(order)
             total = 0.0
             for start in range(0, rows, args.batch_size):
                 batch = order[start : start + args.batch_size]
-                logits = self._logits(self.train_split, batch, training=True)
-                loss = F.cross_entropy(logits, self.train_split.targets[batch].to(logits.device), weight=class_weights)
+                with accelerator.autocast():
+                    logits = self._logits(self.train_split, batch, training=True)
+                    loss = F.cross_entropy(logits.float(), self.train_split.targets[batch].to(logits.device),
+                                           weight=class_weights)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                accelerator.backward(loss)
                 optimizer.step()
                 total += loss.item() * len(batch)
             record = {"epoch": epoch + 1, "train_loss": total / rows}
             if self.val_split is not None:
                 val = self._score(self.val_split, class_weights)
                 record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
-                if val["loss"] < best_loss - 1e-4:
-                    best_loss, stale = val["loss"], 0
+                # Macro-F1 is what users feel; validation loss only breaks ties (it rises with confidence
+                # long before the decisions get worse, so stopping on it alone stops far too early).
+                score = (val["macro_f1"], -val["loss"])
+                if best_score is None or score > best_score:
+                    best_score, best_epoch, stale = score, epoch + 1, 0
                     best_state = self._snapshot()
                 else:
                     stale += 1
@@ -220,6 +242,7 @@ class Trainer:
             "train_accuracy": train_scores["accuracy"],
             "train_macro_f1": train_scores["macro_f1"],
             "epochs": len(self.history),
+            "best_epoch": best_epoch,
             "train_rows": rows,
             "val_rows": 0 if self.val_split is None else len(self.val_split.texts),
             "train_seconds": time.perf_counter() - started,
@@ -303,8 +326,7 @@ class Trainer:
 
     def _logits(self, split: _Split, batch: list[int], *, training: bool) -> torch.Tensor:
         size = len(batch)
-        params = {k: v.unsqueeze(0).expand(size, *v.shape) for k, v in self.params.items()}
-        head = {k: v.unsqueeze(0).expand(size, *v.shape) for k, v in self.head.items()}
+        params, head = self.params, self.head  # one user's: shared by every row, no batch dimension
         device = self.base.device
         if self.method.changes_embeddings:
             rows = [split.input_ids[i] for i in batch]
@@ -351,6 +373,16 @@ class Trainer:
                 self.params[k].copy_(v)
             for k, v in state["head"].items():
                 self.head[k].copy_(v)
+
+
+@functools.lru_cache(maxsize=None)
+def _accelerator(device: torch.device):
+    """accelerate handles backward and mixed precision: bf16 autocast on a GPU that has it, full precision on a CPU."""
+    from accelerate import Accelerator
+
+    on_gpu = device.type == "cuda"
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    return Accelerator(cpu=not on_gpu, mixed_precision="bf16" if bf16 else "no")
 
 
 def _describe(record: dict[str, Any]) -> str:

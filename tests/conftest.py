@@ -32,3 +32,30 @@ def tiny_texts():
         john += ["work", "personal"]
     opposite = {"work": "personal", "personal": "work"}
     return texts, john, [opposite[label] for label in john], ["personal", "work"]
+
+
+@pytest.fixture
+def make_runtime(tmp_path_factory):
+    """``make_runtime(**settings)``: a Runtime on a fresh home (SQLite file at head, local adapter store); every
+    runtime shares the process's one base model."""
+    from localize.runtime import Runtime
+    from localize.settings import Settings
+
+    made = []
+
+    def make(**overrides):
+        values = {"home": tmp_path_factory.mktemp("home"), "admin_key": "k", **overrides}
+        runtime = Runtime(Settings(**values))
+        runtime.upgrade_database()
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.database.dispose()
+
+
+@pytest.fixture
+def runtime(make_runtime):
+    """A Runtime on a fresh temporary home with its database at head."""
+    return make_runtime()

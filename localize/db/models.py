@@ -33,7 +33,7 @@ def _timestamp(nullable: bool = False, index: bool = False) -> Any:
 
 # -- tasks --------------------------------------------------------------------------------------------------------
 class TaskBase(SQLModel):
-    name: str = Field(max_length=128, regex=NAME_PATTERN, description="Unique task name, e.g. gold-sentiment.")
+    name: str = Field(max_length=128, schema_extra={"pattern": NAME_PATTERN}, description="Unique task name, e.g. gold-sentiment.")
     labels: list[str] = Field(sa_column=Column(JSON, nullable=False), description="The task's label set.")
     description: str = Field(default="", max_length=2000)
 
@@ -60,7 +60,7 @@ class TasksPublic(SQLModel):
 
 # -- users --------------------------------------------------------------------------------------------------------
 class UserBase(SQLModel):
-    name: str = Field(max_length=128, regex=NAME_PATTERN, description="Unique user name.")
+    name: str = Field(max_length=128, schema_extra={"pattern": NAME_PATTERN}, description="Unique user name.")
 
 
 class UserCreate(UserBase):

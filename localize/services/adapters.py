@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from localize.db.models import AdapterVersion, Label, Task, User, aware
+from localize.db.models import AdapterVersion, Job, Label, Task, User, aware
 from localize.engine import AdapterWeights
 from localize.errors import ConflictError, NoAdapterError, NotFoundError
 from localize.runtime import Runtime
@@ -108,6 +108,8 @@ def delete_version(*, session: Session, store: AdapterStore, task: Task, user: U
         raise ConflictError(
             f"adapter version {version} is active and serving; activate another version before deleting it"
         )
+    # Jobs keep their history; they just stop pointing at a version that no longer exists.
+    session.exec(update(Job).where(Job.adapter_version_id == row.id).values(adapter_version_id=None))
     session.delete(row)
     session.commit()
     store.delete(row.store_key, row.version)

@@ -170,15 +170,21 @@ def requeue_dead_jobs(*, session: Session, dead_after_seconds: float) -> list[in
     dead = list(session.exec(select(Job).where(Job.state == JobState.RUNNING,
                                                 or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))))
     requeued = []
-    for job in dead:
+    for job_id, worker_id, cancel_requested in [(j.id, j.worker_id, j.cancel_requested) for j in dead]:
+        guard = (Job.id == job_id, Job.state == JobState.RUNNING, Job.worker_id == worker_id)
+        if cancel_requested:  # its owner died before it could honour the cancellation: finish it as asked
+            moved = session.exec(update(Job).where(*guard).values(state=JobState.CANCELLED, worker_id=None,
+                                                                  finished_at=utcnow())).rowcount
+            if moved:
+                _event(session, job_id, f"cancelled: worker {worker_id} died after cancellation was requested")
+            continue
         moved = session.exec(
-            update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING, Job.worker_id == job.worker_id)
-            .values(state=JobState.QUEUED, worker_id=None, progress=0.0, heartbeat_at=None)
+            update(Job).where(*guard).values(state=JobState.QUEUED, worker_id=None, progress=0.0, heartbeat_at=None)
         ).rowcount
         if moved:
-            _event(session, job.id, f"requeued: worker {job.worker_id} stopped sending heartbeats; "
+            _event(session, job_id, f"requeued: worker {worker_id} stopped sending heartbeats; "
                                     "its partial output is discarded", level="warning")
-            requeued.append(job.id)
+            requeued.append(job_id)
     session.commit()
     return requeued
 

@@ -65,6 +65,8 @@ def check_row(row: LabelRow, task: Task, max_text_chars: int) -> str | None:
         return f"text is {len(row.text)} characters, over the limit of {max_text_chars}"
     if row.label not in task.labels:
         return f"label {row.label!r} is not one of task {task.name!r}'s labels {task.labels}"
+    if row.item is not None and len(row.item) > 256:
+        return f"item is {len(row.item)} characters, over the limit of 256"
     if row.split not in (None, "train", "test"):
         return f"split {row.split!r} must be 'train' or 'test'"
     return None
@@ -117,9 +119,9 @@ def upsert_labels(
         elif label.label != row.label or (row.item and label.item != row.item) or (row.split and label.split != row.split):
             if label.label != row.label:
                 report.updated.append(LabelChange(row.line, user_name, text, label.label, row.label))
+                label.label, label.updated_at = row.label, now  # only a label change makes the adapter stale
             else:
                 report.unchanged += 1
-            label.label, label.updated_at = row.label, now
             label.item = row.item or label.item
             label.split = row.split or label.split
             session.add(label)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from localize.db.models import AdapterVersion, Task, User
-from localize.errors import PayloadTooLargeError, ValidationError
+from localize.errors import NoAdapterError, PayloadTooLargeError, ValidationError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services.tasks import get_task
@@ -91,7 +91,7 @@ def fanout(
     if user_names is not None:
         missing = sorted(set(user_names) - {user.name for _, user in rows})
         if missing:
-            raise ValidationError(f"user(s) {missing} have no active adapter in task {task.name!r}")
+            raise NoAdapterError(f"user(s) {missing} have no active adapter in task {task.name!r}")
     adapters = [(adapter_service.load_weights(runtime=runtime, row=row), row, user) for row, user in rows]
     outputs = runtime.engine.predict([(weights, text) for weights, _, _ in adapters])
     return [

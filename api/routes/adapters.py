@@ -1,0 +1,49 @@
+"""A user's adapter versions in a task: list, inspect, activate (rollback) and delete."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from localize.api.deps import OwnerDep, RuntimeDep, SessionDep, TaskDep
+from localize.api.errors import problem_responses
+from localize.api.schemas import AdapterVersionPublic, AdapterVersionsPublic, DeletedPublic
+from localize.db.models import AdapterVersion, Task, User
+from localize.services import adapters as adapter_service
+
+router = APIRouter(prefix="/tasks/{task}/users/{user}/adapters", tags=["adapters"],
+                   responses=problem_responses(401, 404, 422))
+
+Version = Annotated[int, Path(description="The adapter version number (1, 2, ...).", examples=[2])]
+
+
+def _public(row: AdapterVersion, task: Task, user: User) -> AdapterVersionPublic:
+    return AdapterVersionPublic.model_validate({**row.model_dump(), "task": task.name, "user": user.name})
+
+
+@router.get("", response_model=AdapterVersionsPublic)
+def list_versions(task: TaskDep, owner: OwnerDep, session: SessionDep) -> AdapterVersionsPublic:
+    """List a user's adapter versions, oldest first; `is_active` marks the one that serves."""
+    rows = adapter_service.list_versions(session=session, task=task, user=owner)
+    return AdapterVersionsPublic(data=[_public(row, task, owner) for row in rows], count=len(rows))
+
+
+@router.get("/{version}", response_model=AdapterVersionPublic)
+def get_version(task: TaskDep, owner: OwnerDep, version: Version, session: SessionDep) -> AdapterVersionPublic:
+    """One adapter version, with its metrics and training arguments."""
+    return _public(adapter_service.get_version(session=session, task=task, user=owner, version=version), task, owner)
+
+
+@router.post("/{version}/activate", response_model=AdapterVersionPublic)
+def activate_version(task: TaskDep, owner: OwnerDep, version: Version, session: SessionDep) -> AdapterVersionPublic:
+    """Make a version the one that serves; activating an older version is a rollback."""
+    row = adapter_service.activate_version(session=session, task=task, user=owner, version=version)
+    return _public(row, task, owner)
+
+
+@router.delete("/{version}", response_model=DeletedPublic, responses=problem_responses(409))
+def delete_version(task: TaskDep, owner: OwnerDep, version: Version, session: SessionDep,
+                   runtime: RuntimeDep) -> DeletedPublic:
+    """Delete an inactive version and its stored files; the active version cannot be deleted."""
+    adapter_service.delete_version(session=session, store=runtime.store, task=task, user=owner, version=version)
+    return DeletedPublic(deleted=1)

@@ -1,0 +1,60 @@
+"""Predictions: one user's texts, mixed rows of many users in one batched pass, and one text fanned out to many
+users. Each route is a plain ``def``: the forward pass is CPU work and runs in the thread pool."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from localize.api.deps import (
+    AdminOnly,
+    JsonBody,
+    OwnerDep,
+    PrincipalDep,
+    RuntimeDep,
+    SessionDep,
+    TaskDep,
+    check_visible,
+)
+from localize.api.errors import problem_responses
+from localize.api.schemas import (
+    FanoutRequest,
+    MixedPredictRequest,
+    PredictionPublic,
+    PredictRequest,
+    UserPredictionPublic,
+)
+from localize.services import predictions as prediction_service
+from localize.services.predictions import PredictionRequest
+
+router = APIRouter(tags=["predictions"], responses=problem_responses(401, 404, 413, 422, 503))
+
+
+@router.post("/tasks/{task}/users/{user}/predict", response_model=list[PredictionPublic],
+             responses=problem_responses(400), dependencies=[JsonBody])
+def predict(task: TaskDep, owner: OwnerDep, body: PredictRequest, session: SessionDep,
+            runtime: RuntimeDep) -> list[PredictionPublic]:
+    """Classify texts with the user's active adapter (404 no-adapter before their first training)."""
+    requests = [PredictionRequest(user=owner.name, task=task.name, text=text) for text in body.texts]
+    results = prediction_service.predict(session=session, runtime=runtime, requests=requests)
+    return [PredictionPublic.model_validate(vars(result)) for result in results]
+
+
+@router.post("/predict", response_model=list[UserPredictionPublic], responses=problem_responses(400),
+             dependencies=[JsonBody])
+def predict_mixed(body: MixedPredictRequest, principal: PrincipalDep, session: SessionDep,
+                  runtime: RuntimeDep) -> list[UserPredictionPublic]:
+    """Classify rows of many users and tasks in one batched pass; a user key may only name its own user."""
+    for row in body.rows:
+        check_visible(principal, row.user)
+    requests = [PredictionRequest(user=row.user, task=row.task, text=row.text) for row in body.rows]
+    results = prediction_service.predict(session=session, runtime=runtime, requests=requests)
+    return [UserPredictionPublic.model_validate(vars(result)) for result in results]
+
+
+@router.post("/tasks/{task}/fanout", response_model=list[UserPredictionPublic],
+             responses=problem_responses(400, 403), dependencies=[AdminOnly, JsonBody])
+def fanout(task: TaskDep, body: FanoutRequest, session: SessionDep,
+           runtime: RuntimeDep) -> list[UserPredictionPublic]:
+    """Classify one text for every user with an active adapter in the task, or for the named users (admin)."""
+    results = prediction_service.fanout(session=session, runtime=runtime, task=task, text=body.text,
+                                        user_names=body.users)
+    return [UserPredictionPublic.model_validate(vars(result)) for result in results]

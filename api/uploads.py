@@ -1,0 +1,168 @@
+"""Reading label uploads: a JSON body, a raw JSONL or CSV body, or a multipart file.
+
+The body is read here (async, bounded by the body-size middleware); parsing is left to
+:func:`localize.labels_io.parse_labels`, so the API accepts exactly the files the CLI imports.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pydantic
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import UploadFile
+
+from localize.api.deps import PrincipalDep
+from localize.api.schemas import BulkLabelsUpload, LabelsUpload
+from localize.errors import ValidationError
+from localize.labels_io import LabelRow, ParseResult, RowError, detect_format, parse_labels
+from localize.settings import Settings
+
+ACCEPTED = "application/json, application/jsonl, application/x-ndjson, text/csv or multipart/form-data (field 'file')"
+
+
+@dataclass(frozen=True)
+class UploadBody:
+    fmt: str  # "json" (the API's own JSON shape), or a label file format: "jsonl" or "csv"
+    data: bytes
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+async def read_upload_body(request: Request, principal: PrincipalDep) -> UploadBody:  # noqa: ARG001
+    """The upload's bytes and format, from its content type (multipart: the file's name and type)."""
+    # ``principal``: a body is only read for an authenticated caller.
+    media_type = _media_type(request.headers.get("content-type"))
+    if not media_type:
+        raise HTTPException(415, detail=f"missing Content-Type; send {ACCEPTED}")
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return UploadBody("json", await request.body())
+    if media_type == "multipart/form-data":
+        form = await request.form()
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ValidationError("multipart upload needs a file field named 'file'")
+            data = await upload.read()
+            return UploadBody(detect_format(upload.filename, upload.content_type, data[:4096]), data)
+        finally:
+            await form.close()
+    try:
+        fmt = detect_format(None, media_type, b"")
+    except ValidationError:
+        raise HTTPException(415, detail=f"Content-Type {media_type!r} is not supported; send {ACCEPTED}") from None
+    return UploadBody(fmt, await request.body())
+
+
+UploadBodyDep = Annotated[UploadBody, Depends(read_upload_body)]
+
+
+def _json_payload(data: bytes, model: type[pydantic.BaseModel]) -> Any:
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as error:
+        # The same error FastAPI raises for a malformed JSON body, so it is reported the same way.
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error", "input": {},
+              "ctx": {"error": error.msg}}],
+            body=error.doc,
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ValidationError(f"request body is not UTF-8: {error}") from None
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as error:
+        raise RequestValidationError(
+            [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors()], body=value
+        ) from None
+
+
+def parse_user_upload(body: UploadBody, *, user: str, settings: Settings) -> ParseResult:
+    """Rows of a per-user upload; a row naming another user is rejected, one naming none is the path user's."""
+    if body.fmt == "json":
+        payload: LabelsUpload = _json_payload(body.data, LabelsUpload)
+        parsed = ParseResult(rows=[
+            LabelRow(line=index, user=row.user or user, text=row.text, label=row.label, item=row.item, split=row.split)
+            for index, row in enumerate(payload.labels, start=1)
+        ])
+    else:
+        parsed = parse_labels(_with_default_user(body.data, body.fmt, user), body.fmt,
+                              max_text_chars=settings.max_text_chars, max_rows=settings.max_batch_rows)
+    rows, errors = [], list(parsed.errors)
+    for row in parsed.rows:
+        if row.user != user:
+            message = f"row is for user {row.user!r}, this upload is for user {user!r}"
+            errors.append(RowError(line=row.line, message=message))
+        else:
+            rows.append(row)
+    return ParseResult(rows=rows, errors=errors)
+
+
+def parse_bulk_upload(body: UploadBody, *, settings: Settings) -> ParseResult:
+    """Rows of a bulk upload: each names its user."""
+    if body.fmt == "json":
+        payload: BulkLabelsUpload = _json_payload(body.data, BulkLabelsUpload)
+        return ParseResult(rows=[
+            LabelRow(line=index, user=row.user, text=row.text, label=row.label, item=row.item, split=row.split)
+            for index, row in enumerate(payload.labels, start=1)
+        ])
+    return parse_labels(body.data, body.fmt, max_text_chars=settings.max_text_chars, max_rows=settings.max_batch_rows)
+
+
+# -- a per-user file may leave out the user column ----------------------------------------------------------------
+# parse_labels requires a user in every row. Until it takes a default user, the user is filled in here without
+# moving any line, so the parser's line numbers stay those of the uploaded file.
+def _with_default_user(data: bytes, fmt: str, user: str) -> bytes | str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data  # parse_labels reports where the file stops being UTF-8
+    return _jsonl_with_user(text, user) if fmt == "jsonl" else _csv_with_user(text, user)
+
+
+def _jsonl_with_user(text: str, user: str) -> str:
+    lines = text.split("\n")  # as parse_labels splits
+    for index, raw in enumerate(lines):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            continue  # reported by the parser, on this same line
+        if isinstance(value, dict) and value.get("user") is None:
+            value["user"] = user
+            lines[index] = json.dumps(value, ensure_ascii=False)  # still one line
+    return "\n".join(lines)
+
+
+def _csv_with_user(text: str, user: str) -> str:
+    lines = io.StringIO(text, newline="").readlines()  # the physical lines csv.reader consumes
+    reader = csv.reader(iter(lines), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        return text
+    if not header or "user" in (cell.strip().lower() for cell in header) or reader.line_num != 1:
+        return text
+    starts: list[int] = []  # index of the first physical line of each record
+    start = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            start = reader.line_num
+            continue
+        if cells and not (len(cells) == 1 and not cells[0].strip()):
+            starts.append(start)
+        start = reader.line_num
+    # A user name is letters, digits and _.@- (checked before this runs), so it needs no quoting.
+    lines[0] = "user," + lines[0]
+    for index in starts:
+        lines[index] = f"{user}," + lines[index]
+    return "".join(lines)

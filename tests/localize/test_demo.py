@@ -1,0 +1,49 @@
+"""``localize demo``: two traders label the same generated tweets; each gets an adapter and their own answers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from localize import cli
+from localize.db.models import AdapterVersion, User
+from localize.db.session import session_scope
+from localize.demo_data import SHOWCASE
+from localize.runtime import Runtime
+from localize.settings import Settings
+
+
+@pytest.mark.slow
+def test_demo_trains_both_users_and_prints_their_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOCALIZE_HOME", str(home))  # --home sets it; restored after the test
+    monkeypatch.setattr(cli, "console", Console(width=240))  # one table row per line
+    runner = CliRunner()
+
+    result = runner.invoke(cli.app, ["--home", str(home), "demo", "--labels-per-user", "60"])
+
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    output = result.output
+    assert "120 generated labels" in output and "120 new" in output
+    assert "Same text, own truth" in output
+    assert "john (long gold, short oil)" in output and "jane (short gold, long oil)" in output
+    rows = [line for line in output.splitlines() if line.startswith("│")]
+    assert len(rows) == len(SHOWCASE)
+    for row, tweet in zip(rows, SHOWCASE):
+        cells = [cell.strip() for cell in row.strip("│").split("│")]
+        assert cells[0] == tweet
+        for cell in cells[1:]:  # "<label> <probability>" for John, then for Jane
+            label, probability = cell.split()
+            assert label in ("negative", "neutral", "positive") and 0.0 <= float(probability) <= 1.0
+    with session_scope(Runtime(Settings(home=home)).database) as session:
+        active = session.exec(select(User.name, AdapterVersion.version).join(User, User.id == AdapterVersion.user_id)
+                              .where(AdapterVersion.is_active)).all()
+    assert sorted(tuple(row) for row in active) == [("jane", 1), ("john", 1)]
+
+    again = runner.invoke(cli.app, ["--home", str(home), "demo", "--labels-per-user", "60"])
+    assert again.exit_code == 0, again.output
+    assert "120 unchanged" in again.output and "not retraining" in again.output
+    assert "Same text, own truth" in again.output
