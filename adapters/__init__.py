@@ -5,6 +5,8 @@ Adding a method means adding one module that subclasses :class:`AdapterMethod` a
 """
 from __future__ import annotations
 
+# Importing registers them.
+from localize.adapters import head, ia3, lora, prefix_tuning, prompt_tuning  # noqa: E402,F401
 from localize.adapters.base import (
     AdapterMethod,
     BatchHooks,
@@ -14,9 +16,6 @@ from localize.adapters.base import (
     make_method,
     register_method,
 )
-
-# Importing registers them.
-from localize.adapters import head, ia3, lora, prefix_tuning, prompt_tuning  # noqa: E402,F401
 
 __all__ = [
     "AdapterMethod",

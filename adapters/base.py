@@ -95,6 +95,16 @@ class AdapterMethod(ABC):
     default_learning_rate: ClassVar[float]
     changes_embeddings: ClassVar[bool] = False
 
+    @property
+    def position_offset(self) -> int:
+        """How far the real tokens' position ids are shifted (PEFT's prefix tuning shifts them by the prefix)."""
+        return 0
+
+    @property
+    def embeds_inputs(self) -> bool:
+        """Whether this method must run from the token ids (its embeddings differ from the shared frozen ones)."""
+        return self.changes_embeddings or self.position_offset > 0
+
     def __init__(self, config: MethodConfig, dims: BaseDims) -> None:
         if not isinstance(config, self.config_class):
             raise TypeError(f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}")
@@ -142,6 +152,30 @@ def per_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return out
 
 
+class LayeredMethod(AdapterMethod):
+    """A method that acts on a chosen set of layers (``config.layers``; None = all)."""
+
+    def __init__(self, config: MethodConfig, dims: BaseDims) -> None:
+        super().__init__(config, dims)
+        self.layers = check_layers(config.layers, dims.num_layers)
+
+    @property
+    def start_layer(self) -> int:
+        return self.layers[0]
+
+
+def virtual_token_peft_kwargs(num_virtual_tokens: int, dims: BaseDims) -> dict[str, Any]:
+    """What PEFT's prompt-learning configs need to know about the base, for a feature-extraction model."""
+    return {
+        "task_type": "FEATURE_EXTRACTION",
+        "num_virtual_tokens": num_virtual_tokens,
+        "token_dim": dims.hidden_size,
+        "num_transformer_submodules": 1,
+        "num_attention_heads": dims.num_heads,
+        "num_layers": dims.num_layers,
+    }
+
+
 # -- the classification head every adapter carries ------------------------------------------------------------------
 def init_head(num_labels: int, hidden_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     bound = 1.0 / math.sqrt(hidden_size)
@@ -162,6 +196,8 @@ _METHODS: dict[str, type[AdapterMethod]] = {}
 def register_method(name: str, method: type[AdapterMethod]) -> None:
     if name in _METHODS:
         raise ValueError(f"adapter method {name!r} is already registered by {_METHODS[name].__module__}")
+    if method in _METHODS.values():
+        raise ValueError(f"{method.__name__} is already registered as {method.name!r}")
     method.name = name
     _METHODS[name] = method
 

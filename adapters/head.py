@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-
-from localize.adapters.base import AdapterMethod, BatchHooks, MethodConfig, per_row_linear, register_method
+from localize.adapters.base import (
+    AdapterMethod,
+    BatchHooks,
+    MethodConfig,
+    per_row_linear,
+    register_method,
+)
 
 UP, UP_BIAS, DOWN = "pooled_mlp.up.weight", "pooled_mlp.up.bias", "pooled_mlp.down.weight"
 

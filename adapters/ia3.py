@@ -8,13 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-
 from localize.adapters.base import (
     SITE_MODULES,
-    AdapterMethod,
     BatchHooks,
+    LayeredMethod,
     MethodConfig,
-    check_layers,
     peft_key,
     peft_target_regex,
     register_method,
@@ -57,17 +55,10 @@ class _IA3Hooks(BatchHooks):
         return out * vector.transpose(-1, -2)  # [(batch,) out, 1] -> [(batch,) 1, out]
 
 
-class IA3Method(AdapterMethod):
+class IA3Method(LayeredMethod):
     config_class = IA3Config
     default_learning_rate = 1e-2
 
-    def __init__(self, config, dims):
-        super().__init__(config, dims)
-        self.layers = check_layers(config.layers, dims.num_layers)
-
-    @property
-    def start_layer(self) -> int:
-        return self.layers[0]
 
     def init_params(self, base, generator):
         params = {}

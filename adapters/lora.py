@@ -9,16 +9,14 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-
 from localize.adapters.base import (
     SITE_MODULES,
-    AdapterMethod,
     BatchHooks,
+    LayeredMethod,
     MethodConfig,
-    check_layers,
-    per_row_linear,
     peft_key,
     peft_target_regex,
+    per_row_linear,
     register_method,
 )
 
@@ -61,18 +59,13 @@ class _LoraHooks(BatchHooks):
         return out + per_row_linear(inner, b) * self.method.scale
 
 
-class LoraMethod(AdapterMethod):
+class LoraMethod(LayeredMethod):
     config_class = LoraConfig
     default_learning_rate = 2e-3
 
     def __init__(self, config, dims):
         super().__init__(config, dims)
-        self.layers = check_layers(config.layers, dims.num_layers)
         self.scale = config.alpha / config.r
-
-    @property
-    def start_layer(self) -> int:
-        return self.layers[0]
 
     def _shape(self, site: str) -> tuple[int, int]:
         inner = self.dims.intermediate_size

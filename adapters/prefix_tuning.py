@@ -9,8 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-
-from localize.adapters.base import AdapterMethod, BatchHooks, MethodConfig, check_layers, register_method
+from localize.adapters.base import (
+    BatchHooks,
+    LayeredMethod,
+    MethodConfig,
+    register_method,
+    virtual_token_peft_kwargs,
+)
 
 KEY = "prompt_embeddings"
 
@@ -47,17 +52,17 @@ class _PrefixHooks(BatchHooks):
         return self.kv[2 * slot], self.kv[2 * slot + 1]
 
 
-class PrefixTuningMethod(AdapterMethod):
+class PrefixTuningMethod(LayeredMethod):
     config_class = PrefixTuningConfig
     default_learning_rate = 1e-2
 
-    def __init__(self, config, dims):
-        super().__init__(config, dims)
-        self.layers = check_layers(config.layers, dims.num_layers)
 
     @property
-    def start_layer(self) -> int:
-        return self.layers[0]
+    def position_offset(self) -> int:
+        # Where PEFT can load the adapter (a prefix in every layer), match it: Hugging Face's BERT numbers the
+        # real tokens after the prefix (positions n_virtual..). Top-layer prefixes leave the lower layers, and
+        # so the positions, untouched: the frozen lower layers stay shareable across users.
+        return self.config.num_virtual_tokens if len(self.layers) == self.dims.num_layers else 0
 
     def init_params(self, base, generator):
         width = len(self.layers) * 2 * self.dims.hidden_size
@@ -72,14 +77,7 @@ class PrefixTuningMethod(AdapterMethod):
             return None
         from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 
-        return PeftPrefixTuningConfig(
-            task_type="FEATURE_EXTRACTION",
-            num_virtual_tokens=self.config.num_virtual_tokens,
-            token_dim=self.dims.hidden_size,
-            num_transformer_submodules=1,
-            num_attention_heads=self.dims.num_heads,
-            num_layers=self.dims.num_layers,
-        )
+        return PeftPrefixTuningConfig(**virtual_token_peft_kwargs(self.config.num_virtual_tokens, self.dims))
 
 
 register_method("prefix_tuning", PrefixTuningMethod)

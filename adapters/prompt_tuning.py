@@ -4,8 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-
-from localize.adapters.base import AdapterMethod, BatchHooks, MethodConfig, register_method
+from localize.adapters.base import (
+    AdapterMethod,
+    BatchHooks,
+    MethodConfig,
+    register_method,
+    virtual_token_peft_kwargs,
+)
 
 KEY = "prompt_embeddings"
 
@@ -49,14 +54,7 @@ class PromptTuningMethod(AdapterMethod):
     def peft_config(self):
         from peft import PromptTuningConfig as PeftPromptTuningConfig
 
-        return PeftPromptTuningConfig(
-            task_type="FEATURE_EXTRACTION",
-            num_virtual_tokens=self.config.num_virtual_tokens,
-            token_dim=self.dims.hidden_size,
-            num_transformer_submodules=1,
-            num_attention_heads=self.dims.num_heads,
-            num_layers=self.dims.num_layers,
-        )
+        return PeftPromptTuningConfig(**virtual_token_peft_kwargs(self.config.num_virtual_tokens, self.dims))
 
 
 register_method("prompt_tuning", PromptTuningMethod)

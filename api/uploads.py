@@ -5,8 +5,6 @@ The body is read here (async, bounded by the body-size middleware); parsing is l
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -92,8 +90,8 @@ def parse_user_upload(body: UploadBody, *, user: str, settings: Settings) -> Par
             for index, row in enumerate(payload.labels, start=1)
         ])
     else:
-        parsed = parse_labels(_with_default_user(body.data, body.fmt, user), body.fmt,
-                              max_text_chars=settings.max_text_chars, max_rows=settings.max_batch_rows)
+        parsed = parse_labels(body.data, body.fmt, max_text_chars=settings.max_text_chars,
+                              max_rows=settings.max_batch_rows, default_user=user)
     rows, errors = [], list(parsed.errors)
     for row in parsed.rows:
         if row.user != user:
@@ -113,56 +111,3 @@ def parse_bulk_upload(body: UploadBody, *, settings: Settings) -> ParseResult:
             for index, row in enumerate(payload.labels, start=1)
         ])
     return parse_labels(body.data, body.fmt, max_text_chars=settings.max_text_chars, max_rows=settings.max_batch_rows)
-
-
-# -- a per-user file may leave out the user column ----------------------------------------------------------------
-# parse_labels requires a user in every row. Until it takes a default user, the user is filled in here without
-# moving any line, so the parser's line numbers stay those of the uploaded file.
-def _with_default_user(data: bytes, fmt: str, user: str) -> bytes | str:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data  # parse_labels reports where the file stops being UTF-8
-    return _jsonl_with_user(text, user) if fmt == "jsonl" else _csv_with_user(text, user)
-
-
-def _jsonl_with_user(text: str, user: str) -> str:
-    lines = text.split("\n")  # as parse_labels splits
-    for index, raw in enumerate(lines):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            continue  # reported by the parser, on this same line
-        if isinstance(value, dict) and value.get("user") is None:
-            value["user"] = user
-            lines[index] = json.dumps(value, ensure_ascii=False)  # still one line
-    return "\n".join(lines)
-
-
-def _csv_with_user(text: str, user: str) -> str:
-    lines = io.StringIO(text, newline="").readlines()  # the physical lines csv.reader consumes
-    reader = csv.reader(iter(lines), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error:
-        return text
-    if not header or "user" in (cell.strip().lower() for cell in header) or reader.line_num != 1:
-        return text
-    starts: list[int] = []  # index of the first physical line of each record
-    start = reader.line_num
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error:
-            start = reader.line_num
-            continue
-        if cells and not (len(cells) == 1 and not cells[0].strip()):
-            starts.append(start)
-        start = reader.line_num
-    # A user name is letters, digits and _.@- (checked before this runs), so it needs no quoting.
-    lines[0] = "user," + lines[0]
-    for index in starts:
-        lines[index] = f"{user}," + lines[index]
-    return "".join(lines)

@@ -133,17 +133,18 @@ class BaseModel:
         return encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device)
 
     # -- encoder -------------------------------------------------------------------------------------------------
-    def embed(self, input_ids: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, prompts: torch.Tensor | None = None, position_offset: int = 0
+    ) -> torch.Tensor:
         """Input embeddings ``[batch, seq, hidden]``; ``prompts`` ``[batch, n_virtual, hidden]`` go in front,
-        as PEFT's prompt tuning does (they receive positions 0..n_virtual-1)."""
+        as PEFT's prompt tuning does (they receive positions 0..n_virtual-1). ``position_offset`` shifts every
+        position id, as Hugging Face does for tokens that follow cached prefix keys."""
         embeddings = self.model.embeddings
         inputs = embeddings.word_embeddings(input_ids)
         if prompts is not None:
             inputs = torch.cat([prompts.to(inputs.dtype), inputs], dim=1)
         seq = inputs.shape[1]
-        positions = embeddings.position_ids[:, :seq] if hasattr(embeddings, "position_ids") else None
-        if positions is None:
-            positions = torch.arange(seq, device=inputs.device).unsqueeze(0)
+        positions = torch.arange(position_offset, position_offset + seq, device=inputs.device).unsqueeze(0)
         hidden = inputs + embeddings.position_embeddings(positions)
         if hasattr(embeddings, "token_type_embeddings"):
             token_types = torch.zeros_like(positions)

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from localize.errors import LocalizeError
+from localize.errors import LocalizeError, ValidationError
 
 app = typer.Typer(help="localize: one frozen base model, a tiny adapter per user.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -47,23 +47,41 @@ def main(
 
 
 @contextmanager
-def _services() -> Iterator[tuple]:
-    """A runtime with its schema at head, and a session; domain errors become a clean exit 1."""
-    from localize.db.session import session_scope
+def _clean_errors() -> Iterator[None]:
+    """Domain errors and bad values (settings included) end the command with their message, not a traceback."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        yield
+    except LocalizeError as error:
+        err_console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    except ValueError as error:  # pydantic's ValidationError (bad LOCALIZE_* settings) is one too
+        err_console.print(f"[red]invalid value:[/red] {error}")
+        raise typer.Exit(2) from None
+    except IntegrityError as error:
+        err_console.print(f"[red]conflict:[/red] another process changed the same record at once; retry ({error.orig})")
+        raise typer.Exit(1) from None
+
+
+def _runtime():  # noqa: ANN202
     from localize.runtime import Runtime
     from localize.settings import Settings
 
     runtime = Runtime(Settings())
-    try:
-        runtime.upgrade_database()
+    runtime.upgrade_database()
+    return runtime
+
+
+@contextmanager
+def _services() -> Iterator[tuple]:
+    """A runtime with its schema at head, and a session that commits at the end."""
+    from localize.db.session import session_scope
+
+    with _clean_errors():
+        runtime = _runtime()
         with session_scope(runtime.database) as session:
             yield runtime, session
-    except LocalizeError as error:
-        err_console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
-    except ValueError as error:
-        err_console.print(f"[red]invalid value:[/red] {error}")
-        raise typer.Exit(2) from None
 
 
 def _split_list(value: str | None) -> list[str] | None:
@@ -142,10 +160,10 @@ def users_create(name: str) -> None:
 @users_app.command("key")
 def users_key(name: str) -> None:
     """Issue a new API key for a user (the old one stops working). The key is printed once."""
-    from localize.services.users import get_or_create_user, issue_api_key
+    from localize.services.users import get_user, issue_api_key
 
     with _services() as (_, session):
-        user = get_or_create_user(session=session, name=name)
+        user = get_user(session=session, name=name)
         print(issue_api_key(session=session, user=user))
 
 
@@ -182,13 +200,18 @@ def import_labels(
 
 # -- training -----------------------------------------------------------------------------------------------------
 def _training_args(runtime, method: str | None, args_file: Path | None, options: list[str] | None):  # noqa: ANN001, ANN202
-    from localize.training import TrainingArguments, apply_overrides
+    from localize.services.jobs import training_arguments
 
-    values = json.loads(args_file.read_text()) if args_file else {}
+    try:
+        values = json.loads(args_file.read_text()) if args_file else {}
+    except json.JSONDecodeError as error:
+        raise ValidationError(f"--args-file {str(args_file)!r} is not valid JSON: {error}") from None
     if method:
-        values["method"] = method
-    values.setdefault("method", runtime.settings.default_method)
-    return TrainingArguments.from_dict(apply_overrides(values, options or []))
+        values = {**values, "method": method} if isinstance(values, dict) else values
+    try:
+        return training_arguments(values, default_method=runtime.settings.default_method, overrides=options or [])
+    except ValidationError as error:
+        raise ValueError(str(error)) from None  # a bad option on the command line: a usage error, exit 2
 
 
 @app.command()
@@ -199,7 +222,8 @@ def train(
     stale: Annotated[bool, typer.Option("--stale", help="Only users whose labels changed since their adapter.")] = False,
     prior: Annotated[bool, typer.Option("--prior", help="Train the task prior on every user's labels first.")] = False,
     method: Annotated[Optional[str], typer.Option(help="Adapter method; default from settings.")] = None,
-    args_file: Annotated[Optional[Path], typer.Option(help="JSON file of training arguments.")] = None,
+    args_file: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                      help="JSON file of training arguments.")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, e.g. max_epochs=10, method.r=4.")] = None,
     queue_only: Annotated[bool, typer.Option(help="Queue the jobs for a worker instead of running them here.")] = False,
 ) -> None:
@@ -225,28 +249,20 @@ def train(
             raise ValueError("name --user, --all, --stale or --prior")
         else:
             targets = []
-        names: dict[int, str] = {}
-        job_ids: list[int] = []
-        if prior:
-            job = job_service.queue_training(session=session, task=task_row, user=None, args=args)
-            job_ids.append(job.id)
-            names[job.id] = "task prior"
-        for target in targets:
-            job = job_service.queue_training(session=session, task=task_row, user=target, args=args)
-            job_ids.append(job.id)
-            names[job.id] = target.name
-        if not job_ids:
+        jobs = job_service.queue_many(session=session, task=task_row, users=targets, args=args, prior=prior,
+                                      skip_pending=stale)
+        if not jobs:
             console.print("nothing to train")
             return
         if queue_only:
-            console.print(f"queued jobs {job_ids}")
+            console.print(f"queued jobs {[job.id for job in jobs]}")
             return
-        finished = run_jobs_locally(runtime=runtime, job_ids=job_ids, names=names, console=console)
+        finished = run_jobs_locally(runtime=runtime, job_ids=[job.id for job in jobs], console=console)
         table = Table("job", "who", "state", "version", "val acc", "val macro-F1", "seconds")
         for job in finished:
             metrics = job.metrics or {}
-            version = job_service.job_public(session=session, job=job, with_events=False).adapter_version
-            table.add_row(str(job.id), names[job.id], job.state, str(version or "-"),
+            public = job_service.job_public(session=session, job=job, with_events=False)
+            table.add_row(str(job.id), public.user or "task prior", job.state, str(public.adapter_version or "-"),
                           _fmt(metrics.get("val_accuracy")), _fmt(metrics.get("val_macro_f1")),
                           _fmt(metrics.get("train_seconds"), 1))
         console.print(table)
@@ -390,14 +406,11 @@ def jobs_list(state: Annotated[Optional[str], typer.Option()] = None, limit: int
 @app.command()
 def worker(once: Annotated[bool, typer.Option(help="Run at most one job, then exit.")] = False) -> None:
     """Run training jobs from the queue until stopped."""
-    from localize.runtime import Runtime
-    from localize.settings import Settings
     from localize.worker import Worker
 
     logging.getLogger("localize").setLevel(logging.INFO)
-    runtime = Runtime(Settings())
-    runtime.upgrade_database()
-    runner = Worker(runtime)
+    with _clean_errors():
+        runner = Worker(_runtime())
     if once:
         runner.run_once()
         return
@@ -416,12 +429,13 @@ def serve(
     """Run the HTTP API (and, by default, one training worker in its own process)."""
     from localize.server import run_server
 
-    run_server(host=host, port=port, with_worker=with_worker)
+    with _clean_errors():
+        run_server(host=host, port=port, with_worker=with_worker)
 
 
 @app.command()
 def demo(
-    labels_per_user: Annotated[int, typer.Option(help="Generated labels per user.")] = 300,
+    labels_per_user: Annotated[int, typer.Option(help="Generated labels per user.")] = 500,
     method: Annotated[Optional[str], typer.Option(help="Adapter method; default from settings.")] = None,
     seed: int = 0,
 ) -> None:
@@ -447,12 +461,9 @@ def evaluate(
     """Train each qualifying user's adapter on their train rows and score it on their test rows."""
     from localize.evaluation import run_evaluation
 
-    try:
+    with _clean_errors():
         results = run_evaluation(data_dir=data, method=method, users=_split_list(users), workspace=workspace,
                                  min_train=min_train, min_test=min_test, options=option or [], console=console)
-    except LocalizeError as error:
-        err_console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
     summary = results["summary"]
     console.print(f"{summary['users']} users, method {summary['method']}: mean accuracy {summary['mean_accuracy']:.3f}, "
                   f"mean macro-F1 {summary['mean_macro_f1']:.3f}")

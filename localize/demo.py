@@ -21,7 +21,7 @@ DEMO_TASK = "gold-sentiment"
 
 
 def run_demo(
-    *, runtime: Runtime, session: Session, labels_per_user: int = 300, method: str | None = None, seed: int = 0,
+    *, runtime: Runtime, session: Session, labels_per_user: int = 500, method: str | None = None, seed: int = 0,
     console: Console | None = None,
 ) -> list:
     console = console or Console()
@@ -37,15 +37,10 @@ def run_demo(
     args = TrainingArguments(method=method or runtime.settings.default_method, seed=seed)
     stale = {user.name for user in adapter_service.stale_users(session=session, task=task)}
 
-    names, job_ids = {}, []
-    for demo_user in (JOHN, JANE):
-        user = get_user(session=session, name=demo_user.name)
-        if demo_user.name in stale:
-            job = job_service.queue_training(session=session, task=task, user=user, args=args)
-            job_ids.append(job.id)
-            names[job.id] = f"train {demo_user.name}"
-    if job_ids:
-        run_jobs_locally(runtime=runtime, job_ids=job_ids, names=names, console=console)
+    users = [get_user(session=session, name=u.name) for u in (JOHN, JANE) if u.name in stale]
+    jobs = job_service.queue_many(session=session, task=task, users=users, args=args, skip_pending=True)
+    if jobs:
+        run_jobs_locally(runtime=runtime, job_ids=[job.id for job in jobs], console=console)
     else:
         console.print("adapters are up to date with the labels; not retraining")
 

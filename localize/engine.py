@@ -83,11 +83,14 @@ def forward_logits(
     """Logits ``[batch, labels]`` for rows that each carry their own (stacked) parameters.
 
     ``start_hidden`` is the frozen input of ``method.start_layer`` ``[batch, seq, hidden]``, or, when the
-    method changes the embeddings, ``None`` together with ``input_ids``. For a method that changes no layer
-    ``start_hidden`` may already be the pooled embedding ``[batch, hidden]``.
+    method embeds the inputs itself (``method.embeds_inputs``), ``None`` together with ``input_ids``. For a
+    method that changes no layer ``start_hidden`` may already be the pooled embedding ``[batch, hidden]``.
     """
     hooks = method.hooks(params, training=training)
-    if method.changes_embeddings:
+    if method.position_offset:
+        hidden = base.embed(input_ids, position_offset=method.position_offset)
+        pooled = base.pool(base.run_layers(hidden, mask, hooks=hooks), mask)
+    elif method.changes_embeddings:
         prompts = hooks.input_prompts()  # [(batch,) n_virtual, hidden]
         if prompts.dim() == 2:
             prompts = prompts.unsqueeze(0).expand(mask.shape[0], -1, -1)
@@ -170,7 +173,7 @@ class Engine:
 
         # The frozen part below each family's first adapted layer runs once for the whole batch.
         starts = sorted({rows[idx[0]][0].method.start_layer for idx in groups.values()
-                         if not rows[idx[0]][0].method.changes_embeddings})
+                         if not rows[idx[0]][0].method.embeds_inputs})
         frozen: dict[int, torch.Tensor] = {}
         if starts:
             hidden, layer = base.embed(input_ids), 0
@@ -191,7 +194,7 @@ class Engine:
             head = stack_rows([_padded_head(a, max_labels) for a in adapters], gather)
             row_index = torch.tensor(indexes, device=base.device)
             group_mask = mask.index_select(0, row_index)
-            if method.changes_embeddings:
+            if method.embeds_inputs:
                 start_hidden, ids = None, input_ids.index_select(0, row_index)
             else:
                 start_hidden, ids = frozen[method.start_layer].index_select(0, row_index), None

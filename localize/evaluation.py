@@ -27,7 +27,6 @@ from localize.services.predictions import PredictionRequest, predict
 from localize.services.tasks import create_task
 from localize.services.users import get_user
 from localize.settings import get_settings
-from localize.training import TrainingArguments, apply_overrides
 
 EVAL_TASK = "eval"
 
@@ -72,8 +71,8 @@ def run_evaluation(
         raise ValidationError(f"no user has >= {min_train} train and >= {min_test} test rows in {str(data_dir)!r}")
     label_set = infer_label_set(train + test)
     base_settings = get_settings()
-    values = {"method": method or base_settings.default_method}
-    args = TrainingArguments.from_dict(apply_overrides(values, options or []))
+    args = job_service.training_arguments({"method": method} if method else {},
+                                          default_method=base_settings.default_method, overrides=options or [])
 
     with tempfile.TemporaryDirectory(prefix="localize-eval-") as scratch:
         home = Path(workspace) if workspace else Path(scratch)
@@ -84,17 +83,12 @@ def run_evaluation(
         with session_scope(runtime.database) as session:
             task = create_task(session=session, name=EVAL_TASK, labels=label_set)
             upsert_labels(session=session, task=task, rows=train, max_text_chars=100_000)
-            names, job_ids = {}, []
-            if args.init_from_prior:
-                job = job_service.queue_training(session=session, task=task, user=None, args=args)
-                job_ids.append(job.id)
-                names[job.id] = "task prior"
-            for name in eligible:
-                job = job_service.queue_training(session=session, task=task, user=get_user(session=session, name=name),
-                                                 args=args)
-                job_ids.append(job.id)
-                names[job.id] = name
-        jobs = run_jobs_locally(runtime=runtime, job_ids=job_ids, names=names, console=console)
+            users = [get_user(session=session, name=name) for name in eligible]
+            queued = job_service.queue_many(session=session, task=task, users=users, args=args,
+                                            prior=args.init_from_prior)
+            names = {job.id: (user.name if user else "task prior")
+                     for job, user in zip(queued, ([None] if args.init_from_prior else []) + users)}
+        jobs = run_jobs_locally(runtime=runtime, job_ids=list(names), console=console)
         failed = [f"{names[j.id]}: {j.error}" for j in jobs if j.state != "succeeded"]
         if failed:
             raise ValidationError("training failed for " + "; ".join(failed[:5]))

@@ -11,12 +11,15 @@ from localize.services import jobs as job_service
 from localize.worker import new_worker_id
 
 
-def run_jobs_locally(
-    *, runtime: Runtime, job_ids: list[int], names: dict[int, str], console: Console | None = None
-) -> list[Job]:
+def run_jobs_locally(*, runtime: Runtime, job_ids: list[int], console: Console | None = None) -> list[Job]:
     """Claims and runs each job here; a job a running worker already took is left to it."""
     worker_id = "cli-" + new_worker_id()
     finished = []
+    with session_scope(runtime.database) as session:
+        names = {}
+        for job_id in job_ids:
+            public = job_service.job_public(session=session, job=session.get(Job, job_id), with_events=False)
+            names[job_id] = f"train {public.user}" if public.user else "train the task prior"
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[status]}"), console=console or Console(), transient=False) as progress:
         for job_id in job_ids:

@@ -16,18 +16,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localize.errors import PayloadTooLargeError, ValidationError
+from localize.names import NAME_RULE, is_valid_name
 
 FORMATS = ("jsonl", "csv")
 REQUIRED_FIELDS = ("user", "text", "label")
 OPTIONAL_FIELDS = ("item", "split")
 SPLITS = ("train", "test")
-USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 
 _BOM = b"\xef\xbb\xbf"
 _FORMAT_ALIASES = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "jsonlines": "jsonl", "csv": "csv"}
@@ -122,9 +121,16 @@ def _short(value: str, limit: int = 60) -> str:
 
 
 def _validate(
-    line: int, record: dict[str, Any], *, max_text_chars: int, allowed_labels: set[str] | None
+    line: int,
+    record: dict[str, Any],
+    *,
+    max_text_chars: int,
+    allowed_labels: set[str] | None,
+    default_user: str | None = None,
 ) -> LabelRow | RowError:
     """Check one record; every problem in it is reported together, so one fix pass is enough."""
+    if default_user is not None and record.get("user") is None:
+        record = {**record, "user": default_user}
     problems: list[str] = []
     values: dict[str, str | None] = {}
     for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
@@ -153,8 +159,8 @@ def _validate(
         values[name] = value or None
 
     user, text, label, split = values["user"], values["text"], values["label"], values["split"]
-    if user is not None and not USER_PATTERN.match(user):
-        problems.append(f"user {_short(user)} must be 1-128 characters of letters, digits and _.-@")
+    if user is not None and not is_valid_name(user):
+        problems.append(f"user {_short(user)} must be {NAME_RULE}")
     if text is not None and len(text) > max_text_chars:
         problems.append(f"text is {len(text)} characters, over the limit of {max_text_chars}")
     if label is not None and allowed_labels is not None and label not in allowed_labels:
@@ -186,7 +192,7 @@ def _jsonl_records(text: str) -> list[tuple[int, dict[str, Any] | str]]:
     return records
 
 
-def _csv_records(text: str) -> list[tuple[int, dict[str, Any] | str]]:
+def _csv_records(text: str, required: tuple[str, ...] = REQUIRED_FIELDS) -> list[tuple[int, dict[str, Any] | str]]:
     # strict=True turns a broken quote into an error for that record; the reader then carries on at the next line.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -194,9 +200,9 @@ def _csv_records(text: str) -> list[tuple[int, dict[str, Any] | str]]:
     except csv.Error as exc:
         raise ValidationError(f"CSV header on line 1 cannot be read: {exc}") from None
     if not header or not any(cell.strip() for cell in header):
-        raise ValidationError(f"CSV label file needs a header on line 1 with columns {', '.join(REQUIRED_FIELDS)}")
+        raise ValidationError(f"CSV label file needs a header on line 1 with columns {', '.join(required)}")
     columns = [cell.strip().lower() for cell in header]
-    missing = [name for name in REQUIRED_FIELDS if name not in columns]
+    missing = [name for name in required if name not in columns]
     if missing:
         raise ValidationError(f"CSV header is missing column(s) {missing}; found columns {columns}")
     duplicated = sorted({name for name in columns if name and columns.count(name) > 1})
@@ -232,15 +238,18 @@ def parse_labels(
     max_text_chars: int = 5000,
     allowed_labels: set[str] | None = None,
     max_rows: int | None = None,
+    default_user: str | None = None,
 ) -> ParseResult:
     """Parse a JSONL or CSV label file; bad rows become errors and good rows are kept.
 
     A later row for the same ``(user, text)`` replaces an earlier one, so re-labelling is a matter of appending.
+    With ``default_user`` (one user's own upload) the ``user`` field may be left out.
     Raises ``ValidationError`` for a file that cannot be read at all and ``PayloadTooLargeError`` past ``max_rows``.
     """
     fmt = _normalize_format(fmt)
     text = _decode(data)
-    records = _jsonl_records(text) if fmt == "jsonl" else _csv_records(text)
+    required = tuple(f for f in REQUIRED_FIELDS if not (default_user is not None and f == "user"))
+    records = _jsonl_records(text) if fmt == "jsonl" else _csv_records(text, required)
     if max_rows is not None and len(records) > max_rows:
         raise PayloadTooLargeError(f"label file has {len(records)} rows, over the limit of {max_rows}")
 
@@ -250,7 +259,8 @@ def parse_labels(
         outcome = (
             RowError(line, record)
             if isinstance(record, str)
-            else _validate(line, record, max_text_chars=max_text_chars, allowed_labels=allowed_labels)
+            else _validate(line, record, max_text_chars=max_text_chars, allowed_labels=allowed_labels,
+                           default_user=default_user)
         )
         if isinstance(outcome, RowError):
             errors.append(outcome)

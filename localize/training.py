@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 
 from localize.activations import ActivationCache, get_activation_cache, pad_hidden
-from localize.adapters import available_methods, make_method
+from localize.adapters import available_methods, get_method, make_method
 from localize.adapters.base import init_head
 from localize.base_model import BaseModel
 from localize.engine import AdapterWeights, forward_logits
@@ -54,6 +54,8 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if self.method not in available_methods():
             raise ValueError(f"method {self.method!r} is not one of {available_methods()}")
+        # The method's own options are checked now, not when a worker picks the job up.
+        get_method(self.method).config_class.from_dict(self.method_options)
         checks = [
             (self.max_epochs >= 1, f"max_epochs={self.max_epochs} must be >= 1"),
             (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
@@ -84,10 +86,12 @@ class TrainingArguments:
         try:  # types first, so {"max_epochs": "many"} is named, not a TypeError from a comparison
             return TypeAdapter(cls).validate_python(values, strict=False)
         except PydanticValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}" for e in error.errors()
-            )
-            raise ValueError(f"invalid training argument(s): {problems}") from None
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}" if e["loc"]
+                else str(e.get("ctx", {}).get("error") or e["msg"])  # a rule from __post_init__, already named
+                for e in error.errors()
+            ]
+            raise ValueError("; ".join(problems)) from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
@@ -253,6 +257,9 @@ class Trainer:
         self.progress(1.0, "done: " + _describe(self.metrics))
 
     def evaluate(self, texts: list[str], labels: list[str]) -> dict[str, float]:
+        unknown = sorted(set(labels) - set(self.label_set))
+        if unknown:
+            raise ValidationError(f"label(s) {unknown} are not in the label set {self.label_set}")
         split = self._make_split_from(texts, [self.label_set.index(label) for label in labels])
         return self._score(split, None)
 
@@ -297,7 +304,7 @@ class Trainer:
 
     def _make_split_from(self, texts: list[str], targets: list[int]) -> _Split:
         split = _Split(texts=texts, targets=torch.tensor(targets, dtype=torch.long))
-        if self.method.changes_embeddings:
+        if self.method.embeds_inputs:
             ids, mask = self.base.tokenize(texts) if texts else (None, None)
             split.input_ids = [ids[i, : int(mask[i].sum())].cpu() for i in range(len(texts))] if texts else []
         else:
@@ -328,7 +335,7 @@ class Trainer:
         size = len(batch)
         params, head = self.params, self.head  # one user's: shared by every row, no batch dimension
         device = self.base.device
-        if self.method.changes_embeddings:
+        if self.method.embeds_inputs:
             rows = [split.input_ids[i] for i in batch]
             longest = max(len(r) for r in rows)
             input_ids = torch.zeros(size, longest, dtype=torch.long)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import pydantic
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from sqlmodel import Session
 
@@ -11,7 +10,6 @@ from localize.api.deps import AdminOnly, JsonBody, OwnerDep, PrincipalDep, Runti
 from localize.api.errors import problem_responses
 from localize.api.schemas import TRAINING_EXAMPLE, JobPublic, JobsPublic, JobStateName
 from localize.db.models import Job
-from localize.errors import ValidationError
 from localize.services import jobs as job_service
 from localize.services import tasks as task_service
 from localize.settings import Settings
@@ -33,27 +31,8 @@ TrainingBody = Annotated[
 ]
 JobId = Annotated[int, Path(description="The job's id.", examples=[3])]
 
-_training_arguments = pydantic.TypeAdapter(TrainingArguments)
-
-
 def training_arguments(values: dict[str, Any] | None, settings: Settings) -> TrainingArguments:
-    """Training arguments from a request body; every problem names the argument."""
-    values = {"method": settings.default_method, **(values or {})}
-    try:
-        TrainingArguments.from_dict(values)  # names unknown arguments and values that break a rule
-    except ValueError as error:
-        raise ValidationError(f"invalid training arguments: {error}") from None
-    except TypeError:
-        pass  # a value of the wrong type: the typed check below names it
-    try:
-        return _training_arguments.validate_python(values)
-    except pydantic.ValidationError as error:
-        problems = [{"field": ".".join(str(part) for part in problem["loc"]), "message": problem["msg"]}
-                    for problem in error.errors()]
-        raise ValidationError(
-            "invalid training arguments: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-            errors=problems,
-        ) from None
+    return job_service.training_arguments(values, default_method=settings.default_method)
 
 
 def _queued(response: Response, session: Session, job: Job) -> JobPublic:

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Index, Text as SAText, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+from localize.names import NAME_PATTERN
+
 
 
 def utcnow() -> datetime:

@@ -33,7 +33,7 @@ from localize.errors import ConflictError, NotFoundError, ValidationError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services.labels import label_snapshot, training_rows
-from localize.training import Trainer, TrainingArguments
+from localize.training import Trainer, TrainingArguments, apply_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,38 @@ class JobLost(Exception):
 
 
 # -- queueing -----------------------------------------------------------------------------------------------------
+def training_arguments(
+    values: dict | None, *, default_method: str, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainingArguments:
+    """Training arguments from a dict (a request body, an args file) plus ``key=value`` overrides; a bad value is
+    a ValidationError that names it."""
+    if values is not None and not isinstance(values, dict):
+        raise ValidationError(f"training arguments must be a JSON object, got {type(values).__name__}")
+    merged = dict(values or {})
+    merged.setdefault("method", default_method)
+    try:
+        return TrainingArguments.from_dict(apply_overrides(merged, list(overrides)))
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+def pending_job(*, session: Session, task: Task, user: User | None) -> Job | None:
+    """The queued or running job of ``user`` (or of the prior) in ``task``, if any."""
+    owner = Job.user_id == user.id if user is not None else Job.user_id.is_(None)
+    return session.exec(
+        select(Job).where(Job.task_id == task.id, owner, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+    ).first()
+
+
 def queue_training(*, session: Session, task: Task, user: User | None, args: TrainingArguments) -> Job:
-    """Queues training for ``user`` in ``task`` (``user=None`` trains the task prior on everyone's labels)."""
+    """Queues training for ``user`` in ``task`` (``user=None`` trains the task prior on everyone's labels).
+
+    One pending job per (user, task): two would race for the same adapter version."""
+    pending = pending_job(session=session, task=task, user=user)
+    if pending is not None:
+        who = f"user {user.name!r}" if user is not None else "the task prior"
+        raise ConflictError(f"job {pending.id} for {who} in task {task.name!r} is already {pending.state}; "
+                            "wait for it or cancel it")
     job = Job(task_id=task.id, user_id=None if user is None else user.id, args=args.to_dict())
     session.add(job)
     session.flush()
@@ -61,14 +91,23 @@ def queue_training(*, session: Session, task: Task, user: User | None, args: Tra
 
 def queue_stale(*, session: Session, task: Task, args: TrainingArguments) -> list[Job]:
     """Queues a job for every user whose labels changed since their adapter, unless one is already pending."""
-    pending = set(
-        session.exec(select(Job.user_id).where(Job.task_id == task.id, Job.state.in_([JobState.QUEUED, JobState.RUNNING])))
-    )
-    return [
-        queue_training(session=session, task=task, user=user, args=args)
-        for user in adapter_service.stale_users(session=session, task=task)
-        if user.id not in pending
-    ]
+    return queue_many(session=session, task=task, users=adapter_service.stale_users(session=session, task=task),
+                      args=args, skip_pending=True)
+
+
+def queue_many(
+    *, session: Session, task: Task, users: list[User], args: TrainingArguments, prior: bool = False,
+    skip_pending: bool = False,
+) -> list[Job]:
+    """Queues the prior (first, so users can start from it) and then each user; with ``skip_pending`` users who
+    already have a pending job are left out instead of refused."""
+    targets: list[User | None] = ([None] if prior else []) + list(users)
+    jobs = []
+    for user in targets:
+        if skip_pending and pending_job(session=session, task=task, user=user) is not None:
+            continue
+        jobs.append(queue_training(session=session, task=task, user=user, args=args))
+    return jobs
 
 
 def get_job(*, session: Session, job_id: int, user: User | None = None) -> Job:
@@ -108,7 +147,13 @@ def cancel_job(*, session: Session, job: Job) -> Job:
             session.commit()
             session.refresh(job)
             return job
-    session.exec(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    requested = session.exec(
+        update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING).values(cancel_requested=True)
+    ).rowcount
+    if not requested:  # it finished (or was requeued and cancelled) in the meantime
+        session.rollback()
+        session.refresh(job)
+        raise ConflictError(f"job {job.id} is {job.state}; it can no longer be cancelled")
     _event(session, job.id, "cancellation requested")
     session.commit()
     session.refresh(job)
@@ -242,18 +287,18 @@ def run_job(
                 _event(session, job_id, message)
 
     try:
-        outcome = _train_and_register(runtime, job_id, worker_id, on_progress)
+        _train_and_register(runtime, job_id, worker_id, on_progress)
         state, error = JobState.SUCCEEDED, None
     except JobCancelled:
-        outcome, state, error = None, JobState.CANCELLED, None
+        state, error = JobState.CANCELLED, None
     except JobLost:
         logger.warning("job %s was taken over by another worker; dropping this run", job_id)
-        outcome, state, error = None, None, None
+        state, error = None, None
     except (ValidationError, NotFoundError) as failure:
-        outcome, state, error = None, JobState.FAILED, str(failure)
+        state, error = JobState.FAILED, str(failure)
     except Exception as failure:  # noqa: BLE001  (any crash fails the job with its message, the worker lives)
         logger.exception("job %s failed", job_id)
-        outcome, state, error = None, JobState.FAILED, f"{type(failure).__name__}: {failure}"
+        state, error = JobState.FAILED, f"{type(failure).__name__}: {failure}"
     finally:
         heartbeat.stop.set()
         heartbeat.join()

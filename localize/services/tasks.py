@@ -1,11 +1,10 @@
 """Tasks: a name plus a label set, shared by the users who label that kind of thing."""
 from __future__ import annotations
 
-import re
-
 from sqlmodel import Session, select
 
-from localize.db.models import NAME_PATTERN, Task
+from localize.db.models import Task
+from localize.names import NAME_RULE, is_valid_name
 from localize.errors import ConflictError, NotFoundError, ValidationError
 
 
@@ -24,10 +23,10 @@ def check_label_set(labels: list[str]) -> list[str]:
 
 
 def create_task(*, session: Session, name: str, labels: list[str], description: str = "") -> Task:
-    if not re.match(NAME_PATTERN, name or ""):
-        raise ValidationError(f"task name {name!r} must be 1-128 letters, digits, '_', '.', '@' or '-'")
+    if not is_valid_name(name):
+        raise ValidationError(f"task name {name!r} must be {NAME_RULE}")
     labels = check_label_set(labels)
-    if session.exec(select(Task).where(Task.name == name)).first() is not None:
+    if find_task(session=session, name=name) is not None:
         raise ConflictError(f"task {name!r} already exists")
     task = Task(name=name, labels=labels, description=description)
     session.add(task)
@@ -36,8 +35,12 @@ def create_task(*, session: Session, name: str, labels: list[str], description: 
     return task
 
 
+def find_task(*, session: Session, name: str) -> Task | None:
+    return session.exec(select(Task).where(Task.name == name)).first()
+
+
 def get_task(*, session: Session, name: str) -> Task:
-    task = session.exec(select(Task).where(Task.name == name)).first()
+    task = find_task(session=session, name=name)
     if task is None:
         raise NotFoundError(f"task {name!r} does not exist")
     return task
@@ -45,7 +48,7 @@ def get_task(*, session: Session, name: str) -> Task:
 
 def ensure_task(*, session: Session, name: str, labels: list[str]) -> Task:
     """The task ``name``, created with ``labels`` if new; an existing task keeps its label set."""
-    task = session.exec(select(Task).where(Task.name == name)).first()
+    task = find_task(session=session, name=name)
     return task if task is not None else create_task(session=session, name=name, labels=labels)
 
 

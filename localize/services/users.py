@@ -2,22 +2,21 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
-import re
 import secrets
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from localize.db.models import NAME_PATTERN, Label, User
+from localize.db.models import Label, User
+from localize.names import NAME_RULE, is_valid_name
 from localize.errors import ConflictError, NotFoundError, ValidationError
 
 KEY_PREFIX = "lk_"
 
 
 def check_user_name(name: str) -> str:
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
-        raise ValidationError(f"user name {name!r} must be 1-128 letters, digits, '_', '.', '@' or '-'")
+    if not is_valid_name(name):
+        raise ValidationError(f"user name {name!r} must be {NAME_RULE}")
     return name
 
 
@@ -27,7 +26,7 @@ def hash_key(key: str) -> str:
 
 def create_user(*, session: Session, name: str) -> User:
     check_user_name(name)
-    if session.exec(select(User).where(User.name == name)).first() is not None:
+    if find_user(session=session, name=name) is not None:
         raise ConflictError(f"user {name!r} already exists")
     user = User(name=name)
     session.add(user)
@@ -36,15 +35,19 @@ def create_user(*, session: Session, name: str) -> User:
     return user
 
 
+def find_user(*, session: Session, name: str) -> User | None:
+    return session.exec(select(User).where(User.name == name)).first()
+
+
 def get_user(*, session: Session, name: str) -> User:
-    user = session.exec(select(User).where(User.name == name)).first()
+    user = find_user(session=session, name=name)
     if user is None:
         raise NotFoundError(f"user {name!r} does not exist")
     return user
 
 
 def get_or_create_user(*, session: Session, name: str) -> User:
-    user = session.exec(select(User).where(User.name == name)).first()
+    user = find_user(session=session, name=name)
     return user if user is not None else create_user(session=session, name=name)
 
 
@@ -77,7 +80,5 @@ def authenticate(*, session: Session, key: str | None) -> User | None:
     if not key:
         return None
     digest = hash_key(key)
-    user = session.exec(select(User).where(User.api_key_hash == digest)).first()
-    if user is None or not hmac.compare_digest(user.api_key_hash or "", digest):
-        return None
-    return user
+    # Only the SHA-256 of a 256-bit random key is looked up, so the lookup's timing reveals nothing usable.
+    return session.exec(select(User).where(User.api_key_hash == digest)).first()

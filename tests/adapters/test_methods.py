@@ -104,16 +104,6 @@ PEFT_CASES = [
         "prefix_tuning",
         {"num_virtual_tokens": 4},
         id="prefix_tuning",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason=(
-                "BUG: HF BERT offsets the position ids of the real tokens by the prefix length "
-                "(past_key_values_length) when PEFT passes prefix tuning's past_key_values, so PEFT "
-                "places the text at positions n_virtual..; localize's BaseModel.embed always uses positions "
-                "0.. for prefix tuning, so the folder PEFT loads gives different outputs (~1e-2 in probability)."
-            ),
-        ),
     ),
 ]
 

@@ -2,7 +2,6 @@
 inactive ones deleted."""
 from __future__ import annotations
 
-import pytest
 from api_support import JANE_LABELS, JOHN_LABELS, TASK, TEXTS, rows
 
 from localize.db.models import AdapterVersion
@@ -45,12 +44,6 @@ def test_versions_activate_rollback_and_delete(ws, john):
     assert ws.count(AdapterVersion) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="service bug: services.adapters.delete_version deletes the row while job.adapter_version_id still "
-    "references it, so the foreign key refuses every version a job produced (see the API report)",
-)
 def test_delete_inactive_version(ws, john):
     ws.upload("john", rows(TEXTS[:8], JOHN_LABELS[:8]), headers=john)
     for _ in range(2):

