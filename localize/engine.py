@@ -166,7 +166,10 @@ class Engine:
 
     def _predict_batch(self, rows: Sequence[tuple[AdapterWeights, str]]) -> list[Prediction]:
         base = self.base
-        input_ids, mask = base.tokenize([text for _, text in rows])
+        # Frozen work depends on the text only: each distinct text is encoded once, however many users ask.
+        slot: dict[str, int] = {}
+        text_of_row = torch.tensor([slot.setdefault(text, len(slot)) for _, text in rows], device=base.device)
+        input_ids, mask = base.tokenize(list(slot))  # [distinct texts, seq]
         groups: dict[tuple, list[int]] = {}
         for index, (weights, _) in enumerate(rows):
             groups.setdefault(weights.method.family(), []).append(index)
@@ -180,6 +183,8 @@ class Engine:
             for start in starts:
                 hidden = base.run_layers(hidden, mask, start=layer, stop=start)
                 frozen[start], layer = hidden, start
+            if base.dims.num_layers in frozen:  # nothing inside the encoder changes: rows need only the pooled vector
+                frozen[base.dims.num_layers] = base.pool(frozen[base.dims.num_layers], mask)
 
         max_labels = max(len(weights.labels) for weights, _ in rows)
         logits = torch.full((len(rows), max_labels), float("-inf"), device=base.device)
@@ -193,11 +198,12 @@ class Engine:
             params = stack_rows([a.params for a in adapters], gather) if adapters[0].params else {}
             head = stack_rows([_padded_head(a, max_labels) for a in adapters], gather)
             row_index = torch.tensor(indexes, device=base.device)
-            group_mask = mask.index_select(0, row_index)
+            text_index = text_of_row.index_select(0, row_index)
+            group_mask = mask.index_select(0, text_index)
             if method.embeds_inputs:
-                start_hidden, ids = None, input_ids.index_select(0, row_index)
+                start_hidden, ids = None, input_ids.index_select(0, text_index)
             else:
-                start_hidden, ids = frozen[method.start_layer].index_select(0, row_index), None
+                start_hidden, ids = frozen[method.start_layer].index_select(0, text_index), None
             logits[row_index] = forward_logits(base, method, params, head, start_hidden, group_mask, input_ids=ids)
 
         probabilities = torch.softmax(logits, dim=-1).cpu()

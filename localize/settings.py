@@ -4,16 +4,19 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOCALIZE_", extra="ignore", env_file=None)
+    model_config = SettingsConfigDict(env_prefix="LOCALIZE_", extra="ignore", env_file=None, populate_by_name=True)
 
     home: Path = Field(Path("var"), description="Folder for the embedded database and the local adapter store.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; defaults to a SQLite file in `home`. A postgresql:// URL selects PostgreSQL."
+        None,
+        validation_alias=AliasChoices("LOCALIZE_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL (LOCALIZE_DATABASE_URL, or the conventional DATABASE_URL); defaults to a SQLite "
+        "file in `home`. A postgresql:// URL selects PostgreSQL.",
     )
     adapter_store: str | None = Field(None, description="Adapter store location; defaults to `home`/adapters.")
     base_model: str | None = Field(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from sqlalchemy import func
@@ -80,5 +81,9 @@ def authenticate(*, session: Session, key: str | None) -> User | None:
     if not key:
         return None
     digest = hash_key(key)
-    # Only the SHA-256 of a 256-bit random key is looked up, so the lookup's timing reveals nothing usable.
-    return session.exec(select(User).where(User.api_key_hash == digest)).first()
+    # The index lookup is on the SHA-256 of a 256-bit random key, so its timing reveals nothing usable about the
+    # key; the final comparison is constant-time all the same.
+    user = session.exec(select(User).where(User.api_key_hash == digest)).first()
+    if user is None or not hmac.compare_digest(user.api_key_hash or "", digest):
+        return None
+    return user

@@ -71,6 +71,18 @@ def test_mixed_batch_equals_one_user_at_a_time(base, users):
             assert sum(single.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_one_text_for_every_user_equals_one_user_at_a_time(base, users):
+    """Fan-out: the frozen part is computed once for the shared text, every row still gets its own user's answer."""
+    engine = Engine(base)
+    text = TEXTS[3]
+    rows = [(weights, text) for weights in users.values()] + [(users["john"], TEXTS[0]), (users["ann"], text)]
+    together = engine.predict(rows)
+    for (weights, row_text), prediction in zip(rows, together):
+        alone = engine.predict([(weights, row_text)])[0]
+        assert prediction.label == alone.label
+        assert torch.allclose(_matrix(prediction, weights.labels), _matrix(alone, weights.labels), atol=1e-6)
+
+
 def test_users_get_their_own_parameters(base, users):
     """Two users of one family in one batch must not see each other's parameters."""
     engine = Engine(base)
