@@ -472,5 +472,20 @@ def evaluate(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (fan-out of 1,000 users, one run each); "
+                                                         "under a minute.")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Comma-separated benchmarks: mixed_batch, swap, peft, fanout, "
+                                                      "train, adapter_load, cold_start; default: all.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the results JSON here.")] = None,
+) -> None:
+    """Measure serving and training speed, each against a baseline from the same run; print a table and JSON."""
+    from localize.bench import run_benchmarks
+
+    with _clean_errors():
+        run_benchmarks(quick=quick, only=_split_list(only), out=out, console=console)
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -38,7 +38,7 @@ def run_demo(
     stale = {user.name for user in adapter_service.stale_users(session=session, task=task)}
 
     users = [get_user(session=session, name=u.name) for u in (JOHN, JANE) if u.name in stale]
-    jobs = job_service.queue_many(session=session, task=task, users=users, args=args, skip_pending=True)
+    jobs = [job_service.queue_or_pending(session=session, task=task, user=user, args=args) for user in users]
     if jobs:
         run_jobs_locally(runtime=runtime, job_ids=[job.id for job in jobs], console=console)
     else:

@@ -95,6 +95,12 @@ def queue_stale(*, session: Session, task: Task, args: TrainingArguments) -> lis
                       args=args, skip_pending=True)
 
 
+def queue_or_pending(*, session: Session, task: Task, user: User | None, args: TrainingArguments) -> Job:
+    """The user's pending job if there is one (queued, or running: perhaps on a worker that died), else a new one."""
+    pending = pending_job(session=session, task=task, user=user)
+    return pending if pending is not None else queue_training(session=session, task=task, user=user, args=args)
+
+
 def queue_many(
     *, session: Session, task: Task, users: list[User], args: TrainingArguments, prior: bool = False,
     skip_pending: bool = False,

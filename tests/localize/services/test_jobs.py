@@ -517,3 +517,24 @@ def test_serving_version_falls_back_to_the_prior_only_when_allowed(runtime: Runt
         assert (row.user_id, row.version, source) == (None, 1, "prior")
         with pytest.raises(NoAdapterError, match="user 'jane' has no trained adapter for task 'notes'.*task prior"):
             adapter_service.serving_version(session=session, task=task, user=jane, allow_prior=False)
+
+
+def test_running_locally_takes_over_a_job_whose_worker_died(make_runtime) -> None:
+    """A CLI run interrupted mid-training leaves its job 'running'; the next local run requeues it and finishes it."""
+    from localize.jobrunner import run_jobs_locally
+
+    runtime = make_runtime(worker_dead_after_seconds=1.0, worker_poll_seconds=0.1)
+    _workspace(runtime)
+    job_id = _queue(runtime, "john")
+    with session_scope(runtime.database) as session:
+        assert job_service.claim_next_job(session=session, worker_id="cli-that-was-killed", job_id=job_id) == job_id
+        session.exec(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(seconds=5)))
+        session.commit()
+        pending = job_service.queue_or_pending(session=session, task=get_task(session=session, name="notes"),
+                                               user=get_user(session=session, name="john"), args=FAST)
+        assert pending.id == job_id  # the interrupted job is picked up, not a second one queued
+
+    finished = run_jobs_locally(runtime=runtime, job_ids=[job_id])
+
+    assert [(job.id, job.state, job.attempts) for job in finished] == [(job_id, JobState.SUCCEEDED, 2)]
+    assert any("requeued: worker cli-that-was-killed" in message for _, message in _events(runtime, job_id))
