@@ -26,7 +26,9 @@ def ready(request: Request, runtime: RuntimeDep) -> ReadyPublic:
             revision = MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as error:
         raise HTTPException(503, detail=f"database is unreachable: {type(error).__name__}") from None
-    head = request.app.state.schema_head
+    head = getattr(request.app.state, "schema_head", None)  # set by the lifespan; absent if it never ran
+    if head is None:
+        raise HTTPException(503, detail="server is still starting: the schema head is not known yet")
     if revision != head:
         raise HTTPException(503, detail=f"database schema is at revision {revision!r}, this server needs {head!r}")
     # The engine (and with it the base model) is built on the first prediction.
