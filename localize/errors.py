@@ -8,6 +8,7 @@
     │   └── PayloadTooLargeError an upload or batch over its limit
     ├── PermissionDeniedError    a key that may not touch that resource
     ├── AdapterError             a stored adapter that cannot be served (corrupt, incompatible with the base)
+    │   └── ServingUnavailableError  the prediction replicas (Ray Serve) cannot be reached or failed
     └── ConfigurationError       the platform is set up in a way that cannot work (e.g. bnb on a CPU)
 """
 from __future__ import annotations
@@ -49,3 +50,7 @@ class AdapterError(LocalizeError):
 
 class ConfigurationError(LocalizeError):
     pass
+
+
+class ServingUnavailableError(AdapterError):
+    """The Ray Serve prediction replicas are unreachable, timed out or failed (503, like an unservable adapter)."""

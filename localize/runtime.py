@@ -54,5 +54,12 @@ class Runtime:
         return Engine(self.base, capacity=self.settings.resident_adapters)
 
     @cached_property
+    def remote_predictor(self):  # noqa: ANN201
+        """The Ray Serve prediction replicas (``LOCALIZE_SERVING=ray``); connects on first use."""
+        from localize.distributed.serving import RayPredictor
+
+        return RayPredictor(self.settings)
+
+    @cached_property
     def activation_cache(self) -> ActivationCache:
         return ActivationCache()

@@ -30,11 +30,16 @@ def ensure_admin_key(settings: Settings) -> str:
     return key
 
 
-def run_server(*, host: str, port: int, with_worker: bool = True) -> None:
+def run_server(
+    *, host: str, port: int, with_worker: bool = True, ray_address: str | None = None, replicas: int | None = None,
+    deploy: bool = True,
+) -> None:
     import uvicorn
 
     from localize.runtime import Runtime
 
+    if ray_address:
+        _use_ray(ray_address, replicas=replicas, deploy=deploy)
     settings = get_settings()
     key = ensure_admin_key(settings)
     os.environ["LOCALIZE_ADMIN_KEY"] = key
@@ -58,3 +63,25 @@ def run_server(*, host: str, port: int, with_worker: bool = True) -> None:
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _use_ray(address: str, *, replicas: int | None, deploy: bool) -> None:
+    """Points this process (the API) and its worker at the Ray cluster, and deploys the prediction replicas."""
+    from localize.distributed.cluster import LOCAL, connect
+    from localize.distributed.serving import deploy as deploy_replicas
+
+    ray = connect(address)
+    if address == LOCAL:  # the worker process joins the cluster this process just started
+        address = ray.get_runtime_context().gcs_address
+    os.environ["LOCALIZE_RAY_ADDRESS"] = address
+    os.environ["LOCALIZE_SERVING"] = "ray"
+    if replicas:
+        os.environ["LOCALIZE_RAY_SERVE_REPLICAS"] = str(replicas)
+    get_settings.cache_clear()
+    settings = get_settings()
+    if deploy:
+        print(f"deploying {settings.ray_serve_replicas} prediction replica(s) on Ray at {address} ...", flush=True)
+        deploy_replicas(settings, address=address)
+    from localize.distributed.serving import RayPredictor
+
+    RayPredictor(settings).handle  # fails now, with a clear message, if the application is not there

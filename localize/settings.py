@@ -45,6 +45,40 @@ class Settings(BaseSettings):
         "job's validation labels (off by default: the active version has usually trained on those very rows).",
     )
 
+    # -- Ray (docs/deploy.md) -------------------------------------------------------------------------------------
+    ray_address: str | None = Field(
+        None, description="Ray cluster for training workers and Serve replicas: 'auto', 'local' (start one here), "
+        "'host:6379' or 'ray://host:10001'. Unset: training and prediction run in-process.")
+    ray_train_cpus: float = Field(1.0, ge=0, description="CPUs each Ray training task asks for.")
+    ray_train_gpus: float | None = Field(
+        None, ge=0, description="GPUs each Ray training task asks for (fractions share a GPU); unset: 1 when the "
+        "cluster has GPUs, else 0.")
+    ray_max_concurrent_jobs: int | None = Field(
+        None, ge=1, description="Most training jobs one Ray worker runs at once; unset: as many as the cluster's "
+        "CPUs (and GPUs) hold.")
+    ray_max_attempts: int = Field(3, ge=1, description="A job whose Ray task crashed (process or node lost) is "
+                                  "requeued until it has been tried this often, then failed.")
+    serving: str = Field("embedded", description="Where the API's forward passes run: 'embedded' (this process) "
+                         "or 'ray' (the Ray Serve application `ray_serve_app`; `localize serve --ray` sets it).")
+    ray_serve_app: str = Field("localize", description="Name of the Ray Serve application of prediction replicas.")
+    ray_serve_replicas: int = Field(2, ge=1, description="Prediction replicas, each holding the base model once.")
+    ray_replica_cpus: float = Field(1.0, ge=0, description="CPUs each prediction replica asks for.")
+    ray_replica_gpus: float | None = Field(
+        None, ge=0, description="GPUs each prediction replica asks for; unset: 1 when the cluster has GPUs, else 0.")
+    ray_replica_adapters: int = Field(
+        1024, ge=1, description="User adapters each replica keeps resident (Serve's multiplexing LRU); a user's "
+        "requests are routed to a replica that holds theirs.")
+    ray_batch_rows: int = Field(128, ge=1, description="Most rows a replica puts in one forward pass.")
+    ray_batch_wait_ms: float = Field(5.0, ge=0, description="How long a replica waits for more rows to batch.")
+    ray_request_timeout_seconds: float = Field(30.0, gt=0, description="How long the API waits for a replica.")
+
+    @field_validator("serving")
+    @classmethod
+    def _check_serving(cls, value: str) -> str:
+        if value not in ("embedded", "ray"):
+            raise ValueError(f"serving {value!r} is not one of ('embedded', 'ray')")
+        return value
+
     @field_validator("quantization")
     @classmethod
     def _check_quantization(cls, value: str) -> str:

@@ -10,4 +10,4 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # The exact CPU build first: a loose torch requirement would otherwise pull a multi-GB CUDA build.
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[quant,dev]"
+python -m pip install -q -e ".[quant,dev,ray]"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from localize.db.models import AdapterVersion, Task, User
+from localize.engine import Prediction
 from localize.errors import NoAdapterError, PayloadTooLargeError, ValidationError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
@@ -68,8 +69,7 @@ def predict(
         task = tasks.get(request.task) or tasks.setdefault(request.task, get_task(session=session, name=request.task))
         user = users.get(request.user) or users.setdefault(request.user, get_user(session=session, name=request.user))
         serving[pair] = adapter_service.serving_version(session=session, task=task, user=user, allow_prior=allow_prior)
-    weights = {pair: adapter_service.load_weights(runtime=runtime, row=row) for pair, (row, _) in serving.items()}
-    outputs = runtime.engine.predict([(weights[(r.user, r.task)], r.text) for r in requests])
+    outputs = forward(runtime=runtime, rows=[(serving[(r.user, r.task)][0], r.text) for r in requests])
     return [
         PredictionResult(user=r.user, task=r.task, text=r.text, label=out.label, probabilities=out.probabilities,
                          version=serving[(r.user, r.task)][0].version, source=serving[(r.user, r.task)][1])
@@ -92,10 +92,20 @@ def fanout(
         missing = sorted(set(user_names) - {user.name for _, user in rows})
         if missing:
             raise NoAdapterError(f"user(s) {missing} have no active adapter in task {task.name!r}")
-    adapters = [(adapter_service.load_weights(runtime=runtime, row=row), row, user) for row, user in rows]
-    outputs = runtime.engine.predict([(weights, text) for weights, _, _ in adapters])
+    outputs = forward(runtime=runtime, rows=[(row, text) for row, _ in rows])
     return [
         PredictionResult(user=user.name, task=task.name, text=text, label=out.label, probabilities=out.probabilities,
                          version=row.version, source="user")
-        for (_, row, user), out in zip(adapters, outputs)
+        for (row, user), out in zip(rows, outputs)
     ]
+
+
+def forward(*, runtime: Runtime, rows: Sequence[tuple[AdapterVersion, str]]) -> list[Prediction]:
+    """Forward passes for ``(adapter version, text)`` rows: in this process, or on the Ray Serve replicas
+    (``LOCALIZE_SERVING=ray``, docs/deploy.md)."""
+    if runtime.settings.serving == "ray":
+        from localize.distributed.serving import AdapterRef
+
+        return runtime.remote_predictor.predict([(AdapterRef.from_row(row), text) for row, text in rows])
+    weights = {row.id: adapter_service.load_weights(runtime=runtime, row=row) for row, _ in rows}
+    return runtime.engine.predict([(weights[row.id], text) for row, text in rows])

@@ -1,0 +1,21 @@
+"""Helpers of the Ray tests: small training arguments and a task with two users' labels."""
+from __future__ import annotations
+
+from localize.db.session import session_scope
+from localize.demo_data import JANE, JOHN, LABELS, demo_rows
+from localize.labels_io import LabelRow
+from localize.services.labels import upsert_labels
+from localize.services.tasks import create_task
+from localize.training import TrainingArguments
+
+# Small adapters that train in about a second: a linear head, and LoRA on the top layer only.
+HEAD = TrainingArguments(method="head", max_epochs=3, method_options={"hidden": 0})
+LORA_TOP = TrainingArguments(method="lora", max_epochs=2, method_options={"r": 2, "layers": [-1]})
+
+
+def seed_task(runtime, rows_per_user: int = 60) -> None:  # noqa: ANN001
+    """Task ``gold`` with John's and Jane's generated (opposite) labels."""
+    with session_scope(runtime.database) as session:
+        task = create_task(session=session, name="gold", labels=LABELS)
+        data = demo_rows(rows_per_user, users=(JOHN, JANE))
+        upsert_labels(session=session, task=task, rows=[LabelRow(line=i + 1, **r) for i, r in enumerate(data)])
