@@ -523,5 +523,37 @@ def bench(
         run_benchmarks(quick=quick, only=_split_list(only), out=out, console=console)
 
 
+@app.command()
+def capacity(
+    figures: Annotated[Optional[list[Path]], typer.Option(
+        "--figures", help="JSON from `localize bench --out` or scripts/bench_ray.py (repeatable; later files "
+                          "win); default: figures measured on the development machine.")] = None,
+    users: Annotated[int, typer.Option(min=1, help="Users with an adapter.")] = 1_000_000,
+    active: Annotated[float, typer.Option(help="Share of users who predict in a day.")] = 0.1,
+    rate: Annotated[float, typer.Option(help="Peak prediction rows per second.")] = 1_000.0,
+    retrains: Annotated[float, typer.Option(help="Retrains per user per day.")] = 0.1,
+    resident_share: Annotated[float, typer.Option(help="Share of active users' adapters kept resident.")] = 1.0,
+    replica_memory: Annotated[float, typer.Option(help="GiB of memory per prediction replica.")] = 8.0,
+    utilization: Annotated[float, typer.Option(help="Planned busy share of replicas and workers.")] = 0.7,
+    scenarios: Annotated[bool, typer.Option("--scenarios", help="Also plan the standard scenarios.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Prediction replicas and training workers for a user base, and where the first bottleneck appears."""
+    from localize.capacity import SCENARIOS, Figures, Workload, describe, plan, render
+
+    with _clean_errors():
+        measured = Figures.from_files(figures) if figures else Figures()
+        workload = Workload(users=users, active_fraction=active, requests_per_second=rate,
+                            retrains_per_user_per_day=retrains, resident_share=resident_share,
+                            replica_memory_gib=replica_memory, target_utilization=utilization)
+        plans = {"this workload": plan(workload, measured)}
+        if scenarios:
+            plans.update({name: plan(scenario, measured) for name, scenario in SCENARIOS.items()})
+    if as_json:
+        console.print_json(json.dumps({name: p.as_dict() for name, p in plans.items()}))
+        return
+    typer.echo(describe(measured) + "\n\n" + render(plans))  # markdown tables, as docs/deploy.md shows them
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,17 +143,22 @@ def build_deployment(settings: Settings):  # noqa: ANN201
                                       wait_seconds=self.runtime.settings.ray_batch_wait_ms / 1000)
             self.replica = f"{serve.get_replica_context().replica_id.unique_id}@{socket.gethostname()}:{os.getpid()}"
             self._load_lock = threading.Lock()
+            self.loads, self.load_seconds = 0, 0.0
 
         @serve.multiplexed(max_num_models_per_replica=settings.ray_replica_adapters)
         async def user_adapter(self, model_id: str) -> UserAdapter:
             return UserAdapter(model_id)
 
         def _load(self, ref: AdapterRef) -> AdapterWeights:
+            begun = time.perf_counter()
             weights = self.runtime.store.load(ref.store_key, ref.version, expected_hashes=ref.files)
             weights.check_compatible(self.engine.base)
             device = self.engine.base.device
             weights.params = {name: t.to(device) for name, t in weights.params.items()}
             weights.head = {name: t.to(device) for name, t in weights.head.items()}
+            with self._load_lock:
+                self.loads += 1
+                self.load_seconds += time.perf_counter() - begun
             return weights
 
         async def predict(self, ref: AdapterRef, texts: list[str]) -> dict[str, Any]:
@@ -167,8 +173,13 @@ def build_deployment(settings: Settings):  # noqa: ANN201
                     "rows": [{"label": p.label, "probabilities": p.probabilities} for p in outputs]}
 
         async def stats(self) -> dict[str, Any]:
+            """Counters for benchmarks and operators: passes, requests, adapter loads, process memory."""
+            import psutil
+
             return {"replica": self.replica, "forward_passes": self.batcher.passes,
-                    "requests": self.batcher.requests, "base_model": self.engine.base.dims.model_id}
+                    "requests": self.batcher.requests, "adapter_loads": self.loads,
+                    "adapter_load_seconds": self.load_seconds, "rss_bytes": psutil.Process().memory_info().rss,
+                    "base_model": self.engine.base.dims.model_id}
 
     return PredictionReplica
 
