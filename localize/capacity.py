@@ -28,27 +28,28 @@ GIB = 1 << 30
 
 @dataclass(frozen=True)
 class Figures:
-    """Measured per-unit costs. Defaults: measured on the development machine (docs/deploy.md says how)."""
+    """Measured per-unit costs. Defaults: ``scripts/bench_ray.py`` on the 2-core development machine while other
+    processes kept it busy (docs/deploy.md gives the command and the load); re-measure on your own hardware."""
 
-    predictions_per_second_per_replica: float = field(default=620.0, metadata={
+    predictions_per_second_per_replica: float = field(default=36.1, metadata={
         "help": "Rows per second one prediction replica answers, rows of different users batched together.",
         "keys": ("serve_rows_per_second_per_replica", "mixed_batch_texts_per_second")})
     replica_cpus: float = field(default=2.0, metadata={
         "help": "CPU cores the replica used while measuring predictions_per_second_per_replica.",
         "keys": ("serve_replica_cpus",)})
-    resident_adapter_bytes: float = field(default=1_600.0, metadata={
+    resident_adapter_bytes: float = field(default=1_424_161.0, metadata={
         "help": "Memory one resident adapter takes in a replica (tensors plus bookkeeping).",
         "keys": ("serve_resident_adapter_bytes", "resident_adapter_bytes")})
-    replica_base_bytes: float = field(default=0.75 * GIB, metadata={
+    replica_base_bytes: float = field(default=655_806_464.0, metadata={
         "help": "Memory of a replica process with the base model loaded and no adapter.",
         "keys": ("serve_replica_base_bytes",)})
-    adapter_load_ms: float = field(default=2.0, metadata={
+    adapter_load_ms: float = field(default=13.683, metadata={
         "help": "Replica time to load one stored adapter (read, hash check, parse).",
         "keys": ("serve_adapter_load_ms", "adapter_load_ms_p50")})
-    train_seconds_per_adapter: float = field(default=3.0, metadata={
+    train_seconds_per_adapter: float = field(default=31.97, metadata={
         "help": "Seconds one training worker (one task slot) spends on one adapter of ~500 labels.",
         "keys": ("ray_train_seconds_per_adapter", "train_500_seconds")})
-    stored_adapter_bytes: float = field(default=4_000.0, metadata={
+    stored_adapter_bytes: float = field(default=793_012.0, metadata={
         "help": "Bytes of one adapter version in the store (all files).",
         "keys": ("stored_adapter_bytes",)})
 
@@ -197,7 +198,7 @@ SCENARIOS: dict[str, Workload] = {
     "quiet": Workload(requests_per_second=50, active_fraction=0.05),
     "typical": Workload(requests_per_second=1_000, active_fraction=0.1),
     "busy": Workload(requests_per_second=10_000, active_fraction=0.3, retrains_per_user_per_day=1.0),
-    "typical, a quarter resident": Workload(requests_per_second=1_000, active_fraction=0.1, resident_share=0.25),
+    "quiet, a quarter resident": Workload(requests_per_second=50, active_fraction=0.05, resident_share=0.25),
 }
 
 
@@ -230,5 +231,7 @@ def render(plans: dict[str, Plan]) -> str:
 def describe(figures: Figures) -> str:
     lines = ["| figure | value | meaning |", "|---|---|---|"]
     for item in fields(figures):
-        lines.append(f"| `{item.name}` | {getattr(figures, item.name):,.6g} | {item.metadata['help']} |")
+        value = getattr(figures, item.name)
+        shown = f"{value:,.0f}" if value >= 1000 else f"{value:g}"
+        lines.append(f"| `{item.name}` | {shown} | {item.metadata['help']} |")
     return "\n".join(lines)
