@@ -159,12 +159,12 @@ class RayWorker:
             if requeued:
                 logger.warning("requeued jobs %s of silent workers", requeued)
         while len(self.in_flight) < self.resources.max_concurrent and not self.stopping.is_set():
-            self._claims += 1
-            worker_id = f"{self.dispatcher_id}-{self._claims}"  # one id per attempt: a stale task can never win
+            worker_id = f"{self.dispatcher_id}-{self._claims + 1}"  # one id per attempt: a stale task never wins
             with session_scope(self.runtime.database) as session:
                 job_id = job_service.claim_next_job(session=session, worker_id=worker_id)
             if job_id is None:
                 break
+            self._claims += 1
             try:
                 ref = self._remote.options(name=f"localize-train-job-{job_id}", **self._task_options).remote(
                     self._settings_values, job_id, worker_id)
