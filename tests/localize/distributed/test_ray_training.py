@@ -60,6 +60,26 @@ def test_queued_jobs_run_as_parallel_ray_tasks_and_register_their_adapters(ray_c
     assert outcomes[job_ids[0]]["pid"] != outcomes[job_ids[1]]["pid"]  # two Ray worker processes, side by side
 
 
+def test_the_worker_command_uses_ray_when_LOCALIZE_RAY_ADDRESS_is_set(ray_cluster, make_runtime, monkeypatch):
+    """Runs while the first test's Ray worker processes are warm (the crash tests below kill them)."""
+    from typer.testing import CliRunner
+
+    from localize import cli
+
+    runtime = make_runtime()
+    seed_task(runtime, rows_per_user=30)
+    job_id = _queue(runtime, "jane")
+    monkeypatch.setenv("LOCALIZE_HOME", str(runtime.settings.home))  # restored afterwards (--home sets it too)
+    monkeypatch.setenv("LOCALIZE_RAY_ADDRESS", "local")
+    monkeypatch.setenv("LOCALIZE_RAY_MAX_CONCURRENT_JOBS", "1")
+    result = CliRunner().invoke(cli.app, ["--home", str(runtime.settings.home), "worker", "--once"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "up to 1 at once" in output and f"job {job_id}: succeeded" in output
+    job, events = _job(runtime, job_id)
+    assert job.state == JobState.SUCCEEDED and any(e.startswith("Ray task ") for e in events)
+
+
 def test_a_crashed_task_requeues_its_job_and_the_next_attempt_finishes_it(ray_cluster, make_runtime):
     runtime = make_runtime(ray_max_attempts=2)
     seed_task(runtime, rows_per_user=30)
@@ -103,3 +123,23 @@ def test_resource_requests_follow_the_cluster(cluster, cpus, gpus, limit, expect
 def test_asking_for_gpus_on_a_cluster_without_any_is_a_clear_error():
     with pytest.raises(ValueError, match="asks for 1.0 GPU.*has none.*LOCALIZE_RAY_TRAIN_GPUS=0"):
         RayResources.for_cluster({"CPU": 4.0}, num_cpus=1.0, num_gpus=1.0, max_concurrent=None)
+
+
+def test_stopping_the_worker_cancels_its_tasks_and_requeues_their_jobs_at_once(ray_cluster, make_runtime):
+    runtime = make_runtime()
+    seed_task(runtime, rows_per_user=30)
+
+    def hang(settings_values, job_id, worker_id):  # noqa: ANN001, ANN202
+        import time
+
+        time.sleep(600)
+
+    job_id = _queue(runtime, "john")
+    worker = RayWorker(runtime, address="local", task_body=hang)
+    worker.dispatch()
+    assert _job(runtime, job_id)[0].state == JobState.RUNNING
+    worker.shutdown()
+    job, events = _job(runtime, job_id)
+    assert job.state == JobState.QUEUED and job.worker_id is None and not worker.in_flight
+    assert events[-1] == f"requeued: Ray worker {worker.dispatcher_id} stopped"
+
