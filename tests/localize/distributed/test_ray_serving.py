@@ -174,3 +174,14 @@ def test_rows_of_different_users_share_one_forward_pass(base, runtime, tiny_text
         for a, e in zip(answer, expected):
             assert torch.allclose(torch.tensor(list(a.probabilities.values())),
                                   torch.tensor(list(e.probabilities.values())), atol=1e-6)
+
+
+def test_a_missing_serve_application_is_a_clear_service_error(deployed):
+    from localize.distributed.serving import AdapterRef, RayPredictor
+    from localize.errors import ServingUnavailableError
+
+    _, remote = deployed
+    settings = remote.settings.model_copy(update={"ray_serve_app": "not-deployed"})
+    ref = AdapterRef(version_id=1, store_key="task-1/user-1", version=1, files={})
+    with pytest.raises(ServingUnavailableError, match="'not-deployed' is not running.*localize serve --ray"):
+        RayPredictor(settings).predict([(ref, "gold is up")])
