@@ -3,12 +3,14 @@ as the local worker registers them; a crashed task leaves its job requeued, then
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 from ray_support import HEAD, seed_task
+from sqlalchemy import update
 from sqlmodel import select
 
-from localize.db.models import AdapterVersion, Job, JobEvent, JobState
+from localize.db.models import AdapterVersion, Job, JobEvent, JobState, aware, utcnow
 from localize.db.session import session_scope
 from localize.distributed.training import RayResources, RayWorker
 from localize.services import jobs as job_service
@@ -138,6 +140,12 @@ def test_stopping_the_worker_cancels_its_tasks_and_requeues_their_jobs_at_once(r
     worker = RayWorker(runtime, address="local", task_body=hang)
     worker.dispatch()
     assert _job(runtime, job_id)[0].state == JobState.RUNNING
+    # The dispatcher beats for its jobs (a task waiting for resources has no heartbeat thread of its own yet).
+    stale = utcnow() - timedelta(hours=1)
+    with session_scope(runtime.database) as session:
+        session.exec(update(Job).where(Job.id == job_id).values(heartbeat_at=stale))
+    worker.beat()
+    assert aware(_job(runtime, job_id)[0].heartbeat_at) > stale
     worker.shutdown()
     job, events = _job(runtime, job_id)
     assert job.state == JobState.QUEUED and job.worker_id is None and not worker.in_flight
