@@ -183,7 +183,12 @@ class SlotBank:
         return next(iter(self.tensors.values())).shape[0] if self.tensors else 1 << 62
 
     def _grow(self, needed: int) -> None:
-        size = min(max(needed, 2 * self._allocated(), 8), max(self.limit, needed))
+        if self.device.type == "cpu":
+            # Reserve every slot the LRU allows at once: untouched pages of an empty tensor cost no memory on the
+            # CPU, and the bank then never copies or re-points resident adapters.
+            size = max(self.limit, needed)
+        else:  # GPU memory is committed on allocation: grow geometrically
+            size = min(max(needed, 2 * self._allocated(), 8), max(self.limit, needed))
         for key, bank in self.tensors.items():
             grown = torch.empty((size, *bank.shape[1:]), dtype=bank.dtype, device=self.device)
             grown[: bank.shape[0]] = bank
@@ -352,21 +357,25 @@ class Engine:
 
     def _sweep(self, bank: SlotBank, method: AdapterMethod, pooled: torch.Tensor, slots: list[int],
                text_index: torch.Tensor) -> torch.Tensor:
-        """Head-only logits ``[rows, labels]`` from each distinct text's pooled vector against slices of the bank."""
+        """Head-only logits ``[rows, labels]``: the distinct texts' pooled vectors against slices of the bank, so
+        each user's weights are read once for all the texts (one text: a matrix-vector product per weight)."""
         low, high = min(slots), max(slots) + 1
         distinct, local = text_index.unique(return_inverse=True)
-        table = []  # per distinct text: [high-low, labels]
-        for text in distinct.tolist():
-            chunks = []
-            for start in range(low, high, self.sweep_chunk):
-                stop = min(start + self.sweep_chunk, high)
-                params, head = bank.views(start, stop)
-                vector = pooled[text].expand(stop - start, -1)  # one pooled vector for every user: [chunk, hidden]
-                chunks.append(forward_logits(self.base, method, params, head, vector, None))
-            table.append(torch.cat(chunks))
-        table = torch.stack(table)  # [texts, high-low, labels]
+        vectors = pooled.index_select(0, distinct)  # [texts, hidden]
+        chunks = []
+        for start in range(low, high, self.sweep_chunk):
+            users = min(start + self.sweep_chunk, high) - start
+            params, head = bank.views(start, start + users)
+            if len(vectors) == 1:
+                x = vectors[0].expand(users, -1)  # one pooled vector for every user, not copied: [users, hidden]
+            else:
+                x = vectors.unsqueeze(0).expand(users, -1, -1)  # [users, texts, hidden]
+            hooks = method.hooks(params, training=False)
+            logits = apply_head(hooks.transform_pooled(x), head["weight"], head["bias"])
+            chunks.append(logits.view(users, len(vectors), -1))  # [users, texts, labels]
+        table = torch.cat(chunks)
         slot_index = torch.tensor(slots, device=pooled.device) - low
-        return table[local, slot_index]
+        return table[slot_index, local]
 
     @staticmethod
     def _stack(adapters: list[AdapterWeights]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
