@@ -69,7 +69,9 @@ def predict(
         user = users.get(request.user) or users.setdefault(request.user, get_user(session=session, name=request.user))
         serving[pair] = adapter_service.serving_version(session=session, task=task, user=user, allow_prior=allow_prior)
     weights = {pair: adapter_service.load_weights(runtime=runtime, row=row) for pair, (row, _) in serving.items()}
-    outputs = runtime.engine.predict([(weights[(r.user, r.task)], r.text) for r in requests])
+    rows = [(weights[(r.user, r.task)], r.text) for r in requests]
+    # Concurrent requests share engine passes through the micro-batcher (window 0: each request runs alone).
+    outputs = runtime.batcher.predict(rows) if settings.batch_window_ms > 0 else runtime.engine.predict(rows)
     return [
         PredictionResult(user=r.user, task=r.task, text=r.text, label=out.label, probabilities=out.probabilities,
                          version=serving[(r.user, r.task)][0].version, source=serving[(r.user, r.task)][1])
