@@ -330,13 +330,21 @@ class Engine:
                     else:
                         pending.append((row_index, text_index, method, *self._stack([rows[i][0] for i in members])))
         for row_index, text_index, method, params, head in pending:
-            group_mask = mask.index_select(0, text_index)
-            if method.embeds_inputs:
-                start_hidden, ids = None, input_ids.index_select(0, text_index)
-            else:
-                start_hidden, ids = frozen[method.start_layer].index_select(0, text_index), None
-            logits[row_index, : head["weight"].shape[1]] = forward_logits(
-                base, method, params, head, start_hidden, group_mask, input_ids=ids)
+            # Rows that run encoder layers go batch_size at a time: a fan-out of one text to thousands of late-adapter
+            # users must not hold every row's activations at once.
+            step = len(row_index) if method.start_layer == base.dims.num_layers and not method.embeds_inputs \
+                else self.batch_size
+            for start in range(0, len(row_index), step):
+                part = slice(start, start + step)
+                texts = text_index[part]
+                group_mask = mask.index_select(0, texts)
+                if method.embeds_inputs:
+                    start_hidden, ids = None, input_ids.index_select(0, texts)
+                else:
+                    start_hidden, ids = frozen[method.start_layer].index_select(0, texts), None
+                logits[row_index[part], : head["weight"].shape[1]] = forward_logits(
+                    base, method, {k: v[part] for k, v in params.items()}, {k: v[part] for k, v in head.items()},
+                    start_hidden, group_mask, input_ids=ids)
         probabilities = torch.softmax(logits, dim=-1).cpu()
         predictions = []
         for row, (weights, _) in enumerate(rows):

@@ -281,3 +281,15 @@ def test_a_burst_of_texts_for_many_users_equals_one_user_at_a_time(base):
     for (weights, text), prediction in list(zip(rows, together))[::7]:
         alone = Engine(base).predict([(_copy(weights), text)])[0]
         torch.testing.assert_close(_matrix(prediction, labels), _matrix(alone, labels), atol=1e-5, rtol=0)
+
+
+def test_a_late_adapter_fanout_runs_in_batches_and_equals_one_user_at_a_time(base):
+    """One text for more top-layer LoRA users than a batch holds: the encoder layers run batch_size rows at a time."""
+    engine = Engine(base, batch_size=4)
+    labels = ["a", "b"]
+    users = [engine.adapter(i, lambda i=i: _adapter(base, "lora", {"r": 2, "layers": [-1]}, labels, seed=500 + i))
+             for i in range(10)]
+    together = engine.predict([(weights, TEXTS[2]) for weights in users])
+    for weights, prediction in zip(users, together):
+        alone = Engine(base).predict([(_copy(weights), TEXTS[2])])[0]
+        torch.testing.assert_close(_matrix(prediction, labels), _matrix(alone, labels), atol=1e-5, rtol=0)
