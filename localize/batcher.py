@@ -1,7 +1,7 @@
 """Micro-batching: prediction requests of different users that arrive within a small window share one engine pass.
 
 Each request thread resolves its own adapters, then hands its ``(adapter, text)`` rows to :class:`MicroBatcher`
-and waits. One dispatcher thread takes the first waiting request, keeps collecting for ``window`` seconds (or
+and waits. A dispatcher thread (``passes`` of them, each with a pass in flight) takes the first waiting request, keeps collecting for ``window`` seconds (or
 until ``max_rows`` rows), runs the merged rows through :meth:`Engine.predict` once, and hands each request its
 own slice. A burst of single-text requests then costs one batched forward instead of one forward each; the price
 is up to ``window`` of extra latency when the server is idle.
@@ -21,18 +21,23 @@ logger = logging.getLogger(__name__)
 
 
 class MicroBatcher:
-    def __init__(self, engine: Engine, *, window: float, max_rows: int) -> None:
+    def __init__(self, engine: Engine, *, window: float, max_rows: int, passes: int = 2) -> None:
         if window < 0:
             raise ValueError(f"batch window={window} s must be >= 0")
         if max_rows < 1:
             raise ValueError(f"batch max_rows={max_rows} must be >= 1")
+        if passes < 1:
+            raise ValueError(f"batch passes={passes} must be >= 1")
         self.engine = engine
         self.window = window
         self.max_rows = max_rows
         self._queue: deque[tuple[Sequence[tuple[AdapterWeights, str]], Future]] = deque()
         self._ready = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        # Dispatchers: merged passes in flight at once. One pass runs on one core when torch has one intra-op
+        # thread per process (a shared CPU), so a second dispatcher keeps the other core busy while it collects.
+        self._passes_in_flight = passes
+        self._threads: list[threading.Thread] = []
         self.passes = 0  # engine passes run, and requests served, for tests and metrics
         self.requests = 0
 
@@ -55,13 +60,15 @@ class MicroBatcher:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="localize-microbatcher", daemon=True)
-            self._thread.start()
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        while len(self._threads) < self._passes_in_flight:
+            thread = threading.Thread(target=self._run, name="localize-microbatcher", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _run(self) -> None:
         while True:
@@ -94,8 +101,9 @@ class MicroBatcher:
             for _, future in batch:
                 future.set_exception(error)
             return
-        self.passes += 1
-        self.requests += len(batch)
+        with self._ready:
+            self.passes += 1
+            self.requests += len(batch)
         start = 0
         for rows, future in batch:
             future.set_result(predictions[start : start + len(rows)])

@@ -57,7 +57,7 @@ class Runtime:
     @cached_property
     def batcher(self) -> MicroBatcher:
         return MicroBatcher(self.engine, window=self.settings.batch_window_ms / 1000,
-                            max_rows=self.settings.batch_max_rows)
+                            max_rows=self.settings.batch_max_rows, passes=self.settings.batch_passes)
 
     @cached_property
     def activation_cache(self) -> ActivationCache:

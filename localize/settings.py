@@ -34,6 +34,7 @@ class Settings(BaseSettings):
         description="Prediction requests arriving within this window share one engine pass (0 turns merging off).",
     )
     batch_max_rows: int = Field(128, ge=1, description="Most rows merged into one engine pass by the micro-batcher.")
+    batch_passes: int = Field(2, ge=1, le=64, description="Merged engine passes the micro-batcher runs at once.")
     use_task_prior: bool = Field(
         False, description="Answer users without an adapter with their task's prior adapter instead of an error."
     )

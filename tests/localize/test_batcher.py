@@ -94,7 +94,8 @@ def test_an_engine_error_reaches_every_waiting_request(base):
     assert all(isinstance(r, RuntimeError) and "engine broke" in str(r) for r in results)
 
 
-@pytest.mark.parametrize("window, max_rows, message", [(-1, 8, "window=-1"), (0.01, 0, "max_rows=0")])
-def test_bad_settings_are_refused(base, window, max_rows, message):
+@pytest.mark.parametrize("window, max_rows, passes, message",
+                         [(-1, 8, 1, "window=-1"), (0.01, 0, 1, "max_rows=0"), (0.01, 8, 0, "passes=0")])
+def test_bad_settings_are_refused(base, window, max_rows, passes, message):
     with pytest.raises(ValueError, match=message):
-        MicroBatcher(Engine(base), window=window, max_rows=max_rows)
+        MicroBatcher(Engine(base), window=window, max_rows=max_rows, passes=passes)
