@@ -639,6 +639,13 @@ class _Bench:
             report = json.loads(child.stdout.strip().splitlines()[-1])
             report["process_wall_seconds"] = wall  # includes the interpreter's shutdown
             runs.append(report)
+        # Baseline from the same run: a bare interpreter that only imports torch, the floor of any torch server.
+        floor = []
+        for _ in range(self.sizes.cold_start_repeats):
+            begun = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], env=env, check=True, timeout=300)
+            floor.append(time.perf_counter() - begun)
+        self.results["cold_start_torch_import_seconds"] = round(statistics.median(floor), 3)
         keys = ["interpreter_seconds", "import_seconds", "db_upgrade_seconds", "base_load_seconds",
                 "first_prediction_seconds", "total_seconds", "process_wall_seconds"]
         median = {key: round(statistics.median(r[key] for r in runs), 3) for key in keys}
@@ -649,7 +656,8 @@ class _Bench:
             "a fresh `python -c` child on a temp home with one trained head adapter: imports localize, builds a "
             "Runtime (schema upgrade, as every front door does), loads the base, serves one prediction through "
             "services.predictions.predict; cold_start_seconds = spawn to first prediction (the child reports "
-            "wall-clock stages as JSON); the base model files are in the OS page cache")
+            "wall-clock stages as JSON); the base model files are in the OS page cache; baseline "
+            "cold_start_torch_import_seconds: a child that only runs `import torch` (spawn to exit)")
 
     def _prepare_cold_home(self, home: Path) -> str:
         from localize.db.session import session_scope
