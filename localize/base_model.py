@@ -80,10 +80,6 @@ class BaseModel:
         device: str = "auto",
         max_seq_length: int = 128,
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-
         if quantization not in QUANTIZATIONS:
             raise ConfigurationError(f"quantization {quantization!r} is not one of {QUANTIZATIONS}")
         self.path = Path(path) if path else bundled_model_path()
@@ -92,17 +88,13 @@ class BaseModel:
         self.device = _resolve_device(device)
         self.quantization = quantization
         self.max_seq_length = max_seq_length
-        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        load_kwargs: dict = {"local_files_only": True}
-        if quantization in ("bnb8", "bnb4"):
-            load_kwargs.update(_bitsandbytes_kwargs(quantization, self.device))
-        model = AutoModel.from_pretrained(self.path, **load_kwargs)
-        if model.config.model_type not in ("bert", "roberta", "xlm-roberta", "distilbert") or not hasattr(
-            model, "encoder"
-        ):
-            raise ConfigurationError(
-                f"base model type {model.config.model_type!r} is not supported; use a BERT-family encoder"
-            )
+        self._hf_model = None
+        # The bundled model (BERT, safetensors) loads without transformers; other models keep transformers'
+        # loader, whose config digest names them (see _model_id).
+        light = quantization in ("none", "int8") and self.path.resolve() == bundled_model_path().resolve()
+        model = self._load_light() if light else None
+        if model is None:
+            model = self._load_transformers()
         model.eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -124,9 +116,60 @@ class BaseModel:
         self._layer_norm_eps = config.layer_norm_eps
         logger.info("loaded base model %s from %s (%s, %s)", self.dims.model_id, self.path, self.device, quantization)
 
+    def _load_light(self):
+        """Our own BERT modules and the ``tokenizers`` tokenizer: no transformers import (a fast cold start)."""
+        from localize.bert import UnsupportedModel, load_fast_tokenizer, load_light_bert
+
+        try:
+            model = load_light_bert(self.path)
+            self._fast_tokenizer = load_fast_tokenizer(self.path, self.max_seq_length)
+        except UnsupportedModel as reason:
+            logger.info("loading %s through transformers: %s", self.path, reason)
+            return None
+        self.tokenizer = None
+        return model
+
+    def _load_transformers(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        self._fast_tokenizer = None
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        load_kwargs: dict = {"local_files_only": True}
+        if self.quantization in ("bnb8", "bnb4"):
+            load_kwargs.update(_bitsandbytes_kwargs(self.quantization, self.device))
+        model = AutoModel.from_pretrained(self.path, **load_kwargs)
+        if model.config.model_type not in ("bert", "roberta", "xlm-roberta", "distilbert") or not hasattr(
+            model, "encoder"
+        ):
+            raise ConfigurationError(
+                f"base model type {model.config.model_type!r} is not supported; use a BERT-family encoder"
+            )
+        self._hf_model = model
+        return model
+
+    def hf_model(self):
+        """The base as a ``transformers`` model (for PEFT interoperability), loaded on first use; unquantized."""
+        if self._hf_model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+            for parameter in model.parameters():
+                parameter.requires_grad_(False)
+            self._hf_model = model.to(self.device)
+        return self._hf_model
+
     # -- tokens --------------------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pads to the longest text in ``texts``. Returns ``input_ids, attention_mask``, both ``[batch, seq]``."""
+        if self._fast_tokenizer is not None:
+            encoded = self._fast_tokenizer.encode_batch(texts)
+            input_ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
+            mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
+            return input_ids.to(self.device), mask.to(self.device)
         encoded = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
         )

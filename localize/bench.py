@@ -10,12 +10,15 @@ Benchmarks (``--only`` names):
                   (full run only: a naive PEFT LoRA loop as the baseline)
     adapter_load  a stored adapter loaded until ready to serve; bytes per resident adapter
     cold_start    a fresh process: import, base load, first prediction
+    int8          torch dynamic int8 base vs float32: encode speed, and accuracy of the same trained adapter
+    serve         a real server (uvicorn subprocess): 32 concurrent HTTP clients, per micro-batch window
 
 Everything runs on the bundled base model and generated tweets; nothing is downloaded. Times are medians of
 several repetitions after warm-up runs (``time.perf_counter``). A benchmark measures; it asserts nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,7 +40,7 @@ from rich.table import Table
 
 logger = logging.getLogger(__name__)
 
-BENCHMARKS = ("mixed_batch", "swap", "peft", "fanout", "train", "adapter_load", "cold_start")
+BENCHMARKS = ("mixed_batch", "swap", "peft", "fanout", "train", "adapter_load", "cold_start", "int8", "serve")
 
 # (metric, comparison, goal) from issue 5.
 GOALS: list[tuple[str, str, float]] = [
@@ -69,6 +72,15 @@ class BenchSizes:
     naive_epochs: int = 3
     load_adapters: int = 50
     cold_start_repeats: int = 3
+    distinct_user_counts: tuple[int, ...] = (1, 8, 32, 128)  # users per batch of the throughput curve
+    fanout_scaling: tuple[int, ...] = (100, 1000, 10_000)  # users of the fan-out scaling table
+    fanout_head_sizes: tuple[int, ...] = (0, 32)  # smaller heads measured beside the default
+    fanout_burst: int = 8  # texts fanned out at once in the burst figure
+    train_scaling: tuple[int, ...] = (100, 250, 500, 1000)  # labels per user of the training scaling table
+    int8_test_texts: int = 400
+    http_clients: int = 32
+    http_requests_per_client: int = 20
+    http_windows_ms: tuple[float, ...] = (0.0, 2.0, 10.0)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
@@ -82,7 +94,8 @@ class BenchSizes:
         if not quick:
             return cls()
         return cls(repeats=3, peft_adapters=16, fanout_users=1000, fanout_repeats=3, train_repeats=1,
-                   naive_peft=False, cold_start_repeats=1)
+                   naive_peft=False, cold_start_repeats=1, fanout_scaling=(100, 1000), train_scaling=(100, 500),
+                   int8_test_texts=200, http_requests_per_client=5, http_windows_ms=(0.0, 2.0))
 
 
 def run_benchmarks(
@@ -92,8 +105,18 @@ def run_benchmarks(
     out: Path | None,
     console: Console,
     sizes: BenchSizes | None = None,
+    threads: int | None = None,
+    report: Path | None = None,
 ) -> dict[str, Any]:
-    """Runs the chosen benchmarks (all by default), prints a table and the JSON, writes the JSON to ``out``."""
+    """Runs the chosen benchmarks (all by default), prints a table and the JSON, writes the JSON to ``out`` and,
+    with ``report``, the markdown report and its plot into that folder."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads={threads} must be >= 1")
+        # Every process of the run (children too) uses this many intra-op threads: on a CPU shared with other
+        # busy processes, fewer threads than cores avoids threads waiting on each other at every operation.
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     chosen = list(BENCHMARKS) if not only else list(dict.fromkeys(only))
@@ -136,6 +159,11 @@ def run_benchmarks(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str))
         console.print(f"wrote {out}")
+    if report is not None:
+        from localize.bench_report import write_report
+
+        written = write_report(results, Path(report))
+        console.print(f"wrote {', '.join(str(path) for path in written)}")
     return results
 
 
@@ -268,6 +296,33 @@ class _Bench:
             f"{2 * size} distinct parameter sets, so no two rows of a batch share tensors); base = BaseModel.encode "
             "on the same texts; rounds interleaved")
 
+        self._distinct_user_curve(engines)
+
+    def _distinct_user_curve(self, engines: dict[str, Any]) -> None:
+        """Throughput of 128-text batches against the number of distinct users per batch (rows cycle over them)."""
+        size = self.sizes.batch
+        curve: dict[str, dict[str, float]] = {"base": {}, "head": {}, "lora_top": {}}
+        for users in self.sizes.distinct_user_counts:
+            users = min(users, size)
+            rows = {kind: [(self.registered(kind)[1][i % users], text) for i, text in enumerate(self.batch_texts)]
+                    for kind in engines}
+            times: dict[str, list[float]] = {"base": [], "head": [], "lora_top": []}
+            for round_ in range(self.sizes.warmup + self.sizes.repeats):
+                for name in times:
+                    begun = time.perf_counter()
+                    if name == "base":
+                        self.base.encode(self.batch_texts, batch_size=size)
+                    else:
+                        engines[name].predict(rows[name])
+                    if round_ >= self.sizes.warmup:
+                        times[name].append(time.perf_counter() - begun)
+            for name in times:
+                curve[name][str(users)] = _rate(size, times[name])
+        self.results["throughput_by_distinct_users"] = curve
+        self.results["throughput_ratio_by_distinct_users"] = {
+            kind: {users: _ratio(rate, curve["base"][users]) for users, rate in curve[kind].items()}
+            for kind in ("head", "lora_top")}
+
     # -- swap ----------------------------------------------------------------------------------------------------
     def swap(self) -> None:
         engine, adapters = self.registered("head")
@@ -348,39 +403,49 @@ class _Bench:
 
     # -- fan-out -------------------------------------------------------------------------------------------------
     def fanout(self) -> None:
-        from localize.engine import Engine
-
+        """One text for every user: users are registered in the engine (their parameters copied into its slot
+        banks, one slot each, so every user's weights are distinct memory the pass must read)."""
         n = self.sizes.fanout_users
-        adapters = self.random_adapters("head", {}, n, distinct=self.sizes.fanout_distinct, seed=4)
-        engine = Engine(self.base, capacity=max(n, 1))
-        for i, weights in enumerate(adapters):
-            engine.adapter(("fanout", i), lambda w=weights: w)
-        keys = [("fanout", i) for i in range(n)]
-        lookup_times, predict_times, totals = [], [], []
-        texts = iter(self.texts[self.sizes.batch:] * 10)  # a new text each run, as each tweet is new
-
-        def one_fanout() -> None:
-            text = next(texts)
-            begun = time.perf_counter()
-            # The service resolves each user's resident adapter, then predicts every row in batched passes.
-            rows = [(engine.adapter(key, _not_loaded), text) for key in keys]
-            looked_up = time.perf_counter()
-            engine.predict(rows)
-            done = time.perf_counter()
-            lookup_times.append(looked_up - begun)
-            predict_times.append(done - looked_up)
-            totals.append(done - begun)
-
-        one_fanout()  # warm-up
-        lookup_times.clear(), predict_times.clear(), totals.clear()
-        for _ in range(self.sizes.fanout_repeats):
-            one_fanout()
-        users_per_second = _rate(n, totals)
+        texts = iter(self.texts[self.sizes.batch:] * 50)  # a new text each run, as each tweet is new
+        engine, keys = self._fanout_engine({}, n)
+        totals, lookups = [], []
+        scaling: dict[str, float] = {}
+        for users in sorted({*self.sizes.fanout_scaling, n}):
+            if users > n:
+                continue
+            times = []
+            for run in range(self.sizes.fanout_repeats + 1):  # the first run is a warm-up
+                text = next(texts)
+                begun = time.perf_counter()
+                rows = [(engine.adapter(key, _not_loaded), text) for key in keys[:users]]  # resident lookups
+                looked_up = time.perf_counter()
+                engine.predict(rows)
+                if run:
+                    times.append(time.perf_counter() - begun)
+                    if users == n:
+                        lookups.append(looked_up - begun)
+            scaling[str(users)] = round(statistics.median(times), 4)
+            if users == n:
+                totals = times
+        burst = self.sizes.fanout_burst
+        burst_texts = [next(texts) for _ in range(burst)]
+        burst_times = self._time(lambda: engine.predict([(engine.adapter(k, _not_loaded), t) for t in burst_texts
+                                                         for k in keys]), repeats=self.sizes.fanout_repeats)
+        resident = engine.resident_bytes()
+        del engine, keys
         one_text = self._time(lambda: self.base.encode([next(texts)]), repeats=max(3, self.sizes.repeats))
+        users_per_second = _rate(n, totals)
+        by_head: dict[str, float] = {}
+        for hidden in self.sizes.fanout_head_sizes:
+            small, small_keys = self._fanout_engine({"hidden": hidden}, n)
+            text = next(texts)
+            times = self._time(lambda: small.predict([(small.adapter(k, _not_loaded), text) for k in small_keys]),
+                               repeats=self.sizes.fanout_repeats)
+            by_head[str(hidden)] = round(10_000 / _rate(n, times), 3)
+            del small, small_keys
         self.details.update({
             "fanout_seconds": _rounded(totals),
-            "fanout_lookup_seconds": _rounded(lookup_times),
-            "fanout_predict_seconds": _rounded(predict_times),
+            "fanout_lookup_seconds": _rounded(lookups),
             "base_one_text_seconds": _rounded(one_text),
         })
         self.results.update({
@@ -388,14 +453,31 @@ class _Bench:
             "fanout_users_per_second": users_per_second,
             "fanout_10000_seconds": round(10_000 / users_per_second, 3),
             "fanout_10000_extrapolated": n != 10_000,
+            "fanout_seconds_by_users": scaling,
+            "fanout_10000_seconds_by_head_hidden": {**by_head, "256 (default)": round(10_000 / users_per_second, 3)},
+            "fanout_burst_texts": burst,
+            "fanout_burst_user_texts_per_second": _rate(burst * n, burst_times),
+            "fanout_resident_bytes": resident,
             "fanout_base_one_text_ms": round(1000 * statistics.median(one_text), 2),
-            "fanout_engine_batch_size": engine.batch_size,
         })
         self.notes["fanout"] = (
-            f"one text for {n} users ({self.sizes.fanout_distinct} distinct head parameter sets, each user its own "
-            "AdapterWeights, all resident); includes the per-user resident lookup"
-            + (f"; fanout_10000_seconds extrapolated linearly from {n} users" if n != 10_000 else "")
-            + "; baseline: the bare base on the one text (fanout_base_one_text_ms)")
+            f"one new text for {n} users of the default head (hidden 256, 198k parameters each), each user's "
+            "parameters in their own engine slot; time includes the per-user resident lookup; the pooled vector is "
+            "computed once and swept against contiguous bank slices (a matrix-vector product per weight); "
+            "fanout_seconds_by_users: the same for the first N users; by_head_hidden: the same 10,000-user fan-out "
+            f"with smaller heads; burst: {burst} texts at once for every user (each user's weights read once)"
+            + (f"; fanout_10000_seconds extrapolated linearly from {n} users" if n != 10_000 else ""))
+
+    def _fanout_engine(self, options: dict, n: int):
+        from localize.engine import Engine
+
+        adapters = self.random_adapters("head", options, n, distinct=self.sizes.fanout_distinct, seed=4)
+        engine = Engine(self.base, capacity=max(n, 1))
+        keys = [("fanout", i) for i in range(n)]
+        with _torch_threads(1):  # registration copies many small tensors: threads only add overhead
+            for key, weights in zip(keys, adapters):
+                engine.adapter(key, lambda w=weights: w)
+        return engine, keys
 
     # -- training ------------------------------------------------------------------------------------------------
     def train(self) -> None:
@@ -450,6 +532,30 @@ class _Bench:
             self.notes["naive_peft"] = (
                 f"plain PEFT LoRA r=8 on query,value of the BertModel + linear head on mean pooling, "
                 f"{self.sizes.naive_epochs} epochs of {len(texts)} texts, batch 32, AdamW lr 2e-3; one run")
+
+        self._train_scaling()
+
+    def _train_scaling(self) -> None:
+        """Training time (fresh activation cache) against labels per user: cost must grow no faster than linearly."""
+        from localize.activations import ActivationCache
+        from localize.demo_data import JOHN, LABELS, demo_rows
+        from localize.training import Trainer, TrainingArguments
+
+        table = {}
+        for count in self.sizes.train_scaling:
+            rows = demo_rows(n_per_user=count, seed=17, users=(JOHN,))
+            texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
+            begun = time.perf_counter()
+            trainer = Trainer(self.base, TrainingArguments(), texts, labels, LABELS, cache=ActivationCache())
+            trainer.prepare()
+            prepared = time.perf_counter()
+            trainer.fit()
+            trainer.result()
+            done = time.perf_counter()
+            table[str(count)] = {"seconds": round(done - begun, 3), "encode_seconds": round(prepared - begun, 3),
+                                 "fit_seconds": round(done - prepared, 3), "epochs": trainer.metrics["epochs"],
+                                 "ms_per_label": round(1000 * (done - begun) / count, 2)}
+        self.results["train_seconds_by_labels"] = table
 
     def _naive_peft(self, texts: list[str], labels: list[str], label_set: list[str]) -> float:
         from peft import LoraConfig, get_peft_model
@@ -533,6 +639,13 @@ class _Bench:
             report = json.loads(child.stdout.strip().splitlines()[-1])
             report["process_wall_seconds"] = wall  # includes the interpreter's shutdown
             runs.append(report)
+        # Baseline from the same run: a bare interpreter that only imports torch, the floor of any torch server.
+        floor = []
+        for _ in range(self.sizes.cold_start_repeats):
+            begun = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], env=env, check=True, timeout=300)
+            floor.append(time.perf_counter() - begun)
+        self.results["cold_start_torch_import_seconds"] = round(statistics.median(floor), 3)
         keys = ["interpreter_seconds", "import_seconds", "db_upgrade_seconds", "base_load_seconds",
                 "first_prediction_seconds", "total_seconds", "process_wall_seconds"]
         median = {key: round(statistics.median(r[key] for r in runs), 3) for key in keys}
@@ -543,7 +656,8 @@ class _Bench:
             "a fresh `python -c` child on a temp home with one trained head adapter: imports localize, builds a "
             "Runtime (schema upgrade, as every front door does), loads the base, serves one prediction through "
             "services.predictions.predict; cold_start_seconds = spawn to first prediction (the child reports "
-            "wall-clock stages as JSON); the base model files are in the OS page cache")
+            "wall-clock stages as JSON); the base model files are in the OS page cache; baseline "
+            "cold_start_torch_import_seconds: a child that only runs `import torch` (spawn to exit)")
 
     def _prepare_cold_home(self, home: Path) -> str:
         from localize.db.session import session_scope
@@ -568,6 +682,175 @@ class _Bench:
                                              n_labels=len(rows), labels_updated_at=None, activate=True)
         runtime.database.dispose()
         return self.texts[-1]
+
+
+    # -- int8 ----------------------------------------------------------------------------------------------------
+    def int8(self) -> None:
+        """torch dynamic int8 base vs the float32 base: encode speed on the same texts (interleaved), and accuracy
+        of one adapter trained on the float32 base, served by each (the serving default flips only if both pay)."""
+        from localize.base_model import BaseModel
+        from localize.demo_data import JOHN, LABELS, demo_rows
+        from localize.engine import Engine
+        from localize.training import Trainer, TrainingArguments
+
+        quantized = BaseModel(self.base.path, quantization="int8", device="cpu", max_seq_length=self.base.max_seq_length)
+        times: dict[str, list[float]] = {"float32": [], "int8": []}
+        for round_ in range(self.sizes.warmup + self.sizes.repeats):
+            for name, model in (("float32", self.base), ("int8", quantized)):
+                begun = time.perf_counter()
+                model.encode(self.batch_texts, batch_size=self.sizes.batch)
+                if round_ >= self.sizes.warmup:
+                    times[name].append(time.perf_counter() - begun)
+        rows = demo_rows(n_per_user=self.sizes.train_texts + self.sizes.int8_test_texts, seed=23, users=(JOHN,))
+        train, test = rows[: self.sizes.train_texts], rows[self.sizes.train_texts :]
+        weights = Trainer(self.base, TrainingArguments(), [r["text"] for r in train], [r["label"] for r in train],
+                          LABELS).train()
+        accuracy = {}
+        for name, model in (("float32", self.base), ("int8", quantized)):
+            predictions = Engine(model).predict([(weights, r["text"]) for r in test])
+            accuracy[name] = sum(p.label == r["label"] for p, r in zip(predictions, test)) / len(test)
+        speedup = statistics.median(times["float32"]) / statistics.median(times["int8"])
+        delta = 100 * (accuracy["int8"] - accuracy["float32"])
+        self.details["int8_encode_seconds"] = {name: _rounded(t) for name, t in times.items()}
+        self.results.update({
+            "int8_speedup": round(speedup, 3),
+            "int8_accuracy_delta": round(delta, 2),
+            "int8_accuracy": round(accuracy["int8"], 4),
+            "float32_accuracy": round(accuracy["float32"], 4),
+            "int8_test_texts": len(test),
+            "int8_default_for_serving": speedup > 1 and delta > -0.5,
+        })
+        self.notes["int8"] = (
+            f"torch.ao dynamic int8 on every encoder Linear vs float32, {self.sizes.batch}-text batches interleaved; "
+            f"accuracy: the default adapter trained on {len(train)} demo labels (john) with the float32 base, served "
+            f"on {len(test)} held-out demo tweets by each base; delta in points (int8 - float32)")
+
+    # -- HTTP serving --------------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        """32 concurrent HTTP clients on loopback against a real server per micro-batch window: latency and rate."""
+        home = self.tmp / "serve-home"
+        users = self._prepare_serve_home(home, self.sizes.http_clients)
+        by_window = {}
+        for window in self.sizes.http_windows_ms:
+            by_window[f"{window:g}"] = self._serve_run(home, users, window)
+        chosen = by_window[f"{self.sizes.http_windows_ms[-1] if 2.0 not in self.sizes.http_windows_ms else 2.0:g}"]
+        self.results.update({
+            "predict_p50_ms": chosen["p50_ms"],
+            "predict_p99_ms": chosen["p99_ms"],
+            "predict_rps": chosen["rps"],
+            "predict_by_batch_window_ms": by_window,
+        })
+        self.notes["serve"] = (
+            f"uvicorn subprocess (the API app, no worker) on 127.0.0.1; {self.sizes.http_clients} client threads "
+            f"(httpx, keep-alive), each {self.sizes.http_requests_per_client} sequential POST "
+            "/tasks/{task}/users/{user}/predict with one new text for its own user (default head adapter); "
+            "predict_* are for LOCALIZE_BATCH_WINDOW_MS=2 (the default); predict_by_batch_window_ms gives the "
+            "trade-off (0 = no merging)")
+
+    def _prepare_serve_home(self, home: Path, count: int) -> list[str]:
+        from localize.db.session import session_scope
+        from localize.demo_data import LABELS
+        from localize.runtime import Runtime
+        from localize.services import adapters as adapter_service
+        from localize.services.tasks import create_task
+        from localize.services.users import create_user
+        from localize.settings import Settings
+
+        runtime = Runtime(Settings(home=home, database_url=None, adapter_store=None, base_model=None))
+        runtime.upgrade_database()
+        names = [f"trader{i}" for i in range(count)]
+        with session_scope(runtime.database) as session:
+            task = create_task(session=session, name="bench", labels=LABELS)
+            for name, weights in zip(names, self.random_adapters("head", {}, count, seed=8)):
+                user = create_user(session=session, name=name)
+                stored = runtime.store.save(adapter_service.store_key(task, user), 1, weights)
+                adapter_service.register_version(session=session, task=task, user=user, weights=weights,
+                                                 stored=stored, n_labels=0, labels_updated_at=None, activate=True)
+        runtime.database.dispose()
+        return names
+
+    def _serve_run(self, home: Path, users: list[str], window: float) -> dict[str, float]:
+        import socket
+        import threading
+
+        import httpx
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        key = "lk_admin_bench"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALIZE_") and k != "DATABASE_URL"}
+        env.update({"LOCALIZE_HOME": str(home), "LOCALIZE_ADMIN_KEY": key, "LOCALIZE_BATCH_WINDOW_MS": str(window),
+                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "localize.api.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+            texts = self.texts
+            for name in users:  # warm-up: base loaded, every adapter resident
+                response = httpx.post(f"{url}/tasks/bench/users/{name}/predict", json={"texts": [texts[0]]},
+                                      headers=headers, timeout=120)
+                response.raise_for_status()
+            latencies: list[float] = []
+            errors: list[str] = []
+            lock = threading.Lock()
+            barrier = threading.Barrier(len(users) + 1)
+
+            def client(index: int, name: str) -> None:
+                with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+                    barrier.wait()
+                    for request in range(self.sizes.http_requests_per_client):
+                        text = texts[(index * self.sizes.http_requests_per_client + request) % len(texts)]
+                        begun = time.perf_counter()
+                        response = http.post(f"/tasks/bench/users/{name}/predict", json={"texts": [text]})
+                        elapsed = time.perf_counter() - begun
+                        with lock:
+                            if response.status_code == 200:
+                                latencies.append(elapsed)
+                            else:
+                                errors.append(f"{response.status_code}: {response.text[:200]}")
+
+            threads = [threading.Thread(target=client, args=(i, name)) for i, name in enumerate(users)]
+            for thread in threads:
+                thread.start()
+            barrier.wait()
+            begun = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - begun
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if errors:
+            raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+        return {"p50_ms": round(1000 * _percentile(latencies, 50), 1), "p99_ms": round(1000 * _percentile(latencies, 99), 1),
+                "rps": round(len(latencies) / wall, 1), "requests": len(latencies)}
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _not_loaded() -> NoReturn:

@@ -513,14 +513,20 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (fan-out of 1,000 users, one run each); "
                                                          "under a minute.")] = False,
     only: Annotated[Optional[str], typer.Option(help="Comma-separated benchmarks: mixed_batch, swap, peft, fanout, "
-                                                      "train, adapter_load, cold_start; default: all.")] = None,
+                                                      "train, adapter_load, cold_start, int8, serve; default: all.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the results JSON here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write speed.md, bench.json and the throughput plot into "
+                                                        "this folder (e.g. reports/).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads for the whole run (default: "
+                                                         "torch's choice); 1 on a CPU shared with busy processes.")] = None,
 ) -> None:
     """Measure serving and training speed, each against a baseline from the same run; print a table and JSON."""
     from localize.bench import run_benchmarks
 
     with _clean_errors():
-        run_benchmarks(quick=quick, only=_split_list(only), out=out, console=console)
+        if report is not None and out is None:
+            out = Path(report) / "bench.json"
+        run_benchmarks(quick=quick, only=_split_list(only), out=out, console=console, threads=threads, report=report)
 
 
 @app.command()

@@ -7,6 +7,7 @@ whole batch. The engine knows nothing about HTTP or SQL: callers name adapters b
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections import OrderedDict
@@ -34,6 +35,8 @@ class AdapterWeights:
     base_model_id: str
     version: int | None = None
     meta: dict = field(default_factory=dict)
+    # (bank, slot) while resident in an engine: params and head are then views into the bank's slot tensors.
+    slot: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def trainable_params(self) -> int:
@@ -114,8 +117,97 @@ def stack_rows(tensors: Sequence[dict[str, torch.Tensor]], rows: torch.Tensor) -
     return {name: torch.stack([t[name] for t in tensors]).index_select(0, rows) for name in tensors[0]}
 
 
+class SlotBank:
+    """The resident adapters of one family and label count, stacked in preallocated tensors ``[slots, ...]``.
+
+    As vLLM keeps LoRA weights in slot buffers, a resident adapter's tensors are views into its slot, so a batch
+    gathers its rows' parameters with one ``index_select`` per tensor instead of stacking per-user tensors, and
+    one text fanned out to thousands of users reads contiguous slices of the bank without copying anything.
+    Callers hold the engine's lock around every method."""
+
+    def __init__(self, weights: AdapterWeights, limit: int, device: torch.device) -> None:
+        self.limit = limit
+        self.device = device
+        self.tensors: dict[tuple[str, str], torch.Tensor] = {
+            (part, name): torch.empty((0, *t.shape), dtype=t.dtype, device=device)
+            for part, tensors in (("params", weights.params), ("head", weights.head))
+            for name, t in tensors.items()
+        }
+        self.owners: list[AdapterWeights | None] = []
+        self.free: list[int] = []  # a min-heap: low slots are reused first, so occupied slots stay dense
+
+    @property
+    def slots(self) -> int:
+        return len(self.owners)
+
+    def add(self, weights: AdapterWeights) -> int:
+        if self.free:
+            slot = heapq.heappop(self.free)
+        else:
+            slot = len(self.owners)
+            self.owners.append(None)
+            if slot >= self._allocated():
+                self._grow(slot + 1)
+        for (part, name), bank in self.tensors.items():
+            bank[slot].copy_(getattr(weights, part)[name])
+        self.owners[slot] = weights
+        self._bind(weights, slot)
+        return slot
+
+    def remove(self, slot: int) -> None:
+        """Frees ``slot``; its adapter gets private copies, so a caller still holding it keeps correct tensors."""
+        weights = self.owners[slot]
+        if weights is None:
+            return
+        weights.params = {name: t.clone() for name, t in weights.params.items()}
+        weights.head = {name: t.clone() for name, t in weights.head.items()}
+        weights.slot = None
+        self.owners[slot] = None
+        heapq.heappush(self.free, slot)
+
+    def gather(self, slots: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per-row copies ``[rows, ...]`` of the slots' parameters and heads."""
+        params, head = {}, {}
+        for (part, name), bank in self.tensors.items():
+            (params if part == "params" else head)[name] = bank.index_select(0, slots)
+        return params, head
+
+    def views(self, low: int, high: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Slots ``low..high-1`` as views ``[high-low, ...]`` (no copy)."""
+        params, head = {}, {}
+        for (part, name), bank in self.tensors.items():
+            (params if part == "params" else head)[name] = bank[low:high]
+        return params, head
+
+    def _allocated(self) -> int:
+        return next(iter(self.tensors.values())).shape[0] if self.tensors else 1 << 62
+
+    def _grow(self, needed: int) -> None:
+        if self.device.type == "cpu":
+            # Reserve every slot the LRU allows at once: untouched pages of an empty tensor cost no memory on the
+            # CPU, and the bank then never copies or re-points resident adapters.
+            size = max(self.limit, needed)
+        else:  # GPU memory is committed on allocation: grow geometrically
+            size = min(max(needed, 2 * self._allocated(), 8), max(self.limit, needed))
+        for key, bank in self.tensors.items():
+            grown = torch.empty((size, *bank.shape[1:]), dtype=bank.dtype, device=self.device)
+            grown[: bank.shape[0]] = bank
+            self.tensors[key] = grown
+        for slot, owner in enumerate(self.owners):  # views of the old tensors now point into the new ones
+            if owner is not None:
+                self._bind(owner, slot)
+
+    def _bind(self, weights: AdapterWeights, slot: int) -> None:
+        weights.params = {name: self.tensors[("params", name)][slot] for name in weights.params}
+        weights.head = {name: self.tensors[("head", name)][slot] for name in weights.head}
+        weights.slot = (self, slot)
+
+
 class Engine:
-    """Holds the base once and an LRU of resident adapters; predicts mixed-user batches."""
+    """Holds the base once and an LRU of resident adapters in slot banks; predicts mixed-user batches."""
+
+    # A head-only group is computed over contiguous bank slices (no gather) when its rows fill the slices densely.
+    sweep_chunk = 1024
 
     def __init__(self, base: BaseModel, *, capacity: int = 1024, batch_size: int = 128) -> None:
         if capacity < 1:
@@ -124,6 +216,7 @@ class Engine:
         self.capacity = capacity
         self.batch_size = batch_size
         self._resident: OrderedDict[Hashable, AdapterWeights] = OrderedDict()
+        self._banks: dict[tuple, SlotBank] = {}
         self._lock = threading.RLock()
 
     # -- residency ------------------------------------------------------------------------------------------------
@@ -142,23 +235,48 @@ class Engine:
                 self._resident.move_to_end(key)
                 return self._resident[key]
             while len(self._resident) >= self.capacity:
-                evicted, _ = self._resident.popitem(last=False)
+                evicted, old = self._resident.popitem(last=False)
+                self._release(old)
                 logger.debug("evicted adapter %s", evicted)
+            bank_key = _bank_key(weights)
+            bank = self._banks.get(bank_key)
+            if bank is None:
+                bank = self._banks[bank_key] = SlotBank(weights, self.capacity, self.base.device)
+            bank.add(weights)
             self._resident[key] = weights
             return weights
 
     def evict(self, key: Hashable) -> None:
         with self._lock:
-            self._resident.pop(key, None)
+            weights = self._resident.pop(key, None)
+            if weights is not None:
+                self._release(weights)
 
     def resident_keys(self) -> list[Hashable]:
         with self._lock:
             return list(self._resident)
 
+    def resident_bytes(self) -> int:
+        """Bytes held by the slot banks (allocated slots, free ones included)."""
+        with self._lock:
+            return sum(t.numel() * t.element_size() for bank in self._banks.values() for t in bank.tensors.values())
+
+    def _release(self, weights: AdapterWeights) -> None:
+        if weights.slot is not None:
+            bank, slot = weights.slot
+            bank.remove(slot)
+
     # -- prediction -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict(self, rows: Sequence[tuple[AdapterWeights, str]]) -> list[Prediction]:
-        """One prediction per ``(adapter, text)`` row; rows of many users share forward passes."""
+        """One prediction per ``(adapter, text)`` row; rows of many users share forward passes.
+
+        Rows whose texts repeat (one text for many users) are grouped however far apart they are, so the frozen
+        encoder runs once per distinct text; other rows go in batches of ``batch_size``."""
+        if not rows:
+            return []
+        if len({text for _, text in rows}) * 4 <= len(rows):  # fan-out: encode once, sweep every user
+            return self._predict_batch(rows)
         results: list[Prediction] = []
         for start in range(0, len(rows), self.batch_size):
             results.extend(self._predict_batch(rows[start : start + self.batch_size]))
@@ -167,15 +285,15 @@ class Engine:
     def _predict_batch(self, rows: Sequence[tuple[AdapterWeights, str]]) -> list[Prediction]:
         base = self.base
         # Frozen work depends on the text only: each distinct text is encoded once, however many users ask.
-        slot: dict[str, int] = {}
-        text_of_row = torch.tensor([slot.setdefault(text, len(slot)) for _, text in rows], device=base.device)
-        input_ids, mask = base.tokenize(list(slot))  # [distinct texts, seq]
-        groups: dict[tuple, list[int]] = {}
+        text_slot: dict[str, int] = {}
+        text_of_row = torch.tensor([text_slot.setdefault(text, len(text_slot)) for _, text in rows])
+        input_ids, mask = base.tokenize(list(text_slot))  # [distinct texts, seq]
+        families: dict[tuple, list[int]] = {}
         for index, (weights, _) in enumerate(rows):
-            groups.setdefault(weights.method.family(), []).append(index)
+            families.setdefault(weights.method.family(), []).append(index)
 
-        # The frozen part below each family's first adapted layer runs once for the whole batch.
-        starts = sorted({rows[idx[0]][0].method.start_layer for idx in groups.values()
+        # The frozen part below each family's first adapted layer runs once per distinct text.
+        starts = sorted({rows[idx[0]][0].method.start_layer for idx in families.values()
                          if not rows[idx[0]][0].method.embeds_inputs})
         frozen: dict[int, torch.Tensor] = {}
         if starts:
@@ -184,28 +302,49 @@ class Engine:
                 hidden = base.run_layers(hidden, mask, start=layer, stop=start)
                 frozen[start], layer = hidden, start
             if base.dims.num_layers in frozen:  # nothing inside the encoder changes: rows need only the pooled vector
-                frozen[base.dims.num_layers] = base.pool(frozen[base.dims.num_layers], mask)
+                frozen[base.dims.num_layers] = base.pool(frozen[base.dims.num_layers], mask).float()
 
         max_labels = max(len(weights.labels) for weights, _ in rows)
         logits = torch.full((len(rows), max_labels), float("-inf"), device=base.device)
-        for indexes in groups.values():
-            method = rows[indexes[0]][0].method
-            distinct: dict[int, int] = {}
-            for i in indexes:
-                distinct.setdefault(id(rows[i][0]), len(distinct))
-            adapters = list({id(rows[i][0]): rows[i][0] for i in indexes}.values())
-            gather = torch.tensor([distinct[id(rows[i][0])] for i in indexes], device=base.device)
-            params = stack_rows([a.params for a in adapters], gather) if adapters[0].params else {}
-            head = stack_rows([_padded_head(a, max_labels) for a in adapters], gather)
-            row_index = torch.tensor(indexes, device=base.device)
-            text_index = text_of_row.index_select(0, row_index)
-            group_mask = mask.index_select(0, text_index)
-            if method.embeds_inputs:
-                start_hidden, ids = None, input_ids.index_select(0, text_index)
-            else:
-                start_hidden, ids = frozen[method.start_layer].index_select(0, text_index), None
-            logits[row_index] = forward_logits(base, method, params, head, start_hidden, group_mask, input_ids=ids)
-
+        pending = []  # groups whose parameters were gathered (copies): they run without holding the lock
+        with self._lock:  # slots are read, and swept, while no other thread can evict and reuse them
+            for indexes in families.values():
+                method = rows[indexes[0]][0].method
+                # Within a family, rows of one slot bank gather from it; adapters that are not resident are stacked.
+                by_bank: dict[int, tuple[SlotBank | None, list[int], list[int]]] = {}
+                for i in indexes:
+                    slot = rows[i][0].slot
+                    bank = slot[0] if slot is not None else None
+                    entry = by_bank.setdefault(id(bank), (bank, [], []))
+                    entry[1].append(i)
+                    entry[2].append(slot[1] if slot is not None else -1)
+                for bank, members, slots in by_bank.values():
+                    row_index = torch.tensor(members, device=base.device)
+                    text_index = text_of_row.index_select(0, row_index).to(base.device)
+                    if bank is not None and self._sweeps(method, slots, text_index):
+                        group = self._sweep(bank, method, frozen[base.dims.num_layers], slots, text_index)
+                        logits[row_index, : group.shape[1]] = group
+                    elif bank is not None:
+                        pending.append((row_index, text_index, method,
+                                        *bank.gather(torch.tensor(slots, device=base.device))))
+                    else:
+                        pending.append((row_index, text_index, method, *self._stack([rows[i][0] for i in members])))
+        for row_index, text_index, method, params, head in pending:
+            # Rows that run encoder layers go batch_size at a time: a fan-out of one text to thousands of late-adapter
+            # users must not hold every row's activations at once.
+            step = len(row_index) if method.start_layer == base.dims.num_layers and not method.embeds_inputs \
+                else self.batch_size
+            for start in range(0, len(row_index), step):
+                part = slice(start, start + step)
+                texts = text_index[part]
+                group_mask = mask.index_select(0, texts)
+                if method.embeds_inputs:
+                    start_hidden, ids = None, input_ids.index_select(0, texts)
+                else:
+                    start_hidden, ids = frozen[method.start_layer].index_select(0, texts), None
+                logits[row_index[part], : head["weight"].shape[1]] = forward_logits(
+                    base, method, {k: v[part] for k, v in params.items()}, {k: v[part] for k, v in head.items()},
+                    start_hidden, group_mask, input_ids=ids)
         probabilities = torch.softmax(logits, dim=-1).cpu()
         predictions = []
         for row, (weights, _) in enumerate(rows):
@@ -215,6 +354,54 @@ class Engine:
                 Prediction(weights.labels[best], dict(zip(weights.labels, probs)), weights.version)
             )
         return predictions
+
+    def _sweeps(self, method: AdapterMethod, slots: list[int], text_index: torch.Tensor) -> bool:
+        """Whether to compute a head-only group over contiguous bank slices: when few texts meet many users whose
+        slots fill their range densely, as in a fan-out (reading the slices costs less than copying rows out)."""
+        if method.embeds_inputs or method.start_layer != self.base.dims.num_layers or len(slots) < 64:
+            return False
+        texts = int(text_index.unique().numel())
+        return texts * (max(slots) - min(slots) + 1) <= 2 * len(slots)
+
+    def _sweep(self, bank: SlotBank, method: AdapterMethod, pooled: torch.Tensor, slots: list[int],
+               text_index: torch.Tensor) -> torch.Tensor:
+        """Head-only logits ``[rows, labels]``: the distinct texts' pooled vectors against slices of the bank, so
+        each user's weights are read once for all the texts (one text: a matrix-vector product per weight)."""
+        low, high = min(slots), max(slots) + 1
+        distinct, local = text_index.unique(return_inverse=True)
+        vectors = pooled.index_select(0, distinct)  # [texts, hidden]
+        chunks = []
+        for start in range(low, high, self.sweep_chunk):
+            users = min(start + self.sweep_chunk, high) - start
+            params, head = bank.views(start, start + users)
+            if len(vectors) == 1:
+                x = vectors[0].expand(users, -1)  # one pooled vector for every user, not copied: [users, hidden]
+            else:
+                x = vectors.unsqueeze(0).expand(users, -1, -1)  # [users, texts, hidden]
+            hooks = method.hooks(params, training=False)
+            logits = apply_head(hooks.transform_pooled(x), head["weight"], head["bias"])
+            chunks.append(logits.view(users, len(vectors), -1))  # [users, texts, labels]
+        table = torch.cat(chunks)
+        slot_index = torch.tensor(slots, device=pooled.device) - low
+        return table[slot_index, local]
+
+    @staticmethod
+    def _stack(adapters: list[AdapterWeights]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        distinct: dict[int, int] = {}
+        for weights in adapters:
+            distinct.setdefault(id(weights), len(distinct))
+        unique = list({id(w): w for w in adapters}.values())
+        gather = torch.tensor([distinct[id(w)] for w in adapters])
+        max_labels = max(len(w.labels) for w in unique)
+        params = stack_rows([w.params for w in unique], gather) if unique[0].params else {}
+        head = stack_rows([_padded_head(w, max_labels) for w in unique], gather)
+        return params, head
+
+
+def _bank_key(weights: AdapterWeights) -> tuple:
+    shapes = tuple((part, name, tuple(t.shape), t.dtype) for part, tensors in
+                   (("params", weights.params), ("head", weights.head)) for name, t in sorted(tensors.items()))
+    return (weights.method.family(), shapes)
 
 
 def _padded_head(weights: AdapterWeights, num_labels: int) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine as DatabaseEngine
 
 from localize.activations import ActivationCache
 from localize.base_model import BaseModel, get_base_model
+from localize.batcher import MicroBatcher
 from localize.db.session import get_engine, upgrade_database
 from localize.engine import Engine
 from localize.settings import Settings, get_settings
@@ -59,6 +60,11 @@ class Runtime:
         from localize.distributed.serving import RayPredictor
 
         return RayPredictor(self.settings)
+
+    @cached_property
+    def batcher(self) -> MicroBatcher:
+        return MicroBatcher(self.engine, window=self.settings.batch_window_ms / 1000,
+                            max_rows=self.settings.batch_max_rows, passes=self.settings.batch_passes)
 
     @cached_property
     def activation_cache(self) -> ActivationCache:

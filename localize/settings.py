@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(1000, ge=1, description="Most rows accepted in one upload or prediction request.")
     max_upload_bytes: int = Field(10_000_000, ge=1, description="Largest upload body accepted, in bytes.")
     resident_adapters: int = Field(1024, ge=1, description="Adapters kept in memory (LRU); the rest load on demand.")
+    batch_window_ms: float = Field(
+        2.0, ge=0, le=1000,
+        description="Prediction requests arriving within this window share one engine pass (0 turns merging off).",
+    )
+    batch_max_rows: int = Field(128, ge=1, description="Most rows merged into one engine pass by the micro-batcher.")
+    batch_passes: int = Field(2, ge=1, le=64, description="Merged engine passes the micro-batcher runs at once.")
     use_task_prior: bool = Field(
         False, description="Answer users without an adapter with their task's prior adapter instead of an error."
     )

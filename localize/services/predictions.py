@@ -69,7 +69,7 @@ def predict(
         task = tasks.get(request.task) or tasks.setdefault(request.task, get_task(session=session, name=request.task))
         user = users.get(request.user) or users.setdefault(request.user, get_user(session=session, name=request.user))
         serving[pair] = adapter_service.serving_version(session=session, task=task, user=user, allow_prior=allow_prior)
-    outputs = forward(runtime=runtime, rows=[(serving[(r.user, r.task)][0], r.text) for r in requests])
+    outputs = forward(runtime=runtime, rows=[(serving[(r.user, r.task)][0], r.text) for r in requests], merge=True)
     return [
         PredictionResult(user=r.user, task=r.task, text=r.text, label=out.label, probabilities=out.probabilities,
                          version=serving[(r.user, r.task)][0].version, source=serving[(r.user, r.task)][1])
@@ -100,12 +100,18 @@ def fanout(
     ]
 
 
-def forward(*, runtime: Runtime, rows: Sequence[tuple[AdapterVersion, str]]) -> list[Prediction]:
+def forward(
+    *, runtime: Runtime, rows: Sequence[tuple[AdapterVersion, str]], merge: bool = False
+) -> list[Prediction]:
     """Forward passes for ``(adapter version, text)`` rows: in this process, or on the Ray Serve replicas
-    (``LOCALIZE_SERVING=ray``, docs/deploy.md)."""
+    (``LOCALIZE_SERVING=ray``, docs/deploy.md). With ``merge``, concurrent requests share engine passes through
+    the micro-batcher (``LOCALIZE_BATCH_WINDOW_MS=0``: each request runs alone)."""
     if runtime.settings.serving == "ray":
         from localize.distributed.serving import AdapterRef
 
         return runtime.remote_predictor.predict([(AdapterRef.from_row(row), text) for row, text in rows])
     weights = {row.id: adapter_service.load_weights(runtime=runtime, row=row) for row, _ in rows}
-    return runtime.engine.predict([(weights[row.id], text) for row, text in rows])
+    loaded = [(weights[row.id], text) for row, text in rows]
+    if merge and runtime.settings.batch_window_ms > 0:
+        return runtime.batcher.predict(loaded)
+    return runtime.engine.predict(loaded)

@@ -124,7 +124,7 @@ def test_peft_loads_the_saved_folder_and_agrees(base, tiny_texts, tmp_path, meth
     folder = store.path("john", 1)
     loaded = store.load("john", 1)
 
-    peft_model = peft.PeftModel.from_pretrained(copy.deepcopy(base.model), str(folder))
+    peft_model = peft.PeftModel.from_pretrained(copy.deepcopy(base.hf_model()), str(folder))
     peft_model.eval()
     input_ids, mask = base.tokenize(QUERIES)
     assert int(mask.sum()) < mask.numel()  # the batch has padding, so masking is exercised too
@@ -144,6 +144,6 @@ def test_peft_loads_the_saved_folder_and_agrees(base, tiny_texts, tmp_path, meth
 
     # The adapter really changes the output: the frozen base with the same head gives other probabilities.
     with torch.no_grad():
-        frozen = base.pool(base.model(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float()
+        frozen = base.pool(base.hf_model()(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float()
     frozen_probs = torch.softmax(frozen @ loaded.head["weight"].T + loaded.head["bias"], -1)
     assert (frozen_probs - ours).abs().max() > 1e-3

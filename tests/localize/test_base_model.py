@@ -28,7 +28,7 @@ def test_layer_by_layer_forward_equals_hugging_face(base):
     input_ids, mask = base.tokenize(TEXTS)
     assert int(mask.sum()) < mask.numel()  # padding present
     with torch.no_grad():
-        expected = base.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        expected = base.hf_model()(input_ids=input_ids, attention_mask=mask).last_hidden_state
         ours = base.run_layers(base.embed(input_ids), mask)
     real = mask.bool()
     assert ours.shape == expected.shape
@@ -103,3 +103,25 @@ def test_cuda_device_without_gpu_is_a_configuration_error():
 
 def test_bundled_model_path_has_a_config():
     assert (bundled_model_path() / "config.json").is_file()
+
+
+def test_bundled_base_loads_without_transformers_and_tokenizes_as_hugging_face(base):
+    """The light loader (our BERT modules + tokenizers) is used for the bundled model, and its token ids equal
+    transformers' tokenizer's, padding and truncation included."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    assert base.tokenizer is None and base._fast_tokenizer is not None
+    reference = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
+    texts = ["Gold is UP 150%!!", "Ölpreis fällt — café", "word " * 300, "a"]
+    ids, mask = base.tokenize(texts)
+    expected = reference(texts, padding=True, truncation=True, max_length=base.max_seq_length, return_tensors="pt")
+    assert ids.shape[1] == base.max_seq_length  # the long text was truncated
+    assert torch.equal(ids, expected["input_ids"]) and torch.equal(mask, expected["attention_mask"])
+    # A fresh process serving from the bundled base never imports transformers.
+    code = ("import sys; from localize.base_model import BaseModel; b = BaseModel(); b.encode(['gold is up']); "
+            "print('transformers' in sys.modules)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert child.stdout.strip().splitlines()[-1] == "False"

@@ -10,7 +10,9 @@ from rich.console import Console
 
 from localize.bench import BENCHMARKS, BenchSizes, run_benchmarks
 
-TINY = BenchSizes(batch=8, registered_users=16, repeats=1, warmup=1, load_adapters=5)
+TINY = BenchSizes(batch=8, registered_users=16, repeats=1, warmup=1, load_adapters=5, distinct_user_counts=(1, 8),
+                  fanout_users=80, fanout_distinct=5, fanout_scaling=(10, 80), fanout_head_sizes=(0,), fanout_burst=2,
+                  fanout_repeats=1)
 
 
 def _positive(value) -> bool:
@@ -51,3 +53,22 @@ def test_bench_command_rejects_unknown_benchmark():
     result = CliRunner().invoke(cli.app, ["bench", "--only", "mixed_batch,nope"])
     assert result.exit_code == 2
     assert "nope" in result.output
+
+
+def test_bench_report_has_the_curve_the_scaling_table_and_the_plot(base, tmp_path):
+    """``--report``: speed.md with the goal table, the distinct-users curve (and its PNG) and the fan-out scaling."""
+    results = run_benchmarks(quick=True, only=["mixed_batch", "fanout"], out=None,
+                             console=Console(file=io.StringIO(), width=160), sizes=TINY, report=tmp_path)
+    assert "errors" not in results
+    curve = results["throughput_by_distinct_users"]
+    assert set(curve) == {"base", "head", "lora_top"} and set(curve["head"]) == {"1", "8"}
+    assert all(_positive(v) for points in curve.values() for v in points.values())
+    assert set(results["fanout_seconds_by_users"]) == {"10", "80"}
+    assert set(results["fanout_10000_seconds_by_head_hidden"]) == {"0", "256 (default)"}
+    assert _positive(results["fanout_burst_user_texts_per_second"])
+    report = (tmp_path / "speed.md").read_text()
+    assert "## Goals (issue 5)" in report and "fanout_10000_seconds" in report
+    assert "## Fan-out time against number of users" in report and "| 80 |" in report
+    assert "![throughput against distinct users per batch](throughput_by_distinct_users.png)" in report
+    assert (tmp_path / "throughput_by_distinct_users.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "bench.json").read_text())["fanout_users_measured"] == 80

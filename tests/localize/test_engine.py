@@ -185,3 +185,111 @@ def test_adapter_weights_sizes(users):
     assert john.nbytes == expected * 4  # float32
     ann = users["ann"]  # head method: its own parameters (if any) plus the 3-label head
     assert ann.trainable_params == sum(t.numel() for t in ann.params.values()) + 3 * 384 + 3
+
+
+def _copy(weights: AdapterWeights) -> AdapterWeights:
+    return AdapterWeights(method=weights.method, params=dict(weights.params), head=dict(weights.head),
+                          labels=list(weights.labels), base_model_id=weights.base_model_id, version=weights.version)
+
+
+def test_resident_adapters_live_in_slot_banks_and_predict_as_alone(base, users):
+    """Resident adapters are views into per-family slot tensors; gathering them per row changes no prediction."""
+    engine = Engine(base)
+    resident = {name: engine.adapter(name, lambda w=w: _copy(w)) for name, w in users.items()}
+    for name, weights in resident.items():
+        bank, slot = weights.slot
+        for param, tensor in weights.params.items():
+            assert tensor.data_ptr() == bank.tensors[("params", param)][slot].data_ptr()  # a view, not a copy
+            torch.testing.assert_close(tensor, users[name].params[param])
+    # john and jane share a bank (one family, two labels); zoe has three labels: a bank of its own.
+    assert resident["john"].slot[0] is resident["jane"].slot[0]
+    assert resident["zoe"].slot[0] is not resident["john"].slot[0]
+    names = list(resident)
+    rows = [(resident[names[i % len(names)]], TEXTS[(i * 5) % len(TEXTS)]) for i in range(3 * len(names))]
+    mixed = engine.predict(rows)
+    name_of = {id(weights): name for name, weights in resident.items()}
+    for (weights, text), prediction in zip(rows, mixed):
+        alone = Engine(base).predict([(users[name_of[id(weights)]], text)])[0]
+        assert prediction.label == alone.label
+        torch.testing.assert_close(_matrix(prediction, weights.labels), _matrix(alone, weights.labels),
+                                   atol=1e-5, rtol=0)
+
+
+def test_fanout_sweeps_the_bank_and_equals_one_user_at_a_time(base):
+    """One text for many resident head users is computed from one pooled vector against bank slices."""
+    engine = Engine(base)
+    labels = ["negative", "neutral", "positive"]
+    many = [engine.adapter(i, lambda i=i: _adapter(base, "head", {"hidden": 16}, labels, seed=100 + i))
+            for i in range(80)]
+    text = TEXTS[3]
+    rows = [(weights, text) for weights in many]
+    assert engine._sweeps(many[0].method, [w.slot[1] for w in many], torch.zeros(len(many), dtype=torch.long))
+    together = engine.predict(rows)
+    assert len({p.label for p in together}) > 1  # the users really differ
+    for weights, prediction in zip(many, together):
+        alone = Engine(base).predict([(_copy(weights), text)])[0]
+        assert prediction.label == alone.label
+        torch.testing.assert_close(_matrix(prediction, labels), _matrix(alone, labels), atol=1e-5, rtol=0)
+    # A subset of users (a sparse range of slots) is gathered instead, with the same answers.
+    subset = many[::9]
+    for weights, prediction in zip(subset, engine.predict([(w, text) for w in subset])):
+        torch.testing.assert_close(_matrix(prediction, labels), _matrix(engine.predict([(weights, text)])[0], labels),
+                                   atol=1e-5, rtol=0)
+
+
+def test_eviction_frees_the_slot_and_keeps_a_held_adapter_correct(base, users):
+    """A slot freed by eviction is reused; an evicted adapter a caller still holds keeps its own tensors."""
+    engine = Engine(base, capacity=2)
+    john = engine.adapter("john", lambda: _copy(users["john"]))
+    jane = engine.adapter("jane", lambda: _copy(users["jane"]))
+    john_slot = john.slot[1]
+    before = engine.predict([(john, TEXTS[0])])[0]
+    engine.evict("john")
+    assert john.slot is None
+    newcomer = engine.adapter("max", lambda: _copy(users["john"]))  # same bank: takes john's freed slot
+    assert newcomer.slot[1] == john_slot
+    newcomer.slot[0].tensors[("head", "bias")][john_slot].add_(5.0)  # the slot's content changes ...
+    after = engine.predict([(john, TEXTS[0]), (jane, TEXTS[0])])[0]  # ... but the evicted john kept a copy
+    torch.testing.assert_close(_matrix(after, john.labels), _matrix(before, john.labels), atol=1e-6, rtol=0)
+
+
+def test_bank_growth_rebinds_resident_views(base):
+    """A bank that grows reallocates; every resident adapter's tensors are re-pointed at the grown tensors."""
+    engine = Engine(base, capacity=64)
+    labels = ["a", "b"]
+    originals = [_adapter(base, "lora", {"r": 2, "layers": [-1]}, labels, seed=200 + i) for i in range(20)]
+    resident = [engine.adapter(i, lambda w=w: _copy(w)) for i, w in enumerate(originals)]
+    bank = resident[0].slot[0]
+    assert bank.tensors[("head", "weight")].shape[0] == 64  # on the CPU every slot the LRU allows is reserved
+    bank._grow(100)  # as on a GPU, where banks grow geometrically
+    assert bank.tensors[("head", "weight")].shape[0] == 100
+    for original, weights in zip(originals, resident):
+        bank_slot = bank.tensors[("head", "weight")][weights.slot[1]]
+        assert weights.head["weight"].data_ptr() == bank_slot.data_ptr()
+        torch.testing.assert_close(weights.head["weight"], original.head["weight"])
+    assert engine.resident_bytes() >= 20 * resident[0].nbytes
+
+
+def test_a_burst_of_texts_for_many_users_equals_one_user_at_a_time(base):
+    """Several texts fanned out to the same users at once read each user's weights once for all the texts."""
+    engine = Engine(base)
+    labels = ["negative", "positive"]
+    many = [engine.adapter(i, lambda i=i: _adapter(base, "head", {"hidden": 8}, labels, seed=300 + i))
+            for i in range(70)]
+    rows = [(weights, text) for text in TEXTS[:3] for weights in many]
+    together = engine.predict(rows)
+    for (weights, text), prediction in list(zip(rows, together))[::7]:
+        alone = Engine(base).predict([(_copy(weights), text)])[0]
+        torch.testing.assert_close(_matrix(prediction, labels), _matrix(alone, labels), atol=1e-5, rtol=0)
+
+
+def test_a_late_adapter_fanout_runs_in_batches_and_equals_one_user_at_a_time(base):
+    """One text for more top-layer LoRA users than a batch holds: the encoder layers run batch_size rows at a time."""
+    engine = Engine(base, batch_size=4)
+    labels = ["a", "b"]
+    users = [engine.adapter(i, lambda i=i: _adapter(base, "lora", {"r": 2, "layers": [-1]}, labels, seed=500 + i))
+             for i in range(10)]
+    together = engine.predict([(weights, TEXTS[2]) for weights in users])
+    for weights, prediction in zip(users, together):
+        alone = Engine(base).predict([(_copy(weights), TEXTS[2])])[0]
+        torch.testing.assert_close(_matrix(prediction, labels), _matrix(alone, labels), atol=1e-5, rtol=0)

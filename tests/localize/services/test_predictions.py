@@ -154,3 +154,32 @@ def test_fanout_validates_its_text(trained: Runtime, session: Session) -> None:
     task = get_task(session=session, name="notes")
     with pytest.raises(ValidationError, match="text is empty"):
         fanout(session=session, runtime=trained, task=task, text=" ")
+
+
+def test_concurrent_requests_go_through_the_micro_batcher(trained: Runtime) -> None:
+    """With a batch window, each request's rows pass through the runtime's micro-batcher, and concurrent
+    requests of different users get the answers they get alone."""
+    import threading
+
+    assert trained.settings.batch_window_ms > 0  # on by default
+    alone = {}
+    with session_scope(trained.database) as session:
+        for name in ("john", "jane"):
+            alone[name] = _ask(session, trained, [(name, text) for text in UNSEEN], allow_prior=False)
+    before = trained.batcher.requests
+    answers: dict[str, list] = {}
+
+    def ask(name: str) -> None:
+        with session_scope(trained.database) as session:
+            answers[name] = _ask(session, trained, [(name, text) for text in UNSEEN], allow_prior=False)
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("john", "jane")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert trained.batcher.requests - before == 2
+    for name in ("john", "jane"):
+        assert [(r.label, r.version) for r in answers[name]] == [(r.label, r.version) for r in alone[name]]
+        for got, expected in zip(answers[name], alone[name]):
+            assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-5)
