@@ -18,7 +18,7 @@ Versions are immutable and published atomically, so a reader never sees half an 
   before the version number is written again.
 
 The sha256 of every file (the manifest included) is recorded in the database and checked on each load; a missing
-or altered file is an :class:`AdapterError` that names the version and the file. Callers name adapters by
+or altered file is a :class:`CorruptAdapterError` that names the version and the file. Callers name adapters by
 ``(key, version)``; a client never sends a path.
 
     AdapterStore                 the format: serialize, verify, parse, export (backends move bytes only)
@@ -46,7 +46,7 @@ from safetensors.torch import save as save_tensors
 from localize.adapters import make_method
 from localize.base_model import BaseDims
 from localize.engine import AdapterWeights
-from localize.errors import AdapterError, ConfigurationError, NotFoundError
+from localize.errors import AdapterError, ConfigurationError, CorruptAdapterError, NotFoundError
 
 FORMAT_VERSION = 1
 META_FILE = "localize.json"
@@ -193,7 +193,7 @@ class AdapterStore(ABC):
             if digest and sha256(files[name]) != digest:
                 problems.append(f"{name} does not match its recorded sha256")
         if problems:
-            raise AdapterError(f"{where} is corrupt: " + "; ".join(problems))
+            raise CorruptAdapterError(f"{where} is corrupt: " + "; ".join(problems))
         return files
 
     def verify(self, key: str, version: int, *, expected_hashes: dict[str, str] | None = None) -> None:
@@ -213,7 +213,7 @@ class AdapterStore(ABC):
             params = load_tensors(files["adapter_model.safetensors"]) if "adapter_model.safetensors" in files else {}
             head = load_tensors(files["head.safetensors"])
         except FileNotFoundError as error:
-            raise AdapterError(f"adapter {key!r} version {version} is incomplete: "
+            raise CorruptAdapterError(f"adapter {key!r} version {version} is incomplete: "
                                f"{Path(error.filename or str(error)).name} is missing") from error
         except (OSError, KeyError, TypeError, ValueError, SafetensorError) as error:
             raise AdapterError(f"adapter {key!r} version {version} cannot be read: {error}") from error

@@ -68,11 +68,11 @@ def predict(
         task = tasks.get(request.task) or tasks.setdefault(request.task, get_task(session=session, name=request.task))
         user = users.get(request.user) or users.setdefault(request.user, get_user(session=session, name=request.user))
         serving[pair] = adapter_service.serving_version(session=session, task=task, user=user, allow_prior=allow_prior)
-    weights = {pair: adapter_service.load_weights(runtime=runtime, row=row) for pair, (row, _) in serving.items()}
+    weights = {pair: adapter_service.load_serving_weights(runtime=runtime, row=row) for pair, (row, _) in serving.items()}
     outputs = runtime.engine.predict([(weights[(r.user, r.task)], r.text) for r in requests])
     return [
         PredictionResult(user=r.user, task=r.task, text=r.text, label=out.label, probabilities=out.probabilities,
-                         version=serving[(r.user, r.task)][0].version, source=serving[(r.user, r.task)][1])
+                         version=weights[(r.user, r.task)].version, source=serving[(r.user, r.task)][1])
         for r, out in zip(requests, outputs)
     ]
 
@@ -92,10 +92,10 @@ def fanout(
         missing = sorted(set(user_names) - {user.name for _, user in rows})
         if missing:
             raise NoAdapterError(f"user(s) {missing} have no active adapter in task {task.name!r}")
-    adapters = [(adapter_service.load_weights(runtime=runtime, row=row), row, user) for row, user in rows]
+    adapters = [(adapter_service.load_serving_weights(runtime=runtime, row=row), row, user) for row, user in rows]
     outputs = runtime.engine.predict([(weights, text) for weights, _, _ in adapters])
     return [
         PredictionResult(user=user.name, task=task.name, text=text, label=out.label, probabilities=out.probabilities,
-                         version=row.version, source="user")
-        for (_, row, user), out in zip(adapters, outputs)
+                         version=weights.version, source="user")
+        for (weights, _, user), out in zip(adapters, outputs)
     ]
