@@ -32,10 +32,11 @@ TEXT = "Invoice 731 from Hooli for office printer toner"
 def store_runtime(request, make_runtime) -> Runtime:
     """A runtime whose adapter store is a local folder or an fsspec ``memory://`` URL."""
     if request.param == "local":
-        return make_runtime()
-    runtime = make_runtime(adapter_store=f"memory://localize-test-{uuid.uuid4().hex}/adapters")
-    yield runtime
-    runtime.store.fs.rm(runtime.store.root, recursive=True)
+        yield make_runtime()
+    else:
+        runtime = make_runtime(adapter_store=f"memory://localize-test-{uuid.uuid4().hex}/adapters")
+        yield runtime
+        runtime.store.fs.rm(runtime.store.root, recursive=True)
 
 
 def _train(runtime: Runtime, times: int) -> list[AdapterVersion]:
