@@ -21,7 +21,19 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def driver_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs name no driver (SQLAlchemy would pick psycopg2, which is not
+    installed): they use psycopg 3, localize's PostgreSQL driver. Other URLs are returned as given."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
 def make_engine(url: str) -> Engine:
+    url = driver_url(url)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -51,7 +63,7 @@ def alembic_config(url: str):
 
     config = Config()
     config.set_main_option("script_location", str(_migrations_path()))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", driver_url(url).replace("%", "%%"))
     return config
 
 
