@@ -2,7 +2,9 @@
 API, a worker and the CLI can share one file safely; any other URL (PostgreSQL) is used as given."""
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -32,13 +34,29 @@ def driver_url(url: str) -> str:
     return url
 
 
+def _finite(value):  # noqa: ANN001, ANN202
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def dumps_json(value) -> str:  # noqa: ANN001
+    """JSON columns store NaN and infinities (a metric of an empty split) as null: PostgreSQL's json type refuses
+    them, and so do strict JSON readers of the API."""
+    return json.dumps(_finite(value), allow_nan=False)
+
+
 def make_engine(url: str) -> Engine:
     url = driver_url(url)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=dumps_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001
@@ -50,7 +68,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=dumps_json)
 
 
 @lru_cache

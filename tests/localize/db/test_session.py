@@ -28,3 +28,21 @@ def test_a_plain_postgresql_url_connects(fresh_database) -> None:
         assert engine.dialect.driver == "psycopg"
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("database_backend", ["sqlite", "postgresql"])
+def test_json_columns_store_nan_and_infinity_as_null(runtime) -> None:
+    """A metric of an empty split is NaN; PostgreSQL's json type would refuse it and fail the whole job."""
+    from localize.db.models import Job, Task
+    from localize.db.session import session_scope
+
+    with session_scope(runtime.database) as session:
+        task = Task(name="t", labels=["a", "b"])
+        session.add(task)
+        session.flush()
+        job = Job(task_id=task.id, metrics={"val_loss": float("nan"), "nested": [float("inf"), 1.5]})
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    with session_scope(runtime.database) as session:
+        assert session.get(Job, job_id).metrics == {"val_loss": None, "nested": [None, 1.5]}

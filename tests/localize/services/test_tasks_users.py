@@ -87,6 +87,13 @@ def test_a_label_over_128_characters_is_refused_by_name(session: Session) -> Non
     assert list_tasks(session=session) == []
 
 
+def test_a_description_over_2000_characters_is_refused(session: Session) -> None:
+    """PostgreSQL would refuse it with a database error; SQLite would store it silently."""
+    with pytest.raises(ValidationError, match=r"task description is 2001 characters; descriptions may have at most"):
+        create_task(session=session, name="t", labels=["a", "b"], description="d" * 2001)
+    assert list_tasks(session=session) == []
+
+
 # -- users --------------------------------------------------------------------------------------------------------
 def test_create_get_and_duplicate_users(session: Session) -> None:
     user = create_user(session=session, name="john.doe@example")
