@@ -224,8 +224,10 @@ class AdapterStore(ABC):
                expected_hashes: dict[str, str] | None = None) -> Path:
         """Copies a verified version (PEFT layout plus head and manifest) into the empty folder ``destination``."""
         destination = Path(destination)
-        if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-            raise FileExistsError(f"export destination {str(destination)!r} is not an empty folder")
+        if destination.exists() and not destination.is_dir():
+            raise FileExistsError(f"export destination {str(destination)!r} is a file, not a folder")
+        if destination.exists() and any(destination.iterdir()):
+            raise FileExistsError(f"export destination {str(destination)!r} is not empty")
         files = self.read_files(key, version, expected_hashes=expected_hashes)
         destination.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():

@@ -380,7 +380,7 @@ def test_export_copies_a_verified_version(store, raw, tmp_path):
     out = store.export(KEY, 1, tmp_path / "out", expected_hashes=stored.files)
     assert sorted(p.name for p in out.iterdir()) == LORA_FILES
     assert all((out / name).read_bytes() == raw.read(KEY, 1, name) for name in LORA_FILES)
-    with pytest.raises(FileExistsError, match="not an empty folder"):
+    with pytest.raises(FileExistsError, match="is not empty"):
         store.export(KEY, 1, out, expected_hashes=stored.files)
     raw.corrupt(KEY, 1, "head.safetensors")
     with pytest.raises(AdapterError, match="head.safetensors does not match"):

@@ -173,7 +173,7 @@ def test_export_checks_the_recorded_hashes(make_runtime, tmp_path) -> None:
     (v1,) = _train(runtime, 1)
     out = adapter_service.export_version(store=runtime.store, row=v1, destination=tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == sorted(v1.files)
-    with pytest.raises(ConflictError, match="not an empty folder"):
+    with pytest.raises(ConflictError, match="is not empty"):
         adapter_service.export_version(store=runtime.store, row=v1, destination=out)
     _file(runtime, v1, "head.safetensors")[1](b"garbage")
     with pytest.raises(AdapterError, match=r"head\.safetensors does not match"):
