@@ -17,7 +17,7 @@ from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
-from localize.services.predictions import PredictionRequest, predict
+from localize.services.predictions import PredictionRequest, fanout, predict
 from localize.services.tasks import create_task, get_task
 from localize.services.users import get_user
 from localize.store import LocalAdapterStore
@@ -97,6 +97,9 @@ def test_a_corrupt_active_version_falls_back_to_the_previous_good_one(store_runt
     with caplog.at_level(logging.WARNING, logger="localize.services.adapters"):
         answer = _predict(runtime)
     assert answer.version == 1 and answer.label in LABELS  # the previous good version answers
+    with session_scope(runtime.database) as session:
+        (fanned,) = fanout(session=session, runtime=runtime, task=get_task(session=session, name="notes"), text=TEXT)
+    assert (fanned.user, fanned.version, fanned.label) == ("john", 1, answer.label)  # fan-out too
     assert any("version 2 cannot be loaded" in r.getMessage() and "head.safetensors" in r.getMessage()
                for r in caplog.records)
     v1, v2 = _versions(runtime)
