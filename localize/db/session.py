@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -91,11 +91,36 @@ def _migrations_path() -> Path:
     return Path(localize.migrations.__file__).resolve().parent
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that serializes migrations.
+_MIGRATION_LOCK = 0x6C6F63616C697A65
+
+
 def upgrade_database(url: str, revision: str = "head") -> None:
-    """Brings the schema to ``revision``; Alembic alone creates and changes tables."""
+    """Brings the schema to ``revision``; Alembic alone creates and changes tables.
+
+    On PostgreSQL the upgrade holds an advisory lock, so servers and workers starting at once on several machines
+    migrate one after the other instead of racing to create the same tables (SQLite serializes writers itself)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if is_sqlite(url):
+        command.upgrade(config, revision)
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                connection.commit()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                connection.commit()
+            finally:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 @contextmanager

@@ -46,3 +46,35 @@ def test_json_columns_store_nan_and_infinity_as_null(runtime) -> None:
         job_id = job.id
     with session_scope(runtime.database) as session:
         assert session.get(Job, job_id).metrics == {"val_loss": None, "nested": [None, 1.5]}
+
+
+@pytest.mark.parametrize("database_backend", ["postgresql"])
+def test_processes_starting_at_once_migrate_one_after_the_other(fresh_database) -> None:
+    """Servers and workers on several machines start together and each runs `upgrade head`: all succeed."""
+    import threading
+
+    from sqlalchemy import inspect
+
+    from localize.db.session import upgrade_database
+
+    url = fresh_database()
+    errors, barrier = [], threading.Barrier(4)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            upgrade_database(url)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    engine = make_engine(url)
+    try:
+        assert "adapter_version" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
