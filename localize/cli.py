@@ -338,11 +338,16 @@ def adapters_list(task: TaskOpt, user: PriorUserOpt = None) -> None:
     with _services() as (_, session):
         task_row, user_row = _owner(session, task, user)
         table = Table("version", "method", "active", "labels", "val acc", "val macro-F1", "params", "bytes", "created")
+        unloadable = []
         for row in list_versions(session=session, task=task_row, user=user_row):
             table.add_row(str(row.version), row.method, "*" if row.is_active else "", str(row.n_labels),
                           _fmt(row.metrics.get("val_accuracy")), _fmt(row.metrics.get("val_macro_f1")),
                           f"{row.trainable_params:,}", f"{row.nbytes:,}", str(row.created_at)[:19])
+            if row.load_error:
+                unloadable.append(f"version {row.version} is skipped while serving: {row.load_error}")
         console.print(table)
+        for line in unloadable:
+            console.print(f"[red]{line}[/red]")
 
 
 @adapters_app.command("activate")
@@ -350,9 +355,9 @@ def adapters_activate(task: TaskOpt, version: Annotated[int, typer.Option()], us
     """Make a version the one that serves (activating an older one is a rollback)."""
     from localize.services.adapters import activate_version
 
-    with _services() as (_, session):
+    with _services() as (runtime, session):
         task_row, user_row = _owner(session, task, user)
-        activate_version(session=session, task=task_row, user=user_row, version=version)
+        activate_version(session=session, store=runtime.store, task=task_row, user=user_row, version=version)
         console.print(f"version {version} is active")
 
 

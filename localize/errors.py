@@ -7,7 +7,8 @@
     ├── ValidationError          input that breaks a rule (unknown label, empty text, too long, bad file)
     │   └── PayloadTooLargeError an upload or batch over its limit
     ├── PermissionDeniedError    a key that may not touch that resource
-    ├── AdapterError             a stored adapter that cannot be served (corrupt, incompatible with the base)
+    ├── AdapterError             a stored adapter that cannot be served (unreadable, incompatible with the base)
+    │   ├── CorruptAdapterError  a stored file is missing or does not match its recorded sha256
     │   └── ServingUnavailableError  the prediction replicas (Ray Serve) cannot be reached or failed
     └── ConfigurationError       the platform is set up in a way that cannot work (e.g. bnb on a CPU)
 """
@@ -45,6 +46,10 @@ class PermissionDeniedError(LocalizeError):
 
 
 class AdapterError(LocalizeError):
+    pass
+
+
+class CorruptAdapterError(AdapterError):
     pass
 
 

@@ -30,7 +30,7 @@ class Runtime:
 
     @cached_property
     def store(self) -> AdapterStore:
-        return open_store(self.settings.resolved_adapter_store)
+        return open_store(self.settings.resolved_adapter_store, self.settings.adapter_store_options)
 
     @property
     def base(self) -> BaseModel:

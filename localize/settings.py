@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +19,14 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL (LOCALIZE_DATABASE_URL, or the conventional DATABASE_URL); defaults to a SQLite "
         "file in `home`. A postgresql:// URL selects PostgreSQL.",
     )
-    adapter_store: str | None = Field(None, description="Adapter store location; defaults to `home`/adapters.")
+    adapter_store: str | None = Field(
+        None, description="Adapter store: a folder, or an fsspec URL (s3://bucket/prefix, memory://, file://...); "
+        "defaults to `home`/adapters."
+    )
+    adapter_store_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec storage options for a URL adapter store, as JSON (e.g. "
+        '{"client_kwargs": {"endpoint_url": "http://minio:9000"}}).'
+    )
     base_model: str | None = Field(
         None, description="Local Hugging Face model directory; defaults to the bundled all-MiniLM-L6-v2."
     )

@@ -34,10 +34,12 @@ def get_version(task: TaskDep, owner: OwnerDep, version: Version, session: Sessi
     return _public(adapter_service.get_version(session=session, task=task, user=owner, version=version), task, owner)
 
 
-@router.post("/{version}/activate", response_model=AdapterVersionPublic)
-def activate_version(task: TaskDep, owner: OwnerDep, version: Version, session: SessionDep) -> AdapterVersionPublic:
-    """Make a version the one that serves; activating an older version is a rollback."""
-    row = adapter_service.activate_version(session=session, task=task, user=owner, version=version)
+@router.post("/{version}/activate", response_model=AdapterVersionPublic, responses=problem_responses(409))
+def activate_version(task: TaskDep, owner: OwnerDep, version: Version, session: SessionDep,
+                     runtime: RuntimeDep) -> AdapterVersionPublic:
+    """Make a version the one that serves (activating an older version is a rollback); its files are checked first."""
+    row = adapter_service.activate_version(session=session, store=runtime.store, task=task, user=owner,
+                                           version=version)
     return _public(row, task, owner)
 
 

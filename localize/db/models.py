@@ -152,6 +152,7 @@ class AdapterVersion(SQLModel, table=True):
     method: str = Field(max_length=64)
     is_active: bool = Field(default=False, nullable=False)
     store_key: str = Field(max_length=512)
+    # sha256 of every stored file (the manifest included), checked on each load.
     files: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     training_args: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -160,6 +161,10 @@ class AdapterVersion(SQLModel, table=True):
     trainable_params: int = Field(default=0)
     nbytes: int = Field(default=0)
     created_at: datetime = _timestamp()
+    # Set when loading this version failed (a missing or corrupt file): serving skips it for the newest earlier
+    # good version until it is activated again, which checks its files first.
+    load_error: str | None = Field(default=None, sa_column=Column(SAText, nullable=True))
+    load_error_at: datetime | None = _timestamp(nullable=True)
 
 
 class AdapterVersionPublic(SQLModel):
@@ -175,6 +180,9 @@ class AdapterVersionPublic(SQLModel):
     trainable_params: int
     nbytes: int
     created_at: datetime
+    load_error: str | None = Field(default=None, description="Why this version could not be loaded when it last "
+                                   "failed (a missing or corrupt file); earlier good versions serve meanwhile.")
+    load_error_at: datetime | None = None
 
 
 class AdapterVersionsPublic(SQLModel):

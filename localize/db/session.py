@@ -2,13 +2,15 @@
 API, a worker and the CLI can share one file safely; any other URL (PostgreSQL) is used as given."""
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -21,12 +23,40 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def driver_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs name no driver (SQLAlchemy would pick psycopg2, which is not
+    installed): they use psycopg 3, localize's PostgreSQL driver. Other URLs are returned as given."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _finite(value):  # noqa: ANN001, ANN202
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def dumps_json(value) -> str:  # noqa: ANN001
+    """JSON columns store NaN and infinities (a metric of an empty split) as null: PostgreSQL's json type refuses
+    them, and so do strict JSON readers of the API."""
+    return json.dumps(_finite(value), allow_nan=False)
+
+
 def make_engine(url: str) -> Engine:
+    url = driver_url(url)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=dumps_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001
@@ -38,7 +68,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=dumps_json)
 
 
 @lru_cache
@@ -51,7 +81,7 @@ def alembic_config(url: str):
 
     config = Config()
     config.set_main_option("script_location", str(_migrations_path()))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", driver_url(url).replace("%", "%%"))
     return config
 
 
@@ -61,11 +91,36 @@ def _migrations_path() -> Path:
     return Path(localize.migrations.__file__).resolve().parent
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that serializes migrations.
+_MIGRATION_LOCK = 0x6C6F63616C697A65
+
+
 def upgrade_database(url: str, revision: str = "head") -> None:
-    """Brings the schema to ``revision``; Alembic alone creates and changes tables."""
+    """Brings the schema to ``revision``; Alembic alone creates and changes tables.
+
+    On PostgreSQL the upgrade holds an advisory lock, so servers and workers starting at once on several machines
+    migrate one after the other instead of racing to create the same tables (SQLite serializes writers itself)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if is_sqlite(url):
+        command.upgrade(config, revision)
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                connection.commit()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                connection.commit()
+            finally:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 @contextmanager

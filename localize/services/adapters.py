@@ -1,17 +1,26 @@
-"""Adapter versions per (user, task): register, list, activate (rollback), delete, load for serving."""
+"""Adapter versions per (user, task): register, list, activate (rollback), delete, load for serving.
+
+Serving survives a damaged store: when the files of the version that should answer are missing or corrupt, the
+newest earlier version of the same owner whose files check out answers instead. The failure is logged, recorded
+on the bad version (``load_error``) and as an event of the job that trained it, and the bad version is skipped
+until it is activated again (which checks its files first).
+"""
 from __future__ import annotations
 
-import shutil
+import logging
 from pathlib import Path
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from localize.db.models import AdapterVersion, Job, Label, Task, User, aware
+from localize.db.models import AdapterVersion, Job, JobEvent, Label, Task, User, aware, utcnow
+from localize.db.session import session_scope
 from localize.engine import AdapterWeights
-from localize.errors import ConflictError, NoAdapterError, NotFoundError
+from localize.errors import AdapterError, ConflictError, CorruptAdapterError, NoAdapterError, NotFoundError
 from localize.runtime import Runtime
-from localize.store import AdapterStore, LocalAdapterStore, StoredAdapter
+from localize.store import AdapterStore, StoredAdapter
+
+logger = logging.getLogger(__name__)
 
 
 def store_key(task: Task, user: User | None) -> str:
@@ -94,12 +103,25 @@ def active_version(*, session: Session, task: Task, user: User | None) -> Adapte
     return session.exec(_owner(select(AdapterVersion), task, user).where(AdapterVersion.is_active)).first()
 
 
-def activate_version(*, session: Session, task: Task, user: User | None, version: int) -> AdapterVersion:
-    """Makes ``version`` the one that serves; activating an older version is a rollback."""
+def activate_version(
+    *, session: Session, store: AdapterStore, task: Task, user: User | None, version: int
+) -> AdapterVersion:
+    """Makes ``version`` the one that serves; activating an older version is a rollback. Its files are checked
+    first: a version whose files are missing or corrupt is refused, and one that was recorded as unloadable but
+    checks out now (its files were restored) is cleared."""
     row = get_version(session=session, task=task, user=user, version=version)
+    try:
+        store.verify(row.store_key, row.version, expected_hashes=row.files)
+    except (AdapterError, NotFoundError) as error:
+        raise ConflictError(f"adapter version {version} of {_owner_name(task, user)} cannot be activated: {error}") from None
+    row.load_error, row.load_error_at = None, None
     _activate(session, row)
     session.commit()
     return row
+
+
+def _owner_name(task: Task, user: User | None) -> str:
+    return (f"user {user.name!r}" if user is not None else "the prior") + f" in task {task.name!r}"
 
 
 def delete_version(*, session: Session, store: AdapterStore, task: Task, user: User | None, version: int) -> None:
@@ -116,14 +138,11 @@ def delete_version(*, session: Session, store: AdapterStore, task: Task, user: U
 
 
 def export_version(*, store: AdapterStore, row: AdapterVersion, destination: str | Path) -> Path:
-    """Copies a stored version (PEFT layout plus head) to ``destination``."""
-    if not isinstance(store, LocalAdapterStore):
-        raise ConflictError("export is only implemented for the local adapter store")
-    destination = Path(destination)
-    if destination.exists() and any(destination.iterdir()):
-        raise ConflictError(f"export destination {str(destination)!r} is not empty")
-    shutil.copytree(store.path(row.store_key, row.version), destination, dirs_exist_ok=True)
-    return destination
+    """Copies a stored version (PEFT layout plus head), checked against its recorded hashes, to ``destination``."""
+    try:
+        return store.export(row.store_key, row.version, destination, expected_hashes=row.files)
+    except FileExistsError as error:
+        raise ConflictError(str(error)) from None
 
 
 def load_weights(*, runtime: Runtime, row: AdapterVersion) -> AdapterWeights:
@@ -131,6 +150,59 @@ def load_weights(*, runtime: Runtime, row: AdapterVersion) -> AdapterWeights:
     return runtime.engine.adapter(
         row.id, lambda: runtime.store.load(row.store_key, row.version, expected_hashes=row.files)
     )
+
+
+def load_serving_weights(*, runtime: Runtime, row: AdapterVersion) -> AdapterWeights:
+    """The weights that answer for ``row``: its own, or, when they cannot be loaded (a missing or corrupt file, a
+    failing store), those of the newest earlier version of the same owner that loads. ``weights.version`` says which
+    version answered. Raises AdapterError, naming each version tried and why it failed, when none loads."""
+    failures = []
+    if row.load_error is None:
+        try:
+            return load_weights(runtime=runtime, row=row)
+        except (AdapterError, NotFoundError) as error:
+            _note_load_failure(runtime, row, error)
+            failures.append(str(error))
+    else:
+        failures.append(f"version {row.version} was recorded as unloadable: {row.load_error}")
+    with session_scope(runtime.database) as session:
+        owner = AdapterVersion.user_id == row.user_id if row.user_id is not None else AdapterVersion.user_id.is_(None)
+        earlier = list(session.exec(
+            select(AdapterVersion).where(AdapterVersion.task_id == row.task_id, owner,
+                                         AdapterVersion.version < row.version, AdapterVersion.load_error.is_(None))
+            .order_by(AdapterVersion.version.desc())
+        ))
+    for candidate in earlier:
+        try:
+            weights = load_weights(runtime=runtime, row=candidate)
+        except (AdapterError, NotFoundError) as error:
+            _note_load_failure(runtime, candidate, error)
+            failures.append(str(error))
+            continue
+        logger.warning("adapter %s version %s cannot be served; version %s answers instead", row.store_key,
+                       row.version, candidate.version)
+        return weights
+    raise AdapterError(f"adapter {row.store_key!r} version {row.version} cannot be served and no earlier version "
+                       "can stand in: " + "; ".join(failures))
+
+
+def _note_load_failure(runtime: Runtime, row: AdapterVersion, error: Exception) -> None:
+    """Logs the failure. A missing or corrupt file (not a passing store outage, nor an adapter this base cannot
+    serve) marks the version unloadable, in its own transaction (the caller may be only reading), and is told to
+    the job that trained it."""
+    logger.warning("adapter %s version %s cannot be loaded: %s", row.store_key, row.version, error)
+    if not isinstance(error, (CorruptAdapterError, NotFoundError)):
+        return
+    with session_scope(runtime.database) as session:
+        marked = session.exec(
+            update(AdapterVersion).where(AdapterVersion.id == row.id, AdapterVersion.load_error.is_(None))
+            .values(load_error=str(error), load_error_at=utcnow())
+        ).rowcount
+        job_id = session.exec(select(Job.id).where(Job.adapter_version_id == row.id)).first()
+        if marked and job_id is not None:
+            session.add(JobEvent(job_id=job_id, level="error",
+                                 message=f"adapter version {row.version} can no longer be loaded and is skipped "
+                                         f"while serving: {error}"))
 
 
 def serving_version(

@@ -29,7 +29,7 @@ from localize.db.models import (
 )
 from localize.db.session import session_scope
 from localize.engine import AdapterWeights
-from localize.errors import ConflictError, NotFoundError, ValidationError
+from localize.errors import AdapterError, ConflictError, NotFoundError, ValidationError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services.labels import label_snapshot, training_rows
@@ -74,6 +74,7 @@ def queue_training(*, session: Session, task: Task, user: User | None, args: Tra
     """Queues training for ``user`` in ``task`` (``user=None`` trains the task prior on everyone's labels).
 
     One pending job per (user, task): two would race for the same adapter version."""
+    _lock_owner(session, task, user)
     pending = pending_job(session=session, task=task, user=user)
     if pending is not None:
         who = f"user {user.name!r}" if user is not None else "the task prior"
@@ -87,6 +88,18 @@ def queue_training(*, session: Session, task: Task, user: User | None, args: Tra
     session.commit()
     session.refresh(job)
     return job
+
+
+def _lock_owner(session: Session, task: Task, user: User | None) -> None:
+    """Serializes queueing for one (user, task) across processes and machines, so the pending check and the insert
+    cannot interleave: a row lock on the user (or on the task, for the prior) held until commit."""
+    table, row_id = (User, user.id) if user is not None else (Task, task.id)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks; a no-op write takes the database's write lock now instead of at the insert.
+        session.exec(update(table).where(table.id == row_id).values(id=table.id))
+    else:
+        # FOR NO KEY UPDATE: label inserts that reference the row (foreign-key checks) are not blocked.
+        session.exec(select(table.id).where(table.id == row_id).with_for_update(key_share=True)).first()
 
 
 def queue_stale(*, session: Session, task: Task, args: TrainingArguments) -> list[Job]:
@@ -339,7 +352,10 @@ def _train_and_register(runtime: Runtime, job_id: int, worker_id: str, on_progre
         raise ValidationError(f"{who} has no labels in task {task.name!r} to train on")
     init = None
     if user is not None and args.init_from_prior and prior_row is not None:
-        init = adapter_service.load_weights(runtime=runtime, row=prior_row)
+        try:
+            init = adapter_service.load_serving_weights(runtime=runtime, row=prior_row)
+        except AdapterError as error:  # a damaged prior never blocks a user's own training
+            on_progress(0.0, f"the task prior cannot be loaded, training from scratch: {error}")
     trainer = Trainer(runtime.base, args, texts, labels, task.labels, init=init,
                       cache=runtime.activation_cache, progress=on_progress)
     trainer.prepare()
@@ -352,24 +368,32 @@ def _train_and_register(runtime: Runtime, job_id: int, worker_id: str, on_progre
     on_progress(1.0, "saving adapter")
 
     with session_scope(runtime.database) as session:
+        # The job must still be ours. This guarded UPDATE also locks the job row (PostgreSQL) or the database
+        # (SQLite) until commit, so no other worker can take the job over before its version is registered, and a
+        # worker that lost the job writes nothing to the store.
+        if not session.exec(update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.state == JobState.RUNNING)
+                            .values(heartbeat_at=utcnow())).rowcount:
+            raise JobLost()
         version = adapter_service.next_version(session=session, store=runtime.store, task=task, user=user)
         stored = runtime.store.save(adapter_service.store_key(task, user), version, weights,
                                     extra={"metrics": weights.meta["metrics"], "training_args": args.to_dict(),
                                            "history": weights.meta["history"]})
-        # The job must still be ours: if another worker took it over, this version is not registered.
-        still_ours = session.exec(select(Job).where(Job.id == job_id, Job.worker_id == worker_id,
-                                                    Job.state == JobState.RUNNING)).first()
-        if still_ours is None:
-            runtime.store.delete(stored.key, stored.version)
-            raise JobLost()
-        row = adapter_service.register_version(session=session, task=task, user=user, weights=weights, stored=stored,
-                                               n_labels=n_labels, labels_updated_at=newest, activate=activate)
-        still_ours.state, still_ours.progress, still_ours.finished_at = JobState.SUCCEEDED, 1.0, utcnow()
-        still_ours.metrics = weights.meta["metrics"]
-        still_ours.adapter_version_id, still_ours.activated = row.id, activate
-        session.add(still_ours)
-        note = "active" if activate else "kept inactive: it scored below the active version on validation"
-        _event(session, job_id, f"succeeded: version {version} ({note})")
+        try:
+            row = adapter_service.register_version(session=session, task=task, user=user, weights=weights,
+                                                   stored=stored, n_labels=n_labels, labels_updated_at=newest,
+                                                   activate=activate)
+            job = session.get(Job, job_id)
+            job.state, job.progress, job.finished_at = JobState.SUCCEEDED, 1.0, utcnow()
+            job.metrics = weights.meta["metrics"]
+            job.adapter_version_id, job.activated = row.id, activate
+            session.add(job)
+            note = "active" if activate else "kept inactive: it scored below the active version on validation"
+            _event(session, job_id, f"succeeded: version {version} ({note})")
+            session.commit()
+        except BaseException:
+            session.rollback()
+            runtime.store.delete(stored.key, stored.version)  # never leave files the database does not know
+            raise
         return row
 
 

@@ -5,12 +5,14 @@ has one label; uploading it again updates the label and reports the old one.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -21,6 +23,8 @@ from localize.labels_io import LabelRow, RowError
 from localize.services.users import check_user_name
 
 _CHUNK = 500  # rows per IN (...) query; well under SQLite's variable limit
+_ATTEMPTS = 3
+_RETRYABLE = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 
 
 @dataclass
@@ -63,6 +67,8 @@ def check_row(row: LabelRow, task: Task, max_text_chars: int) -> str | None:
         return "text is empty"
     if len(row.text) > max_text_chars:
         return f"text is {len(row.text)} characters, over the limit of {max_text_chars}"
+    if "\x00" in row.text or (row.item is not None and "\x00" in row.item):
+        return "text or item contains a NUL character (\\x00), which cannot be stored"
     if row.label not in task.labels:
         return f"label {row.label!r} is not one of task {task.name!r}'s labels {task.labels}"
     if row.item is not None and len(row.item) > 256:
@@ -98,27 +104,43 @@ def upsert_labels(
     if not good:
         return report
 
+    for attempt in range(_ATTEMPTS):
+        try:
+            _store_rows(session, task, good, report)
+            session.commit()
+            return report
+        except OperationalError as error:
+            # PostgreSQL may pick this transaction as a deadlock victim or fail it on serialization; nothing of it
+            # was stored, so it is run again from the start.
+            session.rollback()
+            if getattr(error.orig, "sqlstate", None) not in _RETRYABLE or attempt == _ATTEMPTS - 1:
+                raise
+            report.created, report.updated, report.unchanged = 0, [], 0
+            time.sleep(0.05 * (attempt + 1))
+    return report
+
+
+def _store_rows(session: Session, task: Task, good: dict[tuple[str, str], LabelRow], report: UploadReport) -> None:
+    """Inserts new labels and updates changed ones, safe against concurrent uploads of the same rows: new rows go
+    in with ``INSERT .. ON CONFLICT DO NOTHING``; rows that existed (or that another writer inserted first) are
+    then locked (``FOR UPDATE``, in (user id, text id) order) and compared, so each change is reported once with
+    its true old label. New rows are inserted in upload order (label ids follow the file); two uploads inserting
+    the same new rows in different orders can deadlock on PostgreSQL, which aborts one, and the caller retries it."""
     users = _ensure_users(session, sorted({user for user, _ in good}))
     text_ids = _ensure_texts(session, sorted({text for _, text in good}))
     now = utcnow()
-    existing: dict[tuple[int, int], Label] = {}
-    for user_id in {users[user].id for user, _ in good}:
-        wanted = [text_ids[text] for user, text in good if users[user].id == user_id]
-        for chunk in _chunks(wanted):
-            for label in session.exec(
-                select(Label).where(Label.task_id == task.id, Label.user_id == user_id, Label.text_id.in_(chunk))
-            ):
-                existing[(label.user_id, label.text_id)] = label
-    for (user_name, text), row in good.items():
-        user_id, text_id = users[user_name].id, text_ids[text]
-        label = existing.get((user_id, text_id))
-        if label is None:
-            session.add(Label(user_id=user_id, task_id=task.id, text_id=text_id, label=row.label, item=row.item,
-                              split=row.split, created_at=now, updated_at=now))
-            report.created += 1
-        elif label.label != row.label or (row.item and label.item != row.item) or (row.split and label.split != row.split):
+    rows = {(users[user].id, text_ids[text]): row for (user, text), row in good.items()}
+    keys = list(rows)
+    inserted = _insert_new_labels(session, task, [(key, rows[key]) for key in keys], now)
+    report.created = len(inserted)
+    existing = _lock_labels(session, task, [key for key in keys if key not in inserted])
+    for key in keys:
+        if key in inserted:
+            continue
+        row, label = rows[key], existing[key]
+        if label.label != row.label or (row.item and label.item != row.item) or (row.split and label.split != row.split):
             if label.label != row.label:
-                report.updated.append(LabelChange(row.line, user_name, text, label.label, row.label))
+                report.updated.append(LabelChange(row.line, row.user, row.text, label.label, row.label))
                 label.label, label.updated_at = row.label, now  # only a label change makes the adapter stale
             else:
                 report.unchanged += 1
@@ -127,8 +149,51 @@ def upsert_labels(
             session.add(label)
         else:
             report.unchanged += 1
-    session.commit()
-    return report
+    report.updated.sort(key=lambda change: change.line)
+    session.flush()
+
+
+def _insert_new_labels(
+    session: Session, task: Task, rows: list[tuple[tuple[int, int], LabelRow]], now: datetime
+) -> set[tuple[int, int]]:
+    """Inserts the rows that do not exist yet; returns the (user id, text id) of those this call inserted."""
+    values = [{"user_id": user_id, "task_id": task.id, "text_id": text_id, "label": row.label, "item": row.item,
+               "split": row.split, "created_at": now, "updated_at": now} for (user_id, text_id), row in rows]
+    insert = _dialect_insert(session)
+    inserted: set[tuple[int, int]] = set()
+    if insert is None:  # no ON CONFLICT on this database: insert what is missing now (not safe under concurrency)
+        present = set(_lock_labels(session, task, [key for key, _ in rows]))
+        for value in values:
+            if (value["user_id"], value["text_id"]) not in present:
+                session.add(Label(**value))
+                inserted.add((value["user_id"], value["text_id"]))
+        session.flush()
+        return inserted
+    for chunk in _chunks(values):
+        statement = (insert(Label).values(chunk)
+                     .on_conflict_do_nothing(index_elements=["user_id", "task_id", "text_id"])
+                     .returning(Label.user_id, Label.text_id))
+        inserted.update((user_id, text_id) for user_id, text_id in session.exec(statement))
+    return inserted
+
+
+def _lock_labels(session: Session, task: Task, keys: list[tuple[int, int]]) -> dict[tuple[int, int], Label]:
+    """The labels with these (user id, text id), locked until commit, in (user id, text id) order."""
+    by_user: dict[int, list[int]] = {}
+    for user_id, text_id in sorted(keys):
+        by_user.setdefault(user_id, []).append(text_id)
+    found: dict[tuple[int, int], Label] = {}
+    for user_id, text_ids in by_user.items():
+        for chunk in _chunks(text_ids):
+            query = (select(Label).where(Label.task_id == task.id, Label.user_id == user_id, Label.text_id.in_(chunk))
+                     .order_by(Label.text_id).with_for_update())
+            for label in session.exec(query):
+                found[(label.user_id, label.text_id)] = label
+    return found
+
+
+def _dialect_insert(session: Session):  # noqa: ANN202
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
 
 
 def _chunks(values: list, size: int = _CHUNK):
@@ -169,8 +234,7 @@ def _ensure_texts(session: Session, bodies: list[str]) -> dict[str, int]:
 
 def _insert_ignore(session: Session, table: type, values: list[dict], key: str) -> None:
     """INSERT that skips rows another writer inserted first, so concurrent uploads never collide."""
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    insert = _dialect_insert(session)
     for chunk in _chunks(values):
         if insert is None:
             for value in chunk:

@@ -72,7 +72,7 @@ def predict(
     outputs = forward(runtime=runtime, rows=[(serving[(r.user, r.task)][0], r.text) for r in requests], merge=True)
     return [
         PredictionResult(user=r.user, task=r.task, text=r.text, label=out.label, probabilities=out.probabilities,
-                         version=serving[(r.user, r.task)][0].version, source=serving[(r.user, r.task)][1])
+                         version=_answered(out, serving[(r.user, r.task)][0]), source=serving[(r.user, r.task)][1])
         for r, out in zip(requests, outputs)
     ]
 
@@ -95,7 +95,7 @@ def fanout(
     outputs = forward(runtime=runtime, rows=[(row, text) for row, _ in rows])
     return [
         PredictionResult(user=user.name, task=task.name, text=text, label=out.label, probabilities=out.probabilities,
-                         version=row.version, source="user")
+                         version=_answered(out, row), source="user")
         for (row, user), out in zip(rows, outputs)
     ]
 
@@ -110,8 +110,14 @@ def forward(
         from localize.distributed.serving import AdapterRef
 
         return runtime.remote_predictor.predict([(AdapterRef.from_row(row), text) for row, text in rows])
-    weights = {row.id: adapter_service.load_weights(runtime=runtime, row=row) for row, _ in rows}
+    # A version whose files are missing or corrupt falls back to the newest earlier good one (which says so).
+    weights = {row.id: adapter_service.load_serving_weights(runtime=runtime, row=row) for row, _ in rows}
     loaded = [(weights[row.id], text) for row, text in rows]
     if merge and runtime.settings.batch_window_ms > 0:
         return runtime.batcher.predict(loaded)
     return runtime.engine.predict(loaded)
+
+
+def _answered(output: Prediction, row: AdapterVersion) -> int:
+    """The version that really answered: an earlier one when ``row``'s files could not be served."""
+    return output.version if output.version is not None else row.version

@@ -26,6 +26,8 @@ def create_task(*, session: Session, name: str, labels: list[str], description: 
     if not is_valid_name(name):
         raise ValidationError(f"task name {name!r} must be {NAME_RULE}")
     labels = check_label_set(labels)
+    if len(description) > 2000:
+        raise ValidationError(f"task description is {len(description)} characters; descriptions may have at most 2000")
     if find_task(session=session, name=name) is not None:
         raise ConflictError(f"task {name!r} already exists")
     task = Task(name=name, labels=labels, description=description)

@@ -13,9 +13,16 @@ from localize.api.app import create_app
 from localize.settings import Settings
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_backend(request) -> str:
+    """Every test on a fresh app runs on SQLite and on PostgreSQL (the shared ``trained`` workspace: SQLite)."""
+    return request.param
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def settings(tmp_path: Path, fresh_database) -> Settings:
+    url = fresh_database()
+    return make_settings(tmp_path, **({"database_url": url} if url else {}))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The training worker: a worker killed with SIGKILL mid-training loses nothing; its job is requeued and finished
-by another worker, with exactly one adapter version and no partial output."""
+by another worker, with exactly one adapter version and no partial output. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import os
@@ -31,6 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
 SHORT = TrainingArguments(method="head", max_epochs=3, method_options={"hidden": 0})
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_backend(request) -> str:
+    return request.param
+
+
 def _runtime(home: Path, **overrides) -> Runtime:  # noqa: ANN003
     runtime = Runtime(Settings(home=home, admin_key="k", **overrides))
     runtime.upgrade_database()
@@ -60,15 +65,18 @@ def _job(runtime: Runtime, job_id: int) -> Job:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
-def test_a_worker_killed_mid_training_loses_nothing(tmp_path: Path) -> None:
+def test_a_worker_killed_mid_training_loses_nothing(tmp_path: Path, fresh_database) -> None:
     home = tmp_path / "home"
-    runtime = _runtime(home, worker_heartbeat_seconds=0.2, worker_dead_after_seconds=2)
+    url = fresh_database()
+    runtime = _runtime(home, worker_heartbeat_seconds=0.2, worker_dead_after_seconds=2,
+                       **({"database_url": url} if url else {}))
     n_labels = _seed(runtime, 80)
     # Far more epochs than it will live through: the first worker is killed while it trains.
     job_id = _queue(runtime, TrainingArguments(method="head", max_epochs=100_000, patience=100_000))
 
     env = {**os.environ, "LOCALIZE_HOME": str(home), "LOCALIZE_WORKER_HEARTBEAT_SECONDS": "0.2",
-           "LOCALIZE_WORKER_DEAD_AFTER_SECONDS": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+           "LOCALIZE_WORKER_DEAD_AFTER_SECONDS": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           **({"LOCALIZE_DATABASE_URL": url} if url else {})}
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "localize.cli", "worker"], cwd=REPO, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -126,8 +134,9 @@ def test_a_worker_killed_mid_training_loses_nothing(tmp_path: Path) -> None:
     runtime.database.dispose()
 
 
-def test_run_forever_works_the_queue_until_stopped(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path / "home", worker_poll_seconds=0.05)
+def test_run_forever_works_the_queue_until_stopped(tmp_path: Path, fresh_database) -> None:
+    url = fresh_database()
+    runtime = _runtime(tmp_path / "home", worker_poll_seconds=0.05, **({"database_url": url} if url else {}))
     _seed(runtime, 20)
     worker = Worker(runtime, worker_id="loop")
     assert worker.run_once() is None  # an empty queue

@@ -1,4 +1,5 @@
-"""Service-test fixtures: a session on a fresh runtime and the two-label ``notes`` task."""
+"""Service-test fixtures: a session on a fresh runtime (on SQLite and on PostgreSQL) and the two-label ``notes``
+task."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -11,6 +12,11 @@ from localize.runtime import Runtime
 from localize.services.tasks import create_task
 
 from .support import LABELS
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_backend(request) -> str:
+    return request.param
 
 
 @pytest.fixture

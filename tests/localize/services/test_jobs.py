@@ -126,7 +126,7 @@ def test_a_second_job_registers_version_2_as_active_and_rollback_works(runtime: 
     assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, False), (2, True)]
     with session_scope(runtime.database) as session:
         task, john = get_task(session=session, name="notes"), get_user(session=session, name="john")
-        adapter_service.activate_version(session=session, task=task, user=john, version=1)
+        adapter_service.activate_version(session=session, store=runtime.store, task=task, user=john, version=1)
         with pytest.raises(ConflictError, match="version 1 is active"):
             adapter_service.delete_version(session=session, store=runtime.store, task=task, user=john, version=1)
     assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, True), (2, False)]
@@ -229,10 +229,11 @@ def test_should_activate_compares_validation_scores(case: dict, expected: bool, 
 def _mark_trained(session: Session, task, user, version: int = 1) -> None:  # noqa: ANN001
     """Registers an active version with the user's current label snapshot, as a finished job does."""
     count, newest = label_snapshot(session=session, task=task, user=user)
-    session.add(AdapterVersion(task_id=task.id, user_id=user.id, version=version, method="head",
+    session.exec(update(AdapterVersion).where(AdapterVersion.task_id == task.id, AdapterVersion.user_id == user.id)
+                 .values(is_active=False))
+    session.add(AdapterVersion(task_id=task.id, user_id=user.id, version=version, method="head", is_active=True,
                                store_key=adapter_service.store_key(task, user), n_labels=count, labels_updated_at=newest))
     session.commit()
-    adapter_service.activate_version(session=session, task=task, user=user, version=version)
 
 
 def _stale(session: Session, task) -> list[str]:  # noqa: ANN001
@@ -262,8 +263,11 @@ def test_stale_users_detects_changed_added_and_deleted_labels(runtime: Runtime) 
         upsert_labels(session=session, task=task, rows=label_rows("john", TEXTS[:1], JANE_LABELS[:1]))  # identical
         assert _stale(session, task) == ["bob", "jane"]
 
-        # Only the active version counts: rolling John back to v1 makes him stale again.
-        adapter_service.activate_version(session=session, task=task, user=john, version=1)
+        # Only the active version counts: rolling John back to v1 makes him stale again (these versions have no
+        # files, so the flag is moved directly: activate_version would refuse them).
+        session.exec(update(AdapterVersion).where(AdapterVersion.task_id == task.id, AdapterVersion.user_id == john.id)
+                     .values(is_active=AdapterVersion.version == 1))
+        session.commit()
         assert _stale(session, task) == ["bob", "jane", "john"]
 
 
@@ -504,9 +508,9 @@ def test_serving_version_falls_back_to_the_prior_only_when_allowed(runtime: Runt
             with pytest.raises(NoAdapterError, match="user 'jane' has no trained adapter for task 'notes'"):
                 adapter_service.serving_version(session=session, task=task, user=jane, allow_prior=allow)
 
-        session.add(AdapterVersion(task_id=task.id, user_id=None, version=1, method="head", store_key="p"))
+        session.add(AdapterVersion(task_id=task.id, user_id=None, version=1, method="head", store_key="p",
+                                   is_active=True))
         session.commit()
-        adapter_service.activate_version(session=session, task=task, user=None, version=1)
         _mark_trained(session, task, john)
         session.add(AdapterVersion(task_id=task.id, user_id=jane.id, version=1, method="head", store_key="j"))
         session.commit()  # Jane has a version, but none active

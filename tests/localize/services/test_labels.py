@@ -125,6 +125,19 @@ def test_an_item_over_256_characters_is_a_bad_row(session: Session, task) -> Non
     assert report.created == 1
 
 
+def test_a_nul_character_is_refused_per_row_and_the_other_rows_are_kept(session: Session, task) -> None:
+    """PostgreSQL cannot store NUL in text; the row is reported instead of failing the whole upload."""
+    rows = label_rows("john", [TEXTS[0], "bad\x00text"], JOHN_LABELS[:2])
+    rows.append(LabelRow(line=3, user="john", text=TEXTS[1], label=JOHN_LABELS[1], item="item\x00"))
+    report = upsert_labels(session=session, task=task, rows=rows)
+    assert report.created == 1
+    assert [(e.line, e.message) for e in report.errors] == [
+        (2, "text or item contains a NUL character (\\x00), which cannot be stored"),
+        (3, "text or item contains a NUL character (\\x00), which cannot be stored"),
+    ]
+    assert [body for _, body in list_labels(session=session, task=task, user=get_user(session=session, name="john"))[0]] == [TEXTS[0]]
+
+
 def test_list_labels_pages_in_upload_order(session: Session, task) -> None:
     upsert_labels(session=session, task=task, rows=label_rows("john", TEXTS[:7], JOHN_LABELS[:7]))
     upsert_labels(session=session, task=task, rows=label_rows("jane", TEXTS[:3], JANE_LABELS[:3]))
