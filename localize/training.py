@@ -263,6 +263,12 @@ class Trainer:
         split = self._make_split_from(texts, [self.label_set.index(label) for label in labels])
         return self._score(split, None)
 
+    def predict_proba(self, texts: list[str]) -> torch.Tensor:
+        """Probabilities ``[len(texts), labels]`` of the adapter as trained so far, through the engine's forward on
+        cached frozen activations (what :meth:`evaluate` scores)."""
+        split = self._make_split_from(texts, [0] * len(texts))
+        return torch.softmax(self._all_logits(split).float(), dim=-1).cpu()
+
     def result(self) -> AdapterWeights:
         return AdapterWeights(
             method=self.method,
@@ -355,18 +361,20 @@ class Trainer:
                               training=training, pooled_dropout=self.args.pooled_dropout)
 
     def _score(self, split: _Split, class_weights: torch.Tensor | None) -> dict[str, float]:
-        rows = len(split.texts)
-        if rows == 0:
+        if not split.texts:
             return {"loss": float("nan"), "accuracy": float("nan"), "macro_f1": float("nan")}
-        logits = []
-        with torch.no_grad():
-            for start in range(0, rows, 128):
-                logits.append(self._logits(split, list(range(start, min(rows, start + 128))), training=False))
-        all_logits = torch.cat(logits)
+        all_logits = self._all_logits(split)
         targets = split.targets.to(all_logits.device)
         loss = F.cross_entropy(all_logits, targets, weight=class_weights).item()
         predicted = all_logits.argmax(-1).cpu().tolist()
         return {"loss": loss, **classification_metrics(split.targets.tolist(), predicted, len(self.label_set))}
+
+    def _all_logits(self, split: _Split) -> torch.Tensor:
+        rows = len(split.texts)
+        with torch.no_grad():
+            chunks = [self._logits(split, list(range(start, min(rows, start + 128))), training=False)
+                      for start in range(0, rows, 128)]
+        return torch.cat(chunks) if chunks else torch.empty(0, len(self.label_set))
 
     def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {

@@ -1,0 +1,83 @@
+"""Entry points behind ``localize eval``: one recipe plus the baselines, or the full report."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from localize.base_model import BaseModel, get_base_model
+from localize.evaluation.baselines import BASELINES
+from localize.evaluation.data import load_eval_data
+from localize.evaluation.harness import Harness, Recipe
+from localize.evaluation.recipes import comparison_recipes, default_recipe
+from localize.evaluation.report import CURVE_SIZES, evaluate_data_set, write_report
+from localize.settings import get_settings
+
+
+def _base() -> BaseModel:
+    settings = get_settings()
+    return get_base_model(settings.base_model, quantization=settings.quantization, device=settings.device,
+                          max_seq_length=settings.max_seq_length)
+
+
+def recipe_for(method: str | None, options: list[str]) -> Recipe:
+    """The default recipe, or the named method with ``key=value`` overrides (as ``localize train`` reads them)."""
+    from localize.services.jobs import training_arguments
+
+    default_method = get_settings().default_method
+    if method is None and not options:
+        return default_recipe(default_method)
+    args = training_arguments({"method": method} if method else {}, default_method=default_method, overrides=options)
+    tag = " + prior" if args.init_from_prior else ""
+    return Recipe(f"{args.method}{tag}", args, "overrides: " + (", ".join(options) or "none"))
+
+
+def run_evaluation(
+    *,
+    data_dir: Path,
+    method: str | None = None,
+    options: list[str] | None = None,
+    users: list[str] | None = None,
+    min_train: int = 80,
+    min_test: int = 15,
+    baselines: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Trains one recipe for every qualifying user and scores it (and the baselines) on their test rows."""
+    started = time.perf_counter()
+    data = load_eval_data(data_dir, min_train=min_train, min_test=min_test, users=users)
+    recipe = recipe_for(method, options or [])
+    harness = Harness(data, _base(), progress=progress)
+    harness.encode_all()
+    result = harness.run_recipe(recipe)
+    summary = {**result.summary(), "method": recipe.args.method, "training_args": recipe.args.to_dict(),
+               "labels": data.labels, "data_set": data.name, "seconds": time.perf_counter() - started}
+    output: dict[str, Any] = {"summary": summary, "users": [vars(u) for u in result.users]}
+    if baselines:
+        output["baselines"] = [harness.run_baseline(name).summary() for name in BASELINES]
+    return output
+
+
+def run_report(
+    *,
+    data_dirs: list[Path],
+    out_dir: Path,
+    command: str,
+    quick: bool = False,
+    save_encodings: Path | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """Every recipe and baseline on each data set, learning curves and calibration -> ``out_dir/accuracy.md``.
+    ``quick`` compares only the default with the baselines and draws two curve points (a smoke run)."""
+    base = _base()
+    default_method = get_settings().default_method
+    recipes = [default_recipe(default_method)] if quick else comparison_recipes(default_method)
+    sizes = (25, None) if quick else CURVE_SIZES
+    entries = []
+    for data_dir in data_dirs:
+        data = load_eval_data(data_dir)
+        saved = save_encodings / f"{data.name}.pt" if save_encodings else None
+        entries.append(evaluate_data_set(data, base, recipes, curve_sizes=sizes, saved_encodings=saved,
+                                         progress=progress))
+    return write_report(entries, out_dir, command=command)
