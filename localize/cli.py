@@ -481,7 +481,7 @@ def evaluate(
             command = "localize eval " + " ".join(f"--data {d}" for d in data) + f" --report {report}"
             path = run_report(data_dirs=list(data), out_dir=report, command=command + (" --quick" if quick else ""),
                               quick=quick, save_encodings=save_encodings, progress=progress)
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", soft_wrap=True)
             return
         if len(data) != 1:
             raise ValidationError(f"--data was given {len(data)} times; only --report takes several data sets")
@@ -502,7 +502,7 @@ def evaluate(
                       f"mean macro-F1 {baseline['mean_macro_f1']:.3f}")
     if out:
         out.write_text(json.dumps(results, indent=2))
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", soft_wrap=True)
 
 
 @app.command()

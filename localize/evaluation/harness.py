@@ -139,7 +139,8 @@ class Harness:
     # -- recipes --------------------------------------------------------------------------------------------------
     def prior(self, args: TrainingArguments) -> tuple[AdapterWeights, float]:
         """The task prior for ``args``: the same method trained on every user's pooled train rows (cached)."""
-        key = repr({**args.to_dict(), "init_from_prior": False})
+        args = args.for_prior()
+        key = repr({**args.to_dict(), "init_from_prior": False, "train_scope": "all"})
         if key not in self._priors:
             self.progress(f"training the task prior ({args.method}) on {len(self.data.train)} pooled rows")
             started = time.perf_counter()
