@@ -457,6 +457,8 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option(help="Write the full comparison (every recipe and baseline, "
                                                         "learning curves, calibration) as DIR/accuracy.md + PNGs.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="With --report: the default and the baselines only.")] = False,
+    all_methods: Annotated[bool, typer.Option("--all-methods", help="With --report: also LoRA, IA3, prompt and prefix "
+                                              "tuning (they run the encoder per user: minutes per user on a CPU).")] = False,
     save_encodings: Annotated[Optional[Path], typer.Option(help="With --report: keep the frozen embeddings in this "
                                                                  "folder between runs.")] = None,
     baselines: Annotated[bool, typer.Option(help="Also score the baselines.")] = True,
@@ -479,8 +481,10 @@ def evaluate(
                 raise ValidationError("--report runs every recipe on every qualifying user; it takes no --method, "
                                       "--set, --users or --through-services")
             command = "localize eval " + " ".join(f"--data {d}" for d in data) + f" --report {report}"
-            path = run_report(data_dirs=list(data), out_dir=report, command=command + (" --quick" if quick else ""),
-                              quick=quick, save_encodings=save_encodings, progress=progress)
+            command += " --quick" if quick else ""
+            command += " --all-methods" if all_methods else ""
+            path = run_report(data_dirs=list(data), out_dir=report, command=command, quick=quick,
+                              all_methods=all_methods, save_encodings=save_encodings, progress=progress)
             console.print(f"wrote {path}", soft_wrap=True)
             return
         if len(data) != 1:

@@ -1,15 +1,20 @@
 """The recipes a report compares. The first is the default: what ``localize train`` does without ``--method``.
 
-Recipes that run the encoder per user (LoRA, IA3, prompts, prefixes) cost seconds per epoch on a CPU, so the
-report runs them on the first ``SUBSET_USERS`` users by id with fewer epochs; their rows say so.
+Head variants cost about a second per user, so they run on the first ``VARIANT_USERS`` users by id (all of a
+smaller data set). Methods that run the encoder per user (LoRA, IA3, prompts, prefixes) cost minutes per user on
+a CPU; they run only with ``encoder_methods=True`` (``localize eval --report --all-methods``), on the first
+``ENCODER_METHOD_USERS`` users with fewer epochs, and their rows say so.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from localize.evaluation.harness import Recipe
 from localize.training import TrainingArguments
 
-SUBSET_USERS = 8
-SUBSET_EPOCHS = {"max_epochs": 12, "patience": 4}
+VARIANT_USERS = 32
+ENCODER_METHOD_USERS = 8
+ENCODER_METHOD_EPOCHS = {"max_epochs": 8, "patience": 3, "prior_max_epochs": 3}
 
 
 def default_arguments(default_method: str | None = None) -> TrainingArguments:
@@ -23,34 +28,71 @@ def default_recipe(default_method: str | None = None) -> Recipe:
                   "what `localize train` does without --method")
 
 
-def _args(method: str, prior: bool, **kw) -> TrainingArguments:
-    options = kw.pop("options", {})
-    return TrainingArguments(method=method, method_options=options, init_from_prior=prior, **kw)
+def _args(method: str, prior: bool, options: dict[str, Any] | None = None, **kw: Any) -> TrainingArguments:
+    return TrainingArguments(method=method, method_options=options or {}, init_from_prior=prior, **kw)
 
 
-def comparison_recipes(default_method: str | None = None, *, subset_users: int = SUBSET_USERS) -> list[Recipe]:
-    """The default first, then each registered method with and without the prior, and variants."""
-    recipes = [default_recipe(default_method)]
-    for prior in (True, False):
-        tag = " + prior" if prior else ""
-        recipes += [
-            Recipe(f"head mlp256{tag}", _args("head", prior), "residual MLP (256) + linear head on the pooled embedding"),
-            Recipe(f"head mlp64{tag}", _args("head", prior, options={"hidden": 64}), "residual MLP (64) + linear head"),
-            Recipe(f"head linear{tag}", _args("head", prior, options={"hidden": 0}), "linear head only"),
-        ]
-    expensive = [
-        ("lora r8 q,v all layers", "lora", {}),
-        ("lora r4 q,v top 2 layers", "lora", {"r": 4, "layers": [-2, -1]}),
-        ("lora r16 q,v top 2 layers", "lora", {"r": 16, "layers": [-2, -1]}),
-        ("ia3 all layers", "ia3", {}),
-        ("ia3 top 2 layers", "ia3", {"layers": [-2, -1]}),
-        ("prompt tuning 8 tokens", "prompt_tuning", {}),
-        ("prefix (P-tuning v2) 8 x all layers", "prefix_tuning", {}),
-        ("prefix 8 x top 2 layers", "prefix_tuning", {"layers": [-2, -1]}),
-        ("prefix 16 x top 2 layers", "prefix_tuning", {"num_virtual_tokens": 16, "layers": [-2, -1]}),
+def head_variants() -> list[tuple[str, TrainingArguments, str]]:
+    """Head recipes besides the default (linear head + task prior, square-root class weights)."""
+    return [
+        ("head linear", _args("head", False), "no task prior"),
+        ("head linear + prior, balanced weights", _args("head", True, class_weighting="balanced"),
+         "inverse-frequency class weights"),
+        ("head linear + prior, no class weights", _args("head", True, class_weighting="none"), "plain cross-entropy"),
+        ("head mlp256 + prior, balanced weights", _args("head", True, {"hidden": 256}, class_weighting="balanced"),
+         "the previous default: residual MLP (256) + linear head, trained whole"),
+        ("head mlp256 + prior", _args("head", True, {"hidden": 256}), "residual MLP (256) + linear head"),
+        ("head mlp256", _args("head", False, {"hidden": 256}), "residual MLP (256), no task prior"),
+        ("head mlp64 + prior", _args("head", True, {"hidden": 64}), "residual MLP (64) + linear head"),
+        ("head mlp256 + prior, head only", _args("head", True, {"hidden": 256}, train_scope="head"),
+         "the prior's MLP kept, only the user's linear head trained"),
     ]
-    for name, method, options in expensive:
-        recipes.append(Recipe(name, _args(method, False, options=options, **SUBSET_EPOCHS),
-                              f"first {subset_users} users, max {SUBSET_EPOCHS['max_epochs']} epochs",
-                              max_users=subset_users))
+
+
+def encoder_method_variants() -> list[tuple[str, TrainingArguments, str]]:
+    sites_all = ["query", "key", "value", "attention_output", "intermediate", "output"]
+    variants = []
+    for prior in (False, True):
+        tag = " + prior" if prior else ""
+        variants += [
+            (f"lora r8 q,v all layers{tag}", _args("lora", prior, **ENCODER_METHOD_EPOCHS), ""),
+            (f"lora r4 q,v top 2 layers{tag}", _args("lora", prior, {"r": 4, "layers": [-2, -1]},
+                                                     **ENCODER_METHOD_EPOCHS), ""),
+            (f"ia3 all layers{tag}", _args("ia3", prior, **ENCODER_METHOD_EPOCHS), ""),
+            (f"prompt tuning 8 tokens{tag}", _args("prompt_tuning", prior, **ENCODER_METHOD_EPOCHS), ""),
+            (f"prefix 8 x all layers{tag}", _args("prefix_tuning", prior, **ENCODER_METHOD_EPOCHS), ""),
+            (f"prefix 8 x top 2 layers{tag}", _args("prefix_tuning", prior, {"layers": [-2, -1]},
+                                                    **ENCODER_METHOD_EPOCHS), ""),
+        ]
+    variants += [
+        ("lora r16 q,v top 2 layers", _args("lora", False, {"r": 16, "layers": [-2, -1]}, **ENCODER_METHOD_EPOCHS), ""),
+        ("prefix 16 x top 2 layers", _args("prefix_tuning", False, {"num_virtual_tokens": 16, "layers": [-2, -1]},
+                                           **ENCODER_METHOD_EPOCHS), ""),
+        ("task-tuned top 2 layers (lora r8, all sites) + prior, head only",
+         _args("lora", True, {"layers": [-2, -1], "sites": sites_all}, train_scope="head", learning_rate=1e-3,
+               **ENCODER_METHOD_EPOCHS),
+         "the prior tunes the top two layers on pooled soft labels; users train only their head on them"),
+    ]
+    return variants
+
+
+def comparison_recipes(
+    default_method: str | None = None,
+    *,
+    variant_users: int = VARIANT_USERS,
+    encoder_methods: bool = False,
+    encoder_method_users: int = ENCODER_METHOD_USERS,
+) -> list[Recipe]:
+    """The default first (every user), then the head variants and, optionally, the encoder methods."""
+    default = default_recipe(default_method)
+    recipes = [default]
+    for name, args, description in head_variants():
+        if args != default.args:
+            recipes.append(Recipe(name, args, f"{description}; first {variant_users} users", max_users=variant_users))
+    if encoder_methods:
+        epochs = ENCODER_METHOD_EPOCHS
+        for name, args, description in encoder_method_variants():
+            recipes.append(Recipe(name, args, (description + "; " if description else "")
+                                  + f"first {encoder_method_users} users, max {epochs['max_epochs']} epochs "
+                                  f"(prior {epochs['prior_max_epochs']})", max_users=encoder_method_users))
     return recipes

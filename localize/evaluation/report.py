@@ -200,15 +200,21 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str, 
             "",
             *_verdict(entry),
             "",
-            "| method | kind | users | accuracy | macro-F1 | train s / user | prior s (once) | adapter bytes | what it is |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| method | kind | users | accuracy | macro-F1 | default on the same users | train s / user | "
+            "prior s (once) | adapter bytes | what it is |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        default_users = {u["user"]: u for r in entry["results"] if r["summary"]["name"] == entry["default"]
+                         for u in r["users"]}
         for result in entry["results"]:
             s = result["summary"]
             bold = "**" if s["name"] == entry["default"] else ""
+            same = [default_users[u["user"]] for u in result["users"]]
+            reference = (f"{np.mean([u['accuracy'] for u in same]):.3f} / {np.mean([u['macro_f1'] for u in same]):.3f}"
+                         if len(same) < len(default_users) else "")
             lines.append(
                 f"| {bold}{s['name']}{bold} | {s['kind']} | {s['users']} | {bold}{_fmt(s['mean_accuracy'])}{bold} | "
-                f"{bold}{_fmt(s['mean_macro_f1'])}{bold} | {_fmt(s['train_seconds_per_user'], 2)} | "
+                f"{bold}{_fmt(s['mean_macro_f1'])}{bold} | {reference} | {_fmt(s['train_seconds_per_user'], 2)} | "
                 f"{_fmt(s['prior_seconds'], 0)} | {_bytes(s['adapter_bytes'])} | {s['description']} |")
         calibration = entry["calibration"]
         lines += [

@@ -1,6 +1,7 @@
 """Entry points behind ``localize eval``: one recipe plus the baselines, or the full report."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,14 +66,16 @@ def run_report(
     out_dir: Path,
     command: str,
     quick: bool = False,
+    all_methods: bool = False,
     save_encodings: Path | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Every recipe and baseline on each data set, learning curves and calibration -> ``out_dir/accuracy.md``.
-    ``quick`` compares only the default with the baselines and draws two curve points (a smoke run)."""
+    ``quick`` compares only the default with the baselines and draws two curve points (a smoke run);
+    ``all_methods`` adds the methods that run the encoder per user (slow on a CPU)."""
     base = _base()
     default_method = get_settings().default_method
-    recipes = [default_recipe(default_method)] if quick else comparison_recipes(default_method)
+    recipes = [default_recipe(default_method)] if quick else comparison_recipes(default_method, encoder_methods=all_methods)
     sizes = (25, None) if quick else CURVE_SIZES
     entries = []
     for data_dir in data_dirs:
@@ -80,4 +83,6 @@ def run_report(
         saved = save_encodings / f"{data.name}.pt" if save_encodings else None
         entries.append(evaluate_data_set(data, base, recipes, curve_sizes=sizes, saved_encodings=saved,
                                          progress=progress))
+        out_dir.mkdir(parents=True, exist_ok=True)  # the numbers so far, in case a later data set fails
+        (out_dir / "accuracy.json").write_text(json.dumps(entries, indent=1, default=float))
     return write_report(entries, out_dir, command=command)

@@ -131,7 +131,7 @@ def test_no_qualifying_user_and_missing_files_are_errors(data_dir: Path, tmp_pat
 def test_report_has_a_table_per_data_set_learning_curves_and_calibration(data_dir: Path, tmp_path: Path,
                                                                          base) -> None:  # noqa: ANN001
     data = load_eval_data(data_dir, min_train=10, min_test=4)
-    recipes = [Recipe("default (head + prior)", TrainingArguments(max_epochs=2)),
+    recipes = [Recipe("default (head + prior)", TrainingArguments(max_epochs=2, method_options={"hidden": 16})),
                Recipe("head linear", TrainingArguments(max_epochs=2, init_from_prior=False,
                                                        method_options={"hidden": 0}), max_users=1)]
     entry = evaluate_data_set(data, base, recipes, curve_sizes=(8, None))
