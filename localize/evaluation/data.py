@@ -89,8 +89,8 @@ def load_eval_data(
     if users:
         unknown = sorted(set(users) - set(eligible))
         if unknown:
-            raise ValidationError(f"user(s) {unknown} are not in {str(data_dir)!r} or have fewer than {min_train} "
-                                  f"train / {min_test} test rows")
+            raise ValidationError(f"user(s) {unknown} are not in the data or have fewer than {min_train} train / "
+                                  f"{min_test} test rows in {str(data_dir)!r}")
         eligible = sorted(set(users))
     if not eligible:
         raise ValidationError(f"no user has >= {min_train} train and >= {min_test} test rows in {str(data_dir)!r}")

@@ -98,9 +98,10 @@ class Harness:
         self._priors: dict[str, tuple[AdapterWeights, float]] = {}
 
     # -- encodings ------------------------------------------------------------------------------------------------
-    def encode_all(self, saved: Path | None = None) -> float:
+    def encode_all(self, saved: Path | None = None, *, write: bool = True) -> float:
         """Pooled frozen embeddings of every distinct text, once; returns the seconds it took. ``saved`` is a
-        ``.pt`` file that keeps them between runs (keyed by base model, length limit and text hash)."""
+        ``.pt`` file that keeps them between runs (keyed by base model, length limit and text hash); ``write=False``
+        only reads it."""
         started = time.perf_counter()
         layer = self.base.dims.num_layers
         texts = sorted({r.text for r in self.data.train} | {r.text for r in self.data.test})
@@ -114,7 +115,7 @@ class Harness:
         for start in range(0, len(texts), 1024):
             self.cache.frozen_inputs(self.base, texts[start : start + 1024], layer)
             self.progress(f"encoded {min(start + 1024, len(texts))}/{len(texts)} texts")
-        if saved is not None:
+        if saved is not None and write:
             saved.parent.mkdir(parents=True, exist_ok=True)
             pooled = torch.stack(self.cache.frozen_inputs(self.base, texts, layer))
             torch.save({"stamp": list(stamp), "hashes": [text_hash(t) for t in texts], "pooled": pooled}, saved)

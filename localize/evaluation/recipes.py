@@ -12,7 +12,7 @@ from typing import Any
 from localize.evaluation.harness import Recipe
 from localize.training import TrainingArguments
 
-VARIANT_USERS = 32
+VARIANT_USERS = 16
 ENCODER_METHOD_USERS = 8
 ENCODER_METHOD_EPOCHS = {"max_epochs": 8, "patience": 3, "prior_max_epochs": 3}
 
@@ -42,8 +42,6 @@ def head_variants() -> list[tuple[str, TrainingArguments, str]]:
         ("head mlp256 + prior, balanced weights", _args("head", True, {"hidden": 256}, class_weighting="balanced"),
          "the previous default: residual MLP (256) + linear head, trained whole"),
         ("head mlp256 + prior", _args("head", True, {"hidden": 256}), "residual MLP (256) + linear head"),
-        ("head mlp256", _args("head", False, {"hidden": 256}), "residual MLP (256), no task prior"),
-        ("head mlp64 + prior", _args("head", True, {"hidden": 64}), "residual MLP (64) + linear head"),
         ("head mlp256 + prior, head only", _args("head", True, {"hidden": 256}, train_scope="head"),
          "the prior's MLP kept, only the user's linear head trained"),
     ]
@@ -70,7 +68,7 @@ def encoder_method_variants() -> list[tuple[str, TrainingArguments, str]]:
                                            **ENCODER_METHOD_EPOCHS), ""),
         ("task-tuned top 2 layers (lora r8, all sites) + prior, head only",
          _args("lora", True, {"layers": [-2, -1], "sites": sites_all}, train_scope="head", learning_rate=1e-3,
-               **ENCODER_METHOD_EPOCHS),
+               **{**ENCODER_METHOD_EPOCHS, "prior_max_epochs": 4}),
          "the prior tunes the top two layers on pooled soft labels; users train only their head on them"),
     ]
     return variants

@@ -23,9 +23,16 @@ from localize.evaluation.data import EvalData
 from localize.evaluation.harness import Harness, MethodResult, Recipe
 
 CURVE_SIZES = (25, 50, 100, 200, None)  # None: all of the user's train labels
-CURVE_BASELINES = ("majority", "per_user_lr", "per_user_nbsvm", "stacked_lr")
+CURVE_BASELINES = ("majority", "per_user_lr", "stacked_lr")
+CURVE_USERS = 32  # learning curves cost five trainings per user: the first users by id
 ABSTAIN_TARGETS = (0.85, 0.90, 0.95)
 TARGETS = {"md_agreement": {"accuracy": 0.80, "macro_f1": 0.72}, "hs_brexit": {"macro_f1": 0.72}}
+
+
+def _subset(result: MethodResult, users: list[str]) -> MethodResult:
+    keep = set(users)
+    return MethodResult(result.name, result.kind, result.description, [u for u in result.users if u.user in keep],
+                        result.prior_seconds)
 
 
 def evaluate_data_set(
@@ -33,31 +40,51 @@ def evaluate_data_set(
     base: BaseModel,
     recipes: list[Recipe],
     *,
+    reference: bool = True,
     curve_sizes: tuple[int | None, ...] = CURVE_SIZES,
+    curve_users: int | None = None,
     saved_encodings: Path | None = None,
+    write_encodings: bool = True,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
-    """Baselines, recipes (the first is the default), learning curves and calibration of one data set."""
+    """The recipes of one data set; with ``reference`` (the first recipe is then the default) also the baselines,
+    learning curves (on the first ``curve_users`` users) and calibration."""
     started = time.perf_counter()
     harness = Harness(data, base, progress=progress)
-    encode_seconds = harness.encode_all(saved_encodings)
+    encode_seconds = harness.encode_all(saved_encodings, write=write_encodings)
     results: list[MethodResult] = []
-    for name in BASELINES:
+    for name in BASELINES if reference else ():
         progress(f"{data.name}: baseline {name}")
         results.append(harness.run_baseline(name))
     for recipe in recipes:
         progress(f"{data.name}: recipe {recipe.name}")
         results.append(harness.run_recipe(recipe))
+    entry: dict[str, Any] = {
+        "data_set": data.name,
+        "default": recipes[0].name if reference else None,
+        "users": len(data.users),
+        "labels": data.labels,
+        "train_rows": len(data.train),
+        "test_rows": len(data.test),
+        "encode_seconds": encode_seconds,
+        "results": [r.to_dict() for r in results],
+    }
+    if not reference:
+        entry["seconds"] = time.perf_counter() - started
+        return entry
     default = next(r for r in results if r.name == recipes[0].name)
 
+    curve_data = data if not curve_users else EvalData(name=data.name, train=data.train, test=data.test,
+                                                       labels=data.labels, users=data.users[:curve_users])
     curves: dict[str, list[dict[str, Any]]] = {}
     for size in curve_sizes:
-        point_data = data if size is None else data.with_train_limit(size)
+        point_data = curve_data if size is None else curve_data.with_train_limit(size)
         point = Harness(point_data, base, cache=harness.cache, progress=progress)
         progress(f"{data.name}: learning curve at {size or 'all'} labels per user")
-        runs = [point.run_recipe(recipes[0]) if size is not None else default]
-        runs += [point.run_baseline(name) if size is not None else next(r for r in results if r.name == name)
-                 for name in CURVE_BASELINES]
+        if size is None:  # every user's own labels: the runs above, on the curve's users
+            runs = [_subset(r, curve_data.users) for r in results if r.name in (default.name, *CURVE_BASELINES)]
+        else:
+            runs = [point.run_recipe(recipes[0]), *(point.run_baseline(name) for name in CURVE_BASELINES)]
         for run in runs:
             summary = run.summary()
             curves.setdefault(run.name, []).append({
@@ -80,19 +107,9 @@ def evaluate_data_set(
                   for t, c, a in zip(thresholds, coverage, answered_accuracy)],
         "per_user_thresholds": [per_user_abstention(default.validation, test, target) for target in ABSTAIN_TARGETS],
     }
-    return {
-        "data_set": data.name,
-        "default": recipes[0].name,
-        "users": len(data.users),
-        "labels": data.labels,
-        "train_rows": len(data.train),
-        "test_rows": len(data.test),
-        "encode_seconds": encode_seconds,
-        "seconds": time.perf_counter() - started,
-        "results": [r.to_dict() for r in results],
-        "learning_curves": curves,
-        "calibration": calibration,
-    }
+    entry.update({"curve_users": len(curve_data.users), "learning_curves": curves, "calibration": calibration,
+                  "seconds": time.perf_counter() - started})
+    return entry
 
 
 # -- writing --------------------------------------------------------------------------------------------------------
@@ -187,6 +204,9 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str, 
     ]
     if notes:
         lines += [notes, ""]
+    if (out_dir / "findings.md").is_file():  # the hand-written analysis kept next to the generated report
+        lines += ["What the numbers mean, what else was tried (and did not work) and why targets are missed: "
+                  "[findings.md](findings.md).", ""]
     for entry in entries:
         name = entry["data_set"]
         _plot_learning_curves(entry, out_dir / f"{name}_learning_curves.png")
@@ -232,8 +252,9 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str, 
                                                        for p in points) + " |")
         lines += [
             "",
-            "Cells: mean accuracy / mean macro-F1. A user with fewer labels than a point keeps all of theirs; the "
-            "task prior of each point is retrained on the pooled rows that remain.",
+            f"Cells: mean accuracy / mean macro-F1 over the first {entry['curve_users']} users by id. A user with "
+            "fewer labels than a point keeps all of theirs; the task prior of each point is retrained on the pooled "
+            "rows that remain.",
             "",
             f"### {name}: calibration and abstaining",
             "",

@@ -12,7 +12,7 @@ from localize.evaluation.baselines import BASELINES
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import Harness, Recipe
 from localize.evaluation.recipes import comparison_recipes, default_recipe
-from localize.evaluation.report import CURVE_SIZES, evaluate_data_set, write_report
+from localize.evaluation.report import CURVE_SIZES, CURVE_USERS, evaluate_data_set, write_report
 from localize.settings import get_settings
 
 
@@ -60,6 +60,20 @@ def run_evaluation(
     return output
 
 
+def _report_job(data_dir: Path, recipes: list[Recipe], reference: bool, sizes: tuple[int | None, ...],
+                curve_users: int | None, saved: Path, min_train: int, min_test: int) -> dict[str, Any]:
+    """One part of a report in its own process (spawned: torch and forked thread pools do not mix)."""
+    data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
+    tag = f"{data.name}{'' if reference else ' variants'}"
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{tag} {time.perf_counter() - started:6.0f}s] {message}", flush=True)
+
+    return evaluate_data_set(data, _base(), recipes, reference=reference, curve_sizes=sizes, curve_users=curve_users,
+                             saved_encodings=saved, write_encodings=False, progress=progress)
+
+
 def run_report(
     *,
     data_dirs: list[Path],
@@ -68,21 +82,47 @@ def run_report(
     quick: bool = False,
     all_methods: bool = False,
     save_encodings: Path | None = None,
+    workers: int | None = None,
+    min_train: int = 80,
+    min_test: int = 15,
+    curve_sizes: tuple[int | None, ...] = CURVE_SIZES,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Every recipe and baseline on each data set, learning curves and calibration -> ``out_dir/accuracy.md``.
     ``quick`` compares only the default with the baselines and draws two curve points (a smoke run);
-    ``all_methods`` adds the methods that run the encoder per user (slow on a CPU)."""
+    ``all_methods`` adds the methods that run the encoder per user (slow on a CPU). Each data set's reference part
+    (baselines, default, curves, calibration) and its variants run as parallel processes (``workers``)."""
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
     base = _base()
     default_method = get_settings().default_method
-    recipes = [default_recipe(default_method)] if quick else comparison_recipes(default_method, encoder_methods=all_methods)
-    sizes = (25, None) if quick else CURVE_SIZES
-    entries = []
-    for data_dir in data_dirs:
-        data = load_eval_data(data_dir)
-        saved = save_encodings / f"{data.name}.pt" if save_encodings else None
-        entries.append(evaluate_data_set(data, base, recipes, curve_sizes=sizes, saved_encodings=saved,
-                                         progress=progress))
-        out_dir.mkdir(parents=True, exist_ok=True)  # the numbers so far, in case a later data set fails
-        (out_dir / "accuracy.json").write_text(json.dumps(entries, indent=1, default=float))
+    recipes = [default_recipe(default_method)] if quick else comparison_recipes(default_method,
+                                                                                 encoder_methods=all_methods)
+    sizes = (curve_sizes[0], None) if quick else curve_sizes
+    with tempfile.TemporaryDirectory(prefix="localize-report-") as scratch:
+        folder = save_encodings or Path(scratch)
+        jobs = []
+        for data_dir in data_dirs:  # encoded once here; the jobs only read the saved vectors
+            data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
+            saved = folder / f"{data.name}.pt"
+            progress(f"{data.name}: encoding every distinct text")
+            Harness(data, base, progress=progress).encode_all(saved)
+            jobs.append((data_dir, recipes[:1], True, sizes, CURVE_USERS, saved, min_train, min_test))
+            if len(recipes) > 1:
+                jobs.append((data_dir, recipes[1:], False, sizes, CURVE_USERS, saved, min_train, min_test))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers or len(jobs), mp_context=context) as pool:
+            parts = list(pool.map(_report_job, *zip(*jobs)))
+    entries: list[dict[str, Any]] = []
+    for part in parts:
+        if part["default"] is not None:
+            entries.append(part)
+        else:  # variants join their data set's reference part
+            entry = next(e for e in entries if e["data_set"] == part["data_set"])
+            entry["results"] += part["results"]
+            entry["seconds"] = max(entry["seconds"], part["seconds"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "accuracy.json").write_text(json.dumps(entries, indent=1, default=float))
     return write_report(entries, out_dir, command=command)
