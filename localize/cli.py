@@ -483,8 +483,11 @@ def evaluate(
             command = "localize eval " + " ".join(f"--data {d}" for d in data) + f" --report {report}"
             command += " --quick" if quick else ""
             command += " --all-methods" if all_methods else ""
+            if (min_train, min_test) != (80, 15):
+                command += f" --min-train {min_train} --min-test {min_test}"
             path = run_report(data_dirs=list(data), out_dir=report, command=command, quick=quick,
-                              all_methods=all_methods, save_encodings=save_encodings, progress=progress)
+                              all_methods=all_methods, save_encodings=save_encodings, min_train=min_train,
+                              min_test=min_test, progress=progress)
             console.print(f"wrote {path}", soft_wrap=True)
             return
         if len(data) != 1:
