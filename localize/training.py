@@ -244,8 +244,8 @@ class Trainer:
                 batch = order[start : start + args.batch_size]
                 with accelerator.autocast():
                     logits = self._logits(self.train_split, batch, training=True)
-                    loss = F.cross_entropy(logits.float(), self._loss_targets(self.train_split, batch).to(logits.device),
-                                           weight=class_weights)
+                    targets = self._loss_targets(self.train_split, batch).to(logits.device)
+                    loss = F.cross_entropy(logits.float(), targets, weight=class_weights)
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()

@@ -125,4 +125,4 @@ def run_report(
             entry["seconds"] = max(entry["seconds"], part["seconds"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "accuracy.json").write_text(json.dumps(entries, indent=1, default=float))
-    return write_report(entries, out_dir, command=command)
+    return write_report(entries, out_dir, command=command, min_train=min_train, min_test=min_test)

@@ -1,4 +1,5 @@
-"""``localize eval --through-services``: per-user accuracy on a data set of per-user labels, on the shared-data protocol.
+"""``localize eval --through-services``: per-user accuracy on a data set of per-user labels, on the shared-data
+protocol.
 
 Each qualifying user's adapter learns from that user's train rows (the task prior, when the recipe uses
 one, from every user's train rows) and is scored on that user's test rows. It runs through the same

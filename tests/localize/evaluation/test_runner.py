@@ -174,3 +174,17 @@ def test_cli_report_refuses_single_recipe_options(data_dir: Path, own_home: Path
     assert result.exit_code == 1 and "--report runs every recipe" in result.output
     result = CliRunner().invoke(cli.app, ["eval", "--data", str(data_dir), "--data", str(data_dir)])
     assert result.exit_code == 1 and "only --report takes several data sets" in result.output
+
+
+def test_cli_report_is_one_command(data_dir: Path, own_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(cli.app, ["eval", "--data", str(data_dir), "--report", str(out), "--quick",
+                                          "--min-train", "10", "--min-test", "4"])
+
+    assert result.exit_code == 0, result.output
+    text = (out / "accuracy.md").read_text()
+    assert f"--report {out} --quick --min-train 10 --min-test 4`" in text
+    assert "| **default (head + prior)** | recipe | 3 |" in text
+    entry = json.loads((out / "accuracy.json").read_text())[0]
+    assert [p["labels"] for p in entry["learning_curves"]["default (head + prior)"]] == [25, None]
+    assert (out / f"{entry['data_set']}_calibration.png").is_file()
