@@ -2,8 +2,10 @@
 residual MLP in front of the linear head.
 
 Nothing inside the encoder changes, so the pooled embedding of a text is computed once for all users. The
-MLP matters: a user's truth is often an interaction (gold *and* up is good for a gold bull, oil *and* up is
-bad for an oil bear), which no linear map of a frozen embedding can express.
+default is linear (``hidden=0``): on real annotators' labels (reports/accuracy.md) a linear head started from the
+task prior beats the MLP. The MLP (``hidden=256``) is for truths that are interactions (gold *and* up is good for a
+gold bull, oil *and* up is bad for an oil bear, as in the demo), which no linear map of a frozen embedding can
+express.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ UP, UP_BIAS, DOWN = "pooled_mlp.up.weight", "pooled_mlp.up.bias", "pooled_mlp.do
 
 @dataclass
 class HeadConfig(MethodConfig):
-    hidden: int = field(default=256, metadata={"help": "Width of the residual MLP before the head; 0 for linear."})
+    hidden: int = field(default=0, metadata={"help": "Width of the residual MLP before the head; 0 (the default) for linear."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout inside the MLP while training."})
 
     def __post_init__(self) -> None:

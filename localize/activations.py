@@ -42,6 +42,11 @@ class ActivationCache:
                 self._entries.move_to_end(key)
             return value
 
+    def preload(self, base: BaseModel, layer: int, texts: list[str], values: list[torch.Tensor]) -> None:
+        """Seeds the cache with activations computed earlier (e.g. saved by an evaluation run)."""
+        for text, value in zip(texts, values, strict=True):
+            self._put((base.dims.model_id, base.max_seq_length, layer, text_hash(text)), value)
+
     @torch.inference_mode()
     def frozen_inputs(self, base: BaseModel, texts: list[str], layer: int, batch_size: int = 128) -> list[torch.Tensor]:
         """Per text, the frozen input of ``layer``: ``[tokens, hidden]``; for ``layer == num_layers`` the

@@ -490,27 +490,67 @@ def demo(
 
 @app.command("eval")
 def evaluate(
-    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder with train.jsonl and test.jsonl.")],
+    data: Annotated[list[Path], typer.Option(exists=True, file_okay=False,
+                                             help="Folder with train.jsonl and test.jsonl (repeat with --report).")],
     method: Annotated[Optional[str], typer.Option(help="Adapter method; default: the default recipe.")] = None,
     users: Annotated[Optional[str], typer.Option(help="Comma-separated users; default: all that qualify.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Keep the workspace here instead of a temporary one.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the full comparison (every recipe and baseline, "
+                                                        "learning curves, calibration) as DIR/accuracy.md + PNGs.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="With --report: the default and the baselines only.")] = False,
+    all_methods: Annotated[bool, typer.Option("--all-methods", help="With --report: also LoRA, IA3, prompt and prefix "
+                                              "tuning (they run the encoder per user: minutes per user on a CPU).")] = False,
+    save_encodings: Annotated[Optional[Path], typer.Option(help="With --report: keep the frozen embeddings in this "
+                                                                 "folder between runs.")] = None,
+    baselines: Annotated[bool, typer.Option(help="Also score the baselines.")] = True,
+    through_services: Annotated[bool, typer.Option("--through-services", help="Import, queue, train and predict through "
+                                                   "the production services in a scratch workspace (slow).")] = False,
+    workspace: Annotated[Optional[Path], typer.Option(help="With --through-services: keep the workspace here.")] = None,
     min_train: int = 80,
     min_test: int = 15,
     option: Annotated[Optional[list[str]], typer.Option("--set", help="Training argument key=value.")] = None,
 ) -> None:
     """Train each qualifying user's adapter on their train rows and score it on their test rows."""
-    from localize.evaluation import run_evaluation
+    from localize.evaluation import run_evaluation, run_report
+
+    def progress(message: str) -> None:
+        console.log(message)
 
     with _clean_errors():
-        results = run_evaluation(data_dir=data, method=method, users=_split_list(users), workspace=workspace,
-                                 min_train=min_train, min_test=min_test, options=option or [], console=console)
+        if report is not None:
+            if method or option or users or through_services:
+                raise ValidationError("--report runs every recipe on every qualifying user; it takes no --method, "
+                                      "--set, --users or --through-services")
+            command = "localize eval " + " ".join(f"--data {d}" for d in data) + f" --report {report}"
+            command += " --quick" if quick else ""
+            command += " --all-methods" if all_methods else ""
+            if (min_train, min_test) != (80, 15):
+                command += f" --min-train {min_train} --min-test {min_test}"
+            path = run_report(data_dirs=list(data), out_dir=report, command=command, quick=quick,
+                              all_methods=all_methods, save_encodings=save_encodings, min_train=min_train,
+                              min_test=min_test, progress=progress)
+            console.print(f"wrote {path}", soft_wrap=True)
+            return
+        if len(data) != 1:
+            raise ValidationError(f"--data was given {len(data)} times; only --report takes several data sets")
+        if through_services:
+            from localize.evaluation.through_services import run_service_evaluation
+
+            results = run_service_evaluation(data_dir=data[0], method=method, users=_split_list(users),
+                                             workspace=workspace, min_train=min_train, min_test=min_test,
+                                             options=option or [], console=console)
+        else:
+            results = run_evaluation(data_dir=data[0], method=method, options=option or [], users=_split_list(users),
+                                     min_train=min_train, min_test=min_test, baselines=baselines, progress=progress)
     summary = results["summary"]
     console.print(f"{summary['users']} users, method {summary['method']}: mean accuracy {summary['mean_accuracy']:.3f}, "
                   f"mean macro-F1 {summary['mean_macro_f1']:.3f}")
+    for baseline in results.get("baselines", []):
+        console.print(f"  baseline {baseline['name']}: mean accuracy {baseline['mean_accuracy']:.3f}, "
+                      f"mean macro-F1 {baseline['mean_macro_f1']:.3f}")
     if out:
         out.write_text(json.dumps(results, indent=2))
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", soft_wrap=True)
 
 
 @app.command()

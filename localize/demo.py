@@ -18,6 +18,7 @@ from localize.services.users import get_user
 from localize.training import TrainingArguments
 
 DEMO_TASK = "gold-sentiment"
+DEMO_HEAD_OPTIONS = {"hidden": 256}
 
 
 def run_demo(
@@ -34,7 +35,10 @@ def run_demo(
     )
     console.print(f"[bold]demo[/bold]: {len(rows)} generated labels for john (long gold, short oil) and jane "
                   f"(short gold, long oil) in task {DEMO_TASK!r}: {report.created} new, {report.unchanged} unchanged")
-    args = TrainingArguments(method=method or runtime.settings.default_method, seed=seed)
+    method = method or runtime.settings.default_method
+    # The demo's truths are interactions (gold *and* up), which need the head's MLP; the linear default does better
+    # on real annotators' labels (reports/accuracy.md).
+    args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {}, seed=seed)
     stale = {user.name for user in adapter_service.stale_users(session=session, task=task)}
 
     users = [get_user(session=session, name=u.name) for u in (JOHN, JANE) if u.name in stale]

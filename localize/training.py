@@ -24,7 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from localize.activations import ActivationCache, get_activation_cache, pad_hidden
 from localize.adapters import available_methods, get_method, make_method
-from localize.adapters.base import init_head
+from localize.adapters.base import apply_head, init_head
 from localize.base_model import BaseModel
 from localize.engine import AdapterWeights, forward_logits
 from localize.errors import ValidationError
@@ -32,6 +32,7 @@ from localize.errors import ValidationError
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
+CLASS_WEIGHTINGS = ("balanced", "sqrt", "none")
 
 
 @dataclass
@@ -45,10 +46,19 @@ class TrainingArguments:
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of labels held out for validation."})
     min_validation_rows: int = field(default=4, metadata={"help": "Below this many held-out rows, no early stopping."})
     patience: int = field(default=10, metadata={"help": "Epochs without a better validation macro-F1 before stopping."})
-    class_weighting: str = field(default="balanced", metadata={"help": "balanced (inverse frequency) or none."})
+    class_weighting: str = field(default="sqrt", metadata={"help": "sqrt (inverse square root of the frequency), "
+                                 "balanced (inverse frequency: more minority recall, less accuracy) or none."})
     pooled_dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled embedding while training."})
     seed: int = field(default=0, metadata={"help": "Seeds the split, the initialisation and the batch order."})
     init_from_prior: bool = field(default=True, metadata={"help": "Start from the task prior when one exists."})
+    train_scope: str = field(default="all", metadata={"help": "all: train the method's parameters and the head; "
+                             "head: a user who starts from the task prior keeps the prior's method parameters and "
+                             "trains only the classification head, on encodings computed once (the prior itself, "
+                             "and users without one, train everything)."})
+    prior_max_epochs: int | None = field(default=None, metadata={"help": "Epoch cap for the task prior; None: "
+                                         "max_epochs."})
+    merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
+                                        "pooled labels) train once, with each label's share as a soft target."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
 
     def __post_init__(self) -> None:
@@ -62,9 +72,13 @@ class TrainingArguments:
             (self.learning_rate is None or self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0"),
             (0 <= self.validation_fraction < 1, f"validation_fraction={self.validation_fraction} must be in [0, 1)"),
             (self.patience >= 1, f"patience={self.patience} must be >= 1"),
-            (self.class_weighting in ("balanced", "none"), f"class_weighting={self.class_weighting!r} must be balanced or none"),
+            (self.class_weighting in CLASS_WEIGHTINGS,
+             f"class_weighting={self.class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
             (0 <= self.pooled_dropout < 1, f"pooled_dropout={self.pooled_dropout} must be in [0, 1)"),
             (self.min_labels >= 2, f"min_labels={self.min_labels} must be >= 2"),
+            (self.train_scope in ("all", "head"), f"train_scope={self.train_scope!r} must be all or head"),
+            (self.prior_max_epochs is None or self.prior_max_epochs >= 1,
+             f"prior_max_epochs={self.prior_max_epochs} must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -72,6 +86,12 @@ class TrainingArguments:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def for_prior(self) -> TrainingArguments:
+        """The arguments the task prior trains with: these, with the prior's epoch cap."""
+        if self.prior_max_epochs is None:
+            return self
+        return dataclasses.replace(self, max_epochs=self.prior_max_epochs)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingArguments:
@@ -134,7 +154,9 @@ def classification_metrics(labels: list[int], predicted: list[int], num_labels: 
 @dataclass
 class _Split:
     texts: list[str]
-    targets: torch.Tensor  # [rows]
+    targets: torch.Tensor  # [rows]: the label index (the most frequent one where a text has several)
+    soft: torch.Tensor | None = None  # [rows, labels]: each label's share, where texts were merged
+    features: torch.Tensor | None = None  # [rows, hidden]: frozen encodings when only the head trains
     inputs: list[torch.Tensor] | None = None  # frozen start-layer inputs per row
     input_ids: list[torch.Tensor] | None = None  # token ids per row, for methods that change the embeddings
 
@@ -166,6 +188,9 @@ class Trainer:
         self.texts = texts
         self.label_set = list(label_set)
         self.targets = [self.label_set.index(label) for label in labels]
+        self.soft_targets: list[list[float]] | None = None
+        if args.merge_duplicate_texts and len(set(texts)) < len(texts):
+            self.texts, self.targets, self.soft_targets = _merge_duplicates(texts, self.targets, len(self.label_set))
         self.cache = cache or get_activation_cache()
         self.progress = progress or (lambda fraction, message: None)
         self.method = make_method(args.method, args.method_options, base.dims)
@@ -182,6 +207,11 @@ class Trainer:
         self.train_split = self._make_split(train_idx)
         self.val_split = self._make_split(val_idx) if val_idx else None
         self.params, self.head = self._initial_parameters()
+        self.head_only = args.train_scope == "head" and self.from_prior
+        if self.head_only:
+            for split in (self.train_split, self.val_split):
+                if split is not None:
+                    split.features = self._features(split)
         self._prepared = True
 
     def fit(self) -> None:
@@ -196,7 +226,7 @@ class Trainer:
     def _fit(self) -> None:
         args = self.args
         started = time.perf_counter()
-        trainable = [*self.params.values(), *self.head.values()]
+        trainable = [*self.head.values()] if self.head_only else [*self.params.values(), *self.head.values()]
         for tensor in trainable:
             tensor.requires_grad_(True)
         lr = args.learning_rate or self.method.default_learning_rate
@@ -214,8 +244,8 @@ class Trainer:
                 batch = order[start : start + args.batch_size]
                 with accelerator.autocast():
                     logits = self._logits(self.train_split, batch, training=True)
-                    loss = F.cross_entropy(logits.float(), self.train_split.targets[batch].to(logits.device),
-                                           weight=class_weights)
+                    targets = self._loss_targets(self.train_split, batch).to(logits.device)
+                    loss = F.cross_entropy(logits.float(), targets, weight=class_weights)
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()
@@ -263,6 +293,12 @@ class Trainer:
         split = self._make_split_from(texts, [self.label_set.index(label) for label in labels])
         return self._score(split, None)
 
+    def predict_proba(self, texts: list[str]) -> torch.Tensor:
+        """Probabilities ``[len(texts), labels]`` of the adapter as trained so far, through the engine's forward on
+        cached frozen activations (what :meth:`evaluate` scores)."""
+        split = self._make_split_from(texts, [0] * len(texts))
+        return torch.softmax(self._all_logits(split).float(), dim=-1).cpu()
+
     def result(self) -> AdapterWeights:
         return AdapterWeights(
             method=self.method,
@@ -300,7 +336,10 @@ class Trainer:
         return [i for i in range(rows) if i not in val_set], sorted(val)
 
     def _make_split(self, indexes: list[int]) -> _Split:
-        return self._make_split_from([self.texts[i] for i in indexes], [self.targets[i] for i in indexes])
+        split = self._make_split_from([self.texts[i] for i in indexes], [self.targets[i] for i in indexes])
+        if self.soft_targets is not None:
+            split.soft = torch.tensor([self.soft_targets[i] for i in indexes], dtype=torch.float32)
+        return split
 
     def _make_split_from(self, texts: list[str], targets: list[int]) -> _Split:
         split = _Split(texts=texts, targets=torch.tensor(targets, dtype=torch.long))
@@ -314,7 +353,9 @@ class Trainer:
     def _initial_parameters(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         device = self.base.device
         init = self.init if self.args.init_from_prior else None
-        if init is not None and init.method.family() == self.method.family() and init.labels == self.label_set:
+        self.from_prior = (init is not None and init.method.family() == self.method.family()
+                           and init.labels == self.label_set)
+        if self.from_prior:
             params = {k: v.detach().clone().float().to(device) for k, v in init.params.items()}
             head = {k: v.detach().clone().float().to(device) for k, v in init.head.items()}
             return params, head
@@ -325,16 +366,41 @@ class Trainer:
     def _class_weights(self) -> torch.Tensor | None:
         if self.args.class_weighting == "none":
             return None
-        counts = np.bincount(self.train_split.targets.numpy(), minlength=len(self.label_set)).astype(float)
+        if self.train_split.soft is not None:
+            counts = self.train_split.soft.sum(0).double().numpy()
+        else:
+            counts = np.bincount(self.train_split.targets.numpy(), minlength=len(self.label_set)).astype(float)
         present = counts > 0
         weights = np.zeros_like(counts)
         weights[present] = counts[present].sum() / (present.sum() * counts[present])
+        if self.args.class_weighting == "sqrt":
+            weights = np.sqrt(weights)
         return torch.tensor(weights, dtype=torch.float32, device=self.base.device)
 
-    def _logits(self, split: _Split, batch: list[int], *, training: bool) -> torch.Tensor:
+    @staticmethod
+    def _loss_targets(split: _Split, batch: list[int] | slice) -> torch.Tensor:
+        return split.soft[batch] if split.soft is not None else split.targets[batch]
+
+    def _features(self, split: _Split) -> torch.Tensor:
+        """The encodings the head sees (``[rows, hidden]``), computed once with the method's frozen parameters."""
+        rows = len(split.texts)
+        with torch.no_grad():
+            chunks = [self._logits(split, list(range(start, min(rows, start + 128))), training=False, features=True)
+                      for start in range(0, rows, 128)]
+        return torch.cat(chunks) if chunks else torch.empty(0, self.base.dims.hidden_size)
+
+    def _logits(self, split: _Split, batch: list[int], *, training: bool, features: bool = False) -> torch.Tensor:
         size = len(batch)
         params, head = self.params, self.head  # one user's: shared by every row, no batch dimension
         device = self.base.device
+        if split.features is not None and not features:
+            pooled = split.features[batch].to(device)
+            if self.args.pooled_dropout and training:
+                pooled = F.dropout(pooled, self.args.pooled_dropout, training=True)
+            return apply_head(pooled, head["weight"], head["bias"])
+        if features:  # an identity "head" hands back the encodings themselves
+            hidden = self.base.dims.hidden_size
+            head = {"weight": torch.eye(hidden, device=device), "bias": torch.zeros(hidden, device=device)}
         if self.method.embeds_inputs:
             rows = [split.input_ids[i] for i in batch]
             longest = max(len(r) for r in rows)
@@ -355,18 +421,20 @@ class Trainer:
                               training=training, pooled_dropout=self.args.pooled_dropout)
 
     def _score(self, split: _Split, class_weights: torch.Tensor | None) -> dict[str, float]:
-        rows = len(split.texts)
-        if rows == 0:
+        if not split.texts:
             return {"loss": float("nan"), "accuracy": float("nan"), "macro_f1": float("nan")}
-        logits = []
-        with torch.no_grad():
-            for start in range(0, rows, 128):
-                logits.append(self._logits(split, list(range(start, min(rows, start + 128))), training=False))
-        all_logits = torch.cat(logits)
-        targets = split.targets.to(all_logits.device)
+        all_logits = self._all_logits(split)
+        targets = self._loss_targets(split, slice(None)).to(all_logits.device)
         loss = F.cross_entropy(all_logits, targets, weight=class_weights).item()
         predicted = all_logits.argmax(-1).cpu().tolist()
         return {"loss": loss, **classification_metrics(split.targets.tolist(), predicted, len(self.label_set))}
+
+    def _all_logits(self, split: _Split) -> torch.Tensor:
+        rows = len(split.texts)
+        with torch.no_grad():
+            chunks = [self._logits(split, list(range(start, min(rows, start + 128))), training=False)
+                      for start in range(0, rows, 128)]
+        return torch.cat(chunks) if chunks else torch.empty(0, len(self.label_set))
 
     def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {
@@ -380,6 +448,17 @@ class Trainer:
                 self.params[k].copy_(v)
             for k, v in state["head"].items():
                 self.head[k].copy_(v)
+
+
+def _merge_duplicates(texts: list[str], targets: list[int], num_labels: int) -> tuple[list[str], list[int], list[list[float]]]:
+    """One row per distinct text: its most frequent label (ties: the lower index) and each label's share."""
+    counts: dict[str, list[int]] = {}
+    for text, target in zip(texts, targets):
+        counts.setdefault(text, [0] * num_labels)[target] += 1
+    merged = list(counts)
+    hard = [max(range(num_labels), key=lambda k: (counts[t][k], -k)) for t in merged]
+    soft = [[c / sum(counts[t]) for c in counts[t]] for t in merged]
+    return merged, hard, soft
 
 
 @functools.lru_cache(maxsize=None)

@@ -340,6 +340,8 @@ def _train_and_register(runtime: Runtime, job_id: int, worker_id: str, on_progre
         task = session.get(Task, job.task_id)
         user = session.get(User, job.user_id) if job.user_id is not None else None
         args = TrainingArguments.from_dict(job.args)
+        if user is None:
+            args = args.for_prior()
         texts, labels = training_rows(session=session, task=task, user=user)
         if user is not None:
             n_labels, newest = label_snapshot(session=session, task=task, user=user)

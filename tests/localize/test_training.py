@@ -68,7 +68,9 @@ def test_unknown_argument_is_named(tmp_path):
         ({"validation_fraction": 1.0}, r"validation_fraction=1\.0 must be in \[0, 1\)"),
         ({"validation_fraction": -0.1}, r"validation_fraction=-0\.1"),
         ({"patience": 0}, r"patience=0 must be >= 1"),
-        ({"class_weighting": "inverse"}, r"class_weighting='inverse' must be balanced or none"),
+        ({"class_weighting": "inverse"}, r"class_weighting='inverse' must be one of \('balanced', 'sqrt', 'none'\)"),
+        ({"train_scope": "encoder"}, r"train_scope='encoder' must be all or head"),
+        ({"prior_max_epochs": 0}, r"prior_max_epochs=0 must be >= 1"),
         ({"pooled_dropout": 1.0}, r"pooled_dropout=1\.0 must be in \[0, 1\)"),
         ({"min_labels": 1}, r"min_labels=1 must be >= 2"),
     ],
@@ -206,9 +208,56 @@ def test_balanced_class_weights_raise_minority_recall(base):
         return recall, mean_probability
 
     none_recall, none_probability = minority("none")
+    sqrt_recall, sqrt_probability = minority("sqrt")
     balanced_recall, balanced_probability = minority("balanced")
     assert balanced_recall > none_recall
-    assert balanced_probability > none_probability
+    assert balanced_probability > sqrt_probability > none_probability
+
+
+# -- the task prior ----------------------------------------------------------------------------------------------------
+def test_repeated_texts_train_once_with_each_labels_share_as_a_soft_target(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    pooled_texts, pooled_labels = texts + texts + texts[:4], john + jane + john[:4]  # three users, pooled
+    args = TrainingArguments(method="head", method_options=_linear_head_options(), max_epochs=2)
+    trainer = Trainer(base, args, pooled_texts, pooled_labels, label_set)
+    trainer.prepare()
+
+    assert trainer.texts == texts  # one row per distinct text, first-seen order
+    first = label_set.index(john[0])  # texts[0]: john's label twice, jane's once
+    assert trainer.soft_targets[0][first] == pytest.approx(2 / 3) and trainer.targets[0] == first
+    assert trainer.soft_targets[5] == [0.5, 0.5] and trainer.targets[5] == 0  # a tie goes to the first label
+    rows = len(trainer.train_split.texts)
+    assert trainer.train_split.soft.shape == (rows, 2)
+    assert torch.allclose(trainer.train_split.soft.sum(1), torch.ones(rows))
+    unmerged = Trainer(base, dataclasses.replace(args, merge_duplicate_texts=False), pooled_texts, pooled_labels,
+                       label_set)
+    assert unmerged.texts == pooled_texts and unmerged.soft_targets is None
+
+
+def test_head_scope_keeps_the_priors_encoder_and_trains_only_the_head(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    args = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, max_epochs=2, train_scope="head",
+                             prior_max_epochs=1, validation_fraction=0.0)
+    prior_trainer = Trainer(base, args.for_prior(), texts + texts, john + jane, label_set)
+    prior = prior_trainer.train()
+    assert prior_trainer.metrics["epochs"] == 1 and not prior_trainer.head_only  # the prior trains everything
+    assert any(v.abs().sum() > 0 for k, v in prior.params.items() if "lora_B" in k)
+
+    trainer = Trainer(base, args, texts, jane, label_set, init=prior)
+    user = trainer.train()
+    assert trainer.head_only and trainer.metrics["epochs"] == 2
+    assert all(torch.equal(user.params[k], prior.params[k]) for k in prior.params)
+    assert not torch.equal(user.head["weight"], prior.head["weight"])
+    # Encodings were computed once, and serving (the engine's forward) agrees with the trainer's scores.
+    assert trainer.train_split.features.shape == (len(texts), base.dims.hidden_size)
+    served = Engine(base).predict([(user, t) for t in texts[:4]])
+    expected = trainer.predict_proba(texts[:4])
+    for prediction, probabilities in zip(served, expected):
+        assert [prediction.probabilities[label] for label in label_set] == pytest.approx(probabilities.tolist(),
+                                                                                          abs=1e-4)
+    no_prior = Trainer(base, args, texts, jane, label_set)
+    no_prior.prepare()
+    assert not no_prior.head_only  # without a prior there is nothing to keep: everything trains
 
 
 # -- users own their labels -------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``localize eval``: per-user accuracy on a data set of per-user labels, on the shared-data protocol.
+"""``localize eval --through-services``: per-user accuracy on a data set of per-user labels, on the shared-data
+protocol.
 
 Each qualifying user's adapter learns from that user's train rows (the task prior, when the recipe uses
 one, from every user's train rows) and is scored on that user's test rows. It runs through the same
@@ -9,7 +10,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from localize.db.session import session_scope
 from localize.errors import ValidationError
 from localize.jobrunner import run_jobs_locally
-from localize.labels_io import LabelRow, infer_label_set, read_label_file
+from localize.labels_io import infer_label_set
+from localize.evaluation.data import load_split, qualifying_users
 from localize.runtime import Runtime
 from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
@@ -31,23 +32,7 @@ from localize.settings import get_settings
 EVAL_TASK = "eval"
 
 
-def load_split(data_dir: Path, name: str) -> list[LabelRow]:
-    path = Path(data_dir) / f"{name}.jsonl"
-    if not path.is_file():
-        raise ValidationError(f"{str(path)!r} does not exist; an eval folder holds train.jsonl and test.jsonl")
-    parsed = read_label_file(path, max_text_chars=100_000)
-    if parsed.errors:
-        first = parsed.errors[0]
-        raise ValidationError(f"{path.name} has {len(parsed.errors)} bad row(s); line {first.line}: {first.message}")
-    return parsed.rows
-
-
-def qualifying_users(train: list[LabelRow], test: list[LabelRow], min_train: int, min_test: int) -> list[str]:
-    train_counts, test_counts = Counter(r.user for r in train), Counter(r.user for r in test)
-    return sorted(u for u in train_counts if train_counts[u] >= min_train and test_counts[u] >= min_test)
-
-
-def run_evaluation(
+def run_service_evaluation(
     *,
     data_dir: Path,
     method: str | None = None,

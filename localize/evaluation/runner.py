@@ -1,0 +1,128 @@
+"""Entry points behind ``localize eval``: one recipe plus the baselines, or the full report."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from localize.base_model import BaseModel, get_base_model
+from localize.evaluation.baselines import BASELINES
+from localize.evaluation.data import load_eval_data
+from localize.evaluation.harness import Harness, Recipe
+from localize.evaluation.recipes import comparison_recipes, default_recipe
+from localize.evaluation.report import CURVE_SIZES, CURVE_USERS, evaluate_data_set, write_report
+from localize.settings import get_settings
+
+
+def _base() -> BaseModel:
+    settings = get_settings()
+    return get_base_model(settings.base_model, quantization=settings.quantization, device=settings.device,
+                          max_seq_length=settings.max_seq_length)
+
+
+def recipe_for(method: str | None, options: list[str]) -> Recipe:
+    """The default recipe, or the named method with ``key=value`` overrides (as ``localize train`` reads them)."""
+    from localize.services.jobs import training_arguments
+
+    default_method = get_settings().default_method
+    if method is None and not options:
+        return default_recipe(default_method)
+    args = training_arguments({"method": method} if method else {}, default_method=default_method, overrides=options)
+    tag = " + prior" if args.init_from_prior else ""
+    return Recipe(f"{args.method}{tag}", args, "overrides: " + (", ".join(options) or "none"))
+
+
+def run_evaluation(
+    *,
+    data_dir: Path,
+    method: str | None = None,
+    options: list[str] | None = None,
+    users: list[str] | None = None,
+    min_train: int = 80,
+    min_test: int = 15,
+    baselines: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Trains one recipe for every qualifying user and scores it (and the baselines) on their test rows."""
+    started = time.perf_counter()
+    data = load_eval_data(data_dir, min_train=min_train, min_test=min_test, users=users)
+    recipe = recipe_for(method, options or [])
+    harness = Harness(data, _base(), progress=progress)
+    harness.encode_all()
+    result = harness.run_recipe(recipe)
+    summary = {**result.summary(), "method": recipe.args.method, "training_args": recipe.args.to_dict(),
+               "labels": data.labels, "data_set": data.name, "seconds": time.perf_counter() - started}
+    output: dict[str, Any] = {"summary": summary, "users": [vars(u) for u in result.users]}
+    if baselines:
+        output["baselines"] = [harness.run_baseline(name).summary() for name in BASELINES]
+    return output
+
+
+def _report_job(data_dir: Path, recipes: list[Recipe], reference: bool, sizes: tuple[int | None, ...],
+                curve_users: int | None, saved: Path, min_train: int, min_test: int) -> dict[str, Any]:
+    """One part of a report in its own process (spawned: torch and forked thread pools do not mix)."""
+    data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
+    tag = f"{data.name}{'' if reference else ' variants'}"
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{tag} {time.perf_counter() - started:6.0f}s] {message}", flush=True)
+
+    return evaluate_data_set(data, _base(), recipes, reference=reference, curve_sizes=sizes, curve_users=curve_users,
+                             saved_encodings=saved, write_encodings=False, progress=progress)
+
+
+def run_report(
+    *,
+    data_dirs: list[Path],
+    out_dir: Path,
+    command: str,
+    quick: bool = False,
+    all_methods: bool = False,
+    save_encodings: Path | None = None,
+    workers: int | None = None,
+    min_train: int = 80,
+    min_test: int = 15,
+    curve_sizes: tuple[int | None, ...] = CURVE_SIZES,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """Every recipe and baseline on each data set, learning curves and calibration -> ``out_dir/accuracy.md``.
+    ``quick`` compares only the default with the baselines and draws two curve points (a smoke run);
+    ``all_methods`` adds the methods that run the encoder per user (slow on a CPU). Each data set's reference part
+    (baselines, default, curves, calibration) and its variants run as parallel processes (``workers``)."""
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
+    base = _base()
+    default_method = get_settings().default_method
+    recipes = [default_recipe(default_method)] if quick else comparison_recipes(default_method,
+                                                                                 encoder_methods=all_methods)
+    sizes = (curve_sizes[0], None) if quick else curve_sizes
+    with tempfile.TemporaryDirectory(prefix="localize-report-") as scratch:
+        folder = save_encodings or Path(scratch)
+        jobs = []
+        for data_dir in data_dirs:  # encoded once here; the jobs only read the saved vectors
+            data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
+            saved = folder / f"{data.name}.pt"
+            progress(f"{data.name}: encoding every distinct text")
+            Harness(data, base, progress=progress).encode_all(saved)
+            jobs.append((data_dir, recipes[:1], True, sizes, CURVE_USERS, saved, min_train, min_test))
+            if len(recipes) > 1:
+                jobs.append((data_dir, recipes[1:], False, sizes, CURVE_USERS, saved, min_train, min_test))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers or len(jobs), mp_context=context) as pool:
+            parts = list(pool.map(_report_job, *zip(*jobs)))
+    entries: list[dict[str, Any]] = []
+    for part in parts:
+        if part["default"] is not None:
+            entries.append(part)
+        else:  # variants join their data set's reference part
+            entry = next(e for e in entries if e["data_set"] == part["data_set"])
+            entry["results"] += part["results"]
+            entry["seconds"] = max(entry["seconds"], part["seconds"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "accuracy.json").write_text(json.dumps(entries, indent=1, default=float))
+    return write_report(entries, out_dir, command=command, min_train=min_train, min_test=min_test)

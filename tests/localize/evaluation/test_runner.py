@@ -1,0 +1,190 @@
+"""``localize eval``: per-user accuracy on the shared-data layout (train.jsonl / test.jsonl); the fast harness, the
+services path and the full report."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from localize import cli
+from localize.demo_data import JANE, JOHN, DemoUser, demo_rows, write_jsonl
+from localize.errors import ValidationError
+from localize.evaluation import Recipe, load_eval_data
+from localize.evaluation.baselines import BASELINES
+from localize.evaluation.recipes import comparison_recipes, default_recipe
+from localize.evaluation.report import evaluate_data_set, write_report
+from localize.evaluation.runner import recipe_for
+from localize.evaluation import run_evaluation
+from localize.evaluation.through_services import run_service_evaluation
+from localize.settings import get_settings
+from localize.training import TrainingArguments
+
+JOE = DemoUser("joe", {"gold": +1, "oil": +1})
+TINY = DemoUser("tiny", {"gold": -1})
+N_TRAIN, N_TEST = 16, 6
+USER_KEYS = {"user", "n_train", "n_test", "accuracy", "macro_f1", "train_seconds"}
+HARNESS_KEYS = USER_KEYS | {"adapter_bytes"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three users with 16 train and 6 test rows each, and one (``tiny``) with too few to qualify."""
+    folder = tmp_path_factory.mktemp("eval-data")
+    rows = demo_rows(N_TRAIN + N_TEST, seed=3, users=(JOHN, JANE, JOE))
+    train, test = [], []
+    for user in (JOHN, JANE, JOE):
+        mine = [r for r in rows if r["user"] == user.name]
+        train += [{**r, "split": "train"} for r in mine[:N_TRAIN]]
+        test += [{**r, "split": "test"} for r in mine[N_TRAIN:]]
+    tiny = demo_rows(5, seed=4, users=(TINY,))
+    train += [{**r, "split": "train"} for r in tiny[:3]]
+    test += [{**r, "split": "test"} for r in tiny[3:]]
+    order = ("user", "item", "text", "label", "split")
+    write_jsonl([{k: r[k] for k in order} for r in train], folder / "train.jsonl")
+    write_jsonl([{k: r[k] for k in order} for r in test], folder / "test.jsonl")
+    return folder
+
+
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The user's LOCALIZE_HOME, which an evaluation must never touch."""
+    home = tmp_path / "own-home"
+    monkeypatch.setenv("LOCALIZE_HOME", str(home))
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()
+
+
+def _check_shape(results: dict, users: list[str], max_epochs: int, keys: set[str] = HARNESS_KEYS) -> None:
+    summary = results["summary"]
+    assert summary["users"] == len(users) and summary["method"] == "head"
+    assert summary["training_args"]["max_epochs"] == max_epochs
+    assert summary["labels"] == ["negative", "neutral", "positive"]
+    assert [u["user"] for u in results["users"]] == users
+    for user in results["users"]:
+        assert set(user) == keys
+        assert (user["n_train"], user["n_test"]) == (N_TRAIN, N_TEST)
+        assert 0.0 <= user["accuracy"] <= 1.0 and 0.0 <= user["macro_f1"] <= 1.0
+    assert summary["mean_accuracy"] == pytest.approx(sum(u["accuracy"] for u in results["users"]) / len(users))
+    assert summary["mean_macro_f1"] == pytest.approx(sum(u["macro_f1"] for u in results["users"]) / len(users))
+
+
+def test_run_evaluation_scores_each_qualifying_user_and_the_baselines(data_dir: Path, own_home: Path) -> None:
+    results = run_evaluation(data_dir=data_dir, min_train=10, min_test=4, options=["max_epochs=3"])
+
+    _check_shape(results, ["jane", "joe", "john"], max_epochs=3)  # tiny has 3 train rows: left out
+    assert [b["name"] for b in results["baselines"]] == list(BASELINES)
+    assert all(b["users"] == 3 for b in results["baselines"])
+    assert not own_home.exists()
+
+
+def test_service_evaluation_runs_the_same_recipe_through_the_services(data_dir: Path, own_home: Path) -> None:
+    results = run_service_evaluation(data_dir=data_dir, min_train=10, min_test=4, users=["john"],
+                                     options=["max_epochs=3"])
+
+    _check_shape(results, ["john"], max_epochs=3, keys=USER_KEYS)
+    assert not own_home.exists()
+
+
+def test_cli_eval_writes_results_json_and_leaves_the_home_alone(data_dir: Path, own_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(cli.app, ["--home", str(own_home), "eval", "--data", str(data_dir), "--out", str(out),
+                                          "--users", "john", "--min-train", "10", "--min-test", "4",
+                                          "--set", "max_epochs=3", "--set", "method.hidden=0",
+                                          "--no-baselines"])
+
+    assert result.exit_code == 0, result.output
+    assert "1 users, method head" in result.output and f"wrote {out}" in result.output
+    _check_shape(json.loads(out.read_text()), ["john"], max_epochs=3)
+    assert not (own_home / "localize.db").exists() and not own_home.exists()
+
+
+@pytest.mark.parametrize(
+    ("users", "match"),
+    [(["zed"], r"user\(s\) \['zed'\] are not in the data"),
+     (["tiny"], r"user\(s\) \['tiny'\] are not in the data or have fewer than 10 train")],
+)
+def test_unknown_or_unqualified_users_are_refused(data_dir: Path, own_home: Path, users: list[str], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        run_evaluation(data_dir=data_dir, users=users, min_train=10, min_test=4)
+    assert not own_home.exists()
+
+
+def test_cli_eval_unknown_user_exits_1(data_dir: Path, own_home: Path) -> None:
+    result = CliRunner().invoke(cli.app, ["--home", str(own_home), "eval", "--data", str(data_dir), "--users", "zed",
+                                          "--min-train", "10", "--min-test", "4"])
+    assert result.exit_code == 1 and "['zed'] are not in the data" in result.output
+
+
+def test_no_qualifying_user_and_missing_files_are_errors(data_dir: Path, tmp_path: Path, own_home: Path) -> None:
+    with pytest.raises(ValidationError, match="no user has >= 1000 train and >= 4 test rows"):
+        run_evaluation(data_dir=data_dir, min_train=1000, min_test=4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValidationError, match="train.jsonl' does not exist"):
+        run_evaluation(data_dir=empty)
+
+
+def test_report_has_a_table_per_data_set_learning_curves_and_calibration(data_dir: Path, tmp_path: Path,
+                                                                         base) -> None:  # noqa: ANN001
+    data = load_eval_data(data_dir, min_train=10, min_test=4)
+    recipes = [Recipe("default (head + prior)", TrainingArguments(max_epochs=2, method_options={"hidden": 16})),
+               Recipe("head linear", TrainingArguments(max_epochs=2, init_from_prior=False,
+                                                       method_options={"hidden": 0}), max_users=1)]
+    entry = evaluate_data_set(data, base, recipes, curve_sizes=(8, None))
+    path = write_report([entry], tmp_path / "reports", command="localize eval --data X --report reports")
+
+    text = path.read_text()
+    assert path.name == "accuracy.md" and text.startswith("# Accuracy on real people's labels")
+    assert "`localize eval --data X --report reports`" in text
+    for name in [*BASELINES, "default (head + prior)", "head linear"]:
+        assert f"| {name} |" in text or f"| **{name}** |" in text, name
+    rows = {r["summary"]["name"]: r["summary"] for r in entry["results"]}
+    assert rows["head linear"]["users"] == 1 and rows["default (head + prior)"]["users"] == 3
+    assert rows["default (head + prior)"]["adapter_bytes"] > rows["head linear"]["adapter_bytes"] > 0
+    assert [p["labels"] for p in entry["learning_curves"]["default (head + prior)"]] == [8, None]
+    assert entry["learning_curves"]["per_user_lr"][0]["mean_train_labels"] == 8
+    assert 0.0 <= entry["calibration"]["ece"] <= 1.0
+    assert len(entry["calibration"]["per_user_thresholds"]) == 3
+    for png in ("learning_curves", "calibration"):
+        figure = tmp_path / "reports" / f"{data.name}_{png}.png"
+        assert f"]({figure.name})" in text and figure.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "reports" / "accuracy.json").read_text())[0]["data_set"] == data.name
+
+
+def test_default_recipe_is_the_settings_default_method_with_default_arguments(own_home: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = recipe_for(None, [])
+    assert recipe.args == TrainingArguments(method=get_settings().default_method)
+    assert recipe.name.startswith(f"default ({recipe.args.method}")
+    assert comparison_recipes()[0] == default_recipe(get_settings().default_method)
+    named = recipe_for("lora", ["method.r=4", "max_epochs=2"])
+    assert (named.args.method, named.args.method_options, named.args.max_epochs) == ("lora", {"r": 4}, 2)
+    monkeypatch.setenv("LOCALIZE_DEFAULT_METHOD", "ia3")
+    get_settings.cache_clear()
+    assert recipe_for(None, []).args.method == "ia3"
+
+
+def test_cli_report_refuses_single_recipe_options(data_dir: Path, own_home: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.app, ["eval", "--data", str(data_dir), "--report", str(tmp_path / "r"),
+                                          "--method", "lora"])
+    assert result.exit_code == 1 and "--report runs every recipe" in result.output
+    result = CliRunner().invoke(cli.app, ["eval", "--data", str(data_dir), "--data", str(data_dir)])
+    assert result.exit_code == 1 and "only --report takes several data sets" in result.output
+
+
+def test_cli_report_is_one_command(data_dir: Path, own_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(cli.app, ["eval", "--data", str(data_dir), "--report", str(out), "--quick",
+                                          "--min-train", "10", "--min-test", "4"])
+
+    assert result.exit_code == 0, result.output
+    text = (out / "accuracy.md").read_text()
+    assert f"--report {out} --quick --min-train 10 --min-test 4`" in text
+    assert "| **default (head + prior)** | recipe | 3 |" in text
+    entry = json.loads((out / "accuracy.json").read_text())[0]
+    assert [p["labels"] for p in entry["learning_curves"]["default (head + prior)"]] == [25, None]
+    assert (out / f"{entry['data_set']}_calibration.png").is_file()
