@@ -78,13 +78,10 @@ class EvalData:
         return EvalData(name=self.name, train=kept, test=self.test, labels=self.labels, users=self.users)
 
 
-def load_eval_data(
-    data_dir: Path, *, min_train: int = 80, min_test: int = 15, users: list[str] | None = None
-) -> EvalData:
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise ValidationError(f"eval data folder {str(data_dir)!r} does not exist")
-    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
+def select_users(
+    train: list, test: list, *, data_dir: Path, users: list[str] | None, min_train: int, min_test: int
+) -> list[str]:
+    """The protocol's users (>= ``min_train`` train and >= ``min_test`` test rows), or the named ones if all qualify."""
     eligible = qualifying_users(train, test, min_train, min_test)
     if users:
         unknown = sorted(set(users) - set(eligible))
@@ -94,5 +91,16 @@ def load_eval_data(
         eligible = sorted(set(users))
     if not eligible:
         raise ValidationError(f"no user has >= {min_train} train and >= {min_test} test rows in {str(data_dir)!r}")
+    return eligible
+
+
+def load_eval_data(
+    data_dir: Path, *, min_train: int = 80, min_test: int = 15, users: list[str] | None = None
+) -> EvalData:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValidationError(f"eval data folder {str(data_dir)!r} does not exist")
+    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
+    eligible = select_users(train, test, data_dir=data_dir, users=users, min_train=min_train, min_test=min_test)
     return EvalData(name=data_dir.resolve().name, train=train, test=test, labels=infer_label_set(train + test),
                     users=eligible)

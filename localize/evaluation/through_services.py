@@ -20,7 +20,7 @@ from localize.db.session import session_scope
 from localize.errors import ValidationError
 from localize.jobrunner import run_jobs_locally
 from localize.labels_io import infer_label_set
-from localize.evaluation.data import load_split, qualifying_users
+from localize.evaluation.data import load_split, select_users
 from localize.runtime import Runtime
 from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
@@ -45,15 +45,7 @@ def run_service_evaluation(
 ) -> dict[str, Any]:
     console = console or Console()
     train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
-    eligible = qualifying_users(train, test, min_train, min_test)
-    if users:
-        unknown = sorted(set(users) - set(eligible))
-        if unknown:
-            raise ValidationError(f"user(s) {unknown} are not in the data or have fewer than {min_train} train / "
-                                  f"{min_test} test rows")
-        eligible = sorted(users)
-    if not eligible:
-        raise ValidationError(f"no user has >= {min_train} train and >= {min_test} test rows in {str(data_dir)!r}")
+    eligible = select_users(train, test, data_dir=Path(data_dir), users=users, min_train=min_train, min_test=min_test)
     label_set = infer_label_set(train + test)
     base_settings = get_settings()
     args = job_service.training_arguments({"method": method} if method else {},
