@@ -6,8 +6,10 @@ moves. ``services.predictions`` resolves which adapter version answers each row,
 through a Serve handle:
 
 - routing: the request's multiplexed model id is the adapter's owner, ``task-<id>/user-<id>`` (or
-  ``task-<id>/prior``), so Serve sends a user's requests to a replica that already holds that user's adapter;
-  each replica keeps ``ray_replica_adapters`` of them (Serve's multiplexing LRU);
+  ``task-<id>/prior``); :class:`~localize.distributed.routing.AdapterAffinityRouter` sends every request of an
+  owner to the same replica (rendezvous hashing, spilling to the next one only when that replica is full), so
+  an adapter is loaded on one replica, not on each replica a burst happens to reach; each replica keeps
+  ``ray_replica_adapters`` of them (Serve's multiplexing LRU);
 - batching: each replica holds the base model once (the process-wide ``get_base_model``) and feeds rows of
   every user that arrive within ``ray_batch_wait_ms`` into one call of the multi-user engine. ``serve.batch``
   is not used because it splits every batch by multiplexed model id, which would put one user in each pass.
@@ -131,8 +133,11 @@ class UserAdapter:
 def build_deployment(settings: Settings):  # noqa: ANN201
     """The Serve deployment class, sized from ``settings`` (the multiplexing LRU size is fixed at definition)."""
     from ray import serve
+    from ray.serve.config import RequestRouterConfig
 
-    @serve.deployment(name=DEPLOYMENT)
+    router = RequestRouterConfig(request_router_class="localize.distributed.routing.AdapterAffinityRouter")
+
+    @serve.deployment(name=DEPLOYMENT, request_router_config=router)
     class PredictionReplica:
         def __init__(self, settings_values: dict[str, Any]) -> None:
             from localize.runtime import Runtime

@@ -102,7 +102,18 @@ def test_the_http_api_answers_through_the_replicas_with_routes_and_auth_unchange
         assert answer["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
 
 
+def _replica_ids(app: str) -> list[str]:
+    import ray
+
+    prefix = f"SERVE_REPLICA::{app}#PredictionReplica#"  # Serve's named replica actors (no dashboard needed)
+    return [actor["name"][len(prefix):] for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["name"].startswith(prefix)]
+
+
 def test_a_user_stays_on_the_replica_that_holds_their_adapter(deployed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from localize.distributed.routing import rendezvous_rank
     from localize.distributed.serving import AdapterRef
 
     embedded, remote = deployed
@@ -111,12 +122,21 @@ def test_a_user_stays_on_the_replica_that_holds_their_adapter(deployed):
         refs = {user: AdapterRef.from_row(active_version(session=session, task=task,
                                                          user=get_user(session=session, name=user)))
                 for user in ("john", "jane")}
+    calls = [(user, ref, TEXTS[i % len(TEXTS)]) for i in range(12) for user, ref in refs.items()]
+    # A burst first (concurrent first requests are where preference-only routing loads an adapter twice), then
+    # sequential rounds; without routing, 24 requests of a user would all land on one of 2 replicas 1e-7 of the time.
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda call: (call[0], call[1], remote.remote_predictor.predict_raw(
+            [(call[1], call[2])])), calls))
+    answers += [(user, ref, remote.remote_predictor.predict_raw([(ref, text)])) for user, ref, text in calls]
     seen: dict[str, set[str]] = {"john": set(), "jane": set()}
-    for round_ in range(10):  # without routing, 10 requests would all land on one of 2 replicas 0.2% of the time
-        for user, ref in refs.items():
-            answer = remote.remote_predictor.predict_raw([(ref, TEXTS[round_ % len(TEXTS)])])
-            seen[user].add(answer["replicas"][ref.model_id])
+    for user, ref, answer in answers:
+        seen[user].add(answer["replicas"][ref.model_id].split("@")[0])
     assert all(len(replicas) == 1 for replicas in seen.values()), seen
+    replica_ids = _replica_ids(remote.settings.ray_serve_app)
+    assert len(replica_ids) == 2
+    for user, ref in refs.items():  # the replica is the first of the owner's rendezvous order
+        assert seen[user] == {rendezvous_rank(ref.model_id, replica_ids)[0]}
 
 
 def test_a_new_active_version_reaches_the_replicas_with_the_next_request(deployed):
