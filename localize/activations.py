@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 
 from localize.base_model import BaseModel, text_hash
+
+if TYPE_CHECKING:
+    from localize.engine import AdapterWeights
 
 
 class ActivationCache:
@@ -71,6 +75,39 @@ class ActivationCache:
                 value = value.clone()
                 found[i] = value
                 self._put(keys[i], value)
+        return found  # type: ignore[return-value]
+
+
+    @torch.inference_mode()
+    def encoded(self, base: BaseModel, encoder: AdapterWeights, texts: list[str], batch_size: int = 64) -> list[torch.Tensor]:
+        """Per text, its pooled encoding ``[hidden]`` under ``encoder``'s method parameters (a task prior's tuned
+        layers), keyed by the encoder's fingerprint: every user of a task reads the same encodings."""
+        from localize.engine import encode_pooled
+
+        keys = [(base.dims.model_id, base.max_seq_length, "encoded", encoder.fingerprint, text_hash(t)) for t in texts]
+        found = [self._get(key) for key in keys]
+        missing = sorted((i for i, value in enumerate(found) if value is None), key=lambda i: len(texts[i]))
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        method = encoder.method
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            chunk_texts = [texts[i] for i in chunk]
+            if method.embeds_inputs:
+                input_ids, mask = base.tokenize(chunk_texts)
+                start_hidden = None
+            else:
+                rows = self.frozen_inputs(base, chunk_texts, method.start_layer)
+                if rows[0].dim() == 1:
+                    start_hidden, mask = torch.stack(rows), torch.ones(len(rows), 1, dtype=torch.long)
+                else:
+                    start_hidden, mask = pad_hidden(rows)
+                input_ids, start_hidden = None, start_hidden.to(base.device)
+            pooled = encode_pooled(base, encoder, start_hidden, mask.to(base.device),
+                                   input_ids=None if input_ids is None else input_ids.to(base.device))
+            for i, value in zip(chunk, pooled.float().cpu()):
+                found[i] = value.clone()
+                self._put(keys[i], found[i])
         return found  # type: ignore[return-value]
 
 

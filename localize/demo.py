@@ -35,10 +35,12 @@ def run_demo(
     )
     console.print(f"[bold]demo[/bold]: {len(rows)} generated labels for john (long gold, short oil) and jane "
                   f"(short gold, long oil) in task {DEMO_TASK!r}: {report.created} new, {report.unchanged} unchanged")
-    method = method or runtime.settings.default_method
-    # The demo's truths are interactions (gold *and* up), which need the head's MLP; the linear default does better
-    # on real annotators' labels (reports/accuracy.md).
-    args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {}, seed=seed)
+    method = method or "head"
+    # The demo's truths are interactions (gold *and* up), which need a head with an MLP, trained whole per user; the
+    # default recipe (a linear head on the task prior's tuned encoder) is for real annotators' labels
+    # (reports/accuracy.md), and the demo has no prior.
+    args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {}, seed=seed,
+                             train_scope="all")
     stale = {user.name for user in adapter_service.stale_users(session=session, task=task)}
 
     users = [get_user(session=session, name=u.name) for u in (JOHN, JANE) if u.name in stale]

@@ -3,11 +3,16 @@
 Rows of a batch may belong to different users and methods. Rows are grouped by adapter *family* (same
 method and shapes); each family's parameters are stacked to ``[rows, ...]`` and gathered per row. The
 frozen layers below a family's first adapted layer are the same for every user, so they run once for the
-whole batch. The engine knows nothing about HTTP or SQL: callers name adapters by an opaque key.
+whole batch. A user's head may read a shared *encoder* (the task prior's tuned top layers) instead of the
+frozen base: the encoder runs once per distinct text for all the users that share it, and only the heads
+run per row, so such users cost a fan-out no more than plain heads do. The engine knows nothing about HTTP
+or SQL: callers name adapters by an opaque key.
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -37,6 +42,23 @@ class AdapterWeights:
     meta: dict = field(default_factory=dict)
     # (bank, slot) while resident in an engine: params and head are then views into the bank's slot tensors.
     slot: tuple | None = field(default=None, repr=False, compare=False)
+    # The shared adapter whose pooled encoding this adapter's head reads (its method parameters run first, its own
+    # head is not used); None reads the frozen base. Stored as a reference (meta["encoder"]), never copied.
+    encoder: AdapterWeights | None = field(default=None, repr=False, compare=False)
+    _fingerprint: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the method, its options and its parameters: the key of encodings computed under them."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(json.dumps([self.method.name, self.method.config.to_dict(), self.base_model_id],
+                                     sort_keys=True).encode())
+            for name in sorted(self.params):
+                digest.update(name.encode())
+                digest.update(self.params[name].detach().float().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     @property
     def trainable_params(self) -> int:
@@ -60,6 +82,13 @@ class AdapterWeights:
                 f"its head has shape {shape}, expected {(len(self.labels), base.dims.hidden_size)} "
                 f"for labels {self.labels}"
             )
+        if self.encoder is not None:
+            if self.method.start_layer != base.dims.num_layers or self.method.embeds_inputs:
+                problems.append(f"a {self.method.name} adapter cannot read a shared encoder (only heads can)")
+            try:
+                self.encoder.check_compatible(base)
+            except AdapterError as error:
+                problems.append(f"its encoder: {str(error).removeprefix('adapter cannot be served: ')}")
         if problems:
             raise AdapterError("adapter cannot be served: " + "; ".join(problems))
 
@@ -110,6 +139,15 @@ def forward_logits(
     if pooled_dropout and training:
         pooled = torch.nn.functional.dropout(pooled, pooled_dropout, training=True)
     return apply_head(pooled.float(), head["weight"], head["bias"])
+
+
+def encode_pooled(base: BaseModel, encoder: AdapterWeights, start_hidden: torch.Tensor | None, mask: torch.Tensor,
+                  *, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The pooled encoding ``[batch, hidden]`` of texts under ``encoder``'s method parameters (shared by every
+    row): what a head that reads this encoder sees."""
+    hidden = base.dims.hidden_size
+    identity = {"weight": torch.eye(hidden, device=mask.device), "bias": torch.zeros(hidden, device=mask.device)}
+    return forward_logits(base, encoder.method, encoder.params, identity, start_hidden, mask, input_ids=input_ids)
 
 
 def stack_rows(tensors: Sequence[dict[str, torch.Tensor]], rows: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -289,12 +327,16 @@ class Engine:
         text_of_row = torch.tensor([text_slot.setdefault(text, len(text_slot)) for _, text in rows])
         input_ids, mask = base.tokenize(list(text_slot))  # [distinct texts, seq]
         families: dict[tuple, list[int]] = {}
+        encoders: dict[int, AdapterWeights] = {}
         for index, (weights, _) in enumerate(rows):
-            families.setdefault(weights.method.family(), []).append(index)
+            encoder = weights.encoder
+            if encoder is not None:
+                encoders.setdefault(id(encoder), encoder)
+            families.setdefault((weights.method.family(), id(encoder) if encoder is not None else None), []).append(index)
 
-        # The frozen part below each family's first adapted layer runs once per distinct text.
-        starts = sorted({rows[idx[0]][0].method.start_layer for idx in families.values()
-                         if not rows[idx[0]][0].method.embeds_inputs})
+        # The frozen part below each family's (or shared encoder's) first adapted layer runs once per distinct text.
+        firsts = [rows[idx[0]][0].method for idx in families.values()] + [e.method for e in encoders.values()]
+        starts = sorted({method.start_layer for method in firsts if not method.embeds_inputs})
         frozen: dict[int, torch.Tensor] = {}
         if starts:
             hidden, layer = base.embed(input_ids), 0
@@ -303,13 +345,18 @@ class Engine:
                 frozen[start], layer = hidden, start
             if base.dims.num_layers in frozen:  # nothing inside the encoder changes: rows need only the pooled vector
                 frozen[base.dims.num_layers] = base.pool(frozen[base.dims.num_layers], mask).float()
+        # Each shared encoder runs once over the distinct texts of the rows that read it.
+        encoded = {key: self._encode(encoder, [i for (_, enc), idx in families.items() if enc == key for i in idx],
+                                     text_of_row, frozen, input_ids, mask)
+                   for key, encoder in encoders.items()}
 
         max_labels = max(len(weights.labels) for weights, _ in rows)
         logits = torch.full((len(rows), max_labels), float("-inf"), device=base.device)
         pending = []  # groups whose parameters were gathered (copies): they run without holding the lock
         with self._lock:  # slots are read, and swept, while no other thread can evict and reuse them
-            for indexes in families.values():
+            for (_, encoder_key), indexes in families.items():
                 method = rows[indexes[0]][0].method
+                pooled = encoded[encoder_key] if encoder_key is not None else frozen.get(base.dims.num_layers)
                 # Within a family, rows of one slot bank gather from it; adapters that are not resident are stacked.
                 by_bank: dict[int, tuple[SlotBank | None, list[int], list[int]]] = {}
                 for i in indexes:
@@ -322,14 +369,15 @@ class Engine:
                     row_index = torch.tensor(members, device=base.device)
                     text_index = text_of_row.index_select(0, row_index).to(base.device)
                     if bank is not None and self._sweeps(method, slots, text_index):
-                        group = self._sweep(bank, method, frozen[base.dims.num_layers], slots, text_index)
+                        group = self._sweep(bank, method, pooled, slots, text_index)
                         logits[row_index, : group.shape[1]] = group
                     elif bank is not None:
-                        pending.append((row_index, text_index, method,
+                        pending.append((row_index, text_index, method, pooled,
                                         *bank.gather(torch.tensor(slots, device=base.device))))
                     else:
-                        pending.append((row_index, text_index, method, *self._stack([rows[i][0] for i in members])))
-        for row_index, text_index, method, params, head in pending:
+                        pending.append((row_index, text_index, method, pooled,
+                                        *self._stack([rows[i][0] for i in members])))
+        for row_index, text_index, method, pooled, params, head in pending:
             # Rows that run encoder layers go batch_size at a time: a fan-out of one text to thousands of late-adapter
             # users must not hold every row's activations at once.
             step = len(row_index) if method.start_layer == base.dims.num_layers and not method.embeds_inputs \
@@ -340,6 +388,8 @@ class Engine:
                 group_mask = mask.index_select(0, texts)
                 if method.embeds_inputs:
                     start_hidden, ids = None, input_ids.index_select(0, texts)
+                elif method.start_layer == base.dims.num_layers:  # the frozen or shared encoder's pooled vectors
+                    start_hidden, ids = pooled.index_select(0, texts), None
                 else:
                     start_hidden, ids = frozen[method.start_layer].index_select(0, texts), None
                 logits[row_index[part], : head["weight"].shape[1]] = forward_logits(
@@ -354,6 +404,25 @@ class Engine:
                 Prediction(weights.labels[best], dict(zip(weights.labels, probs)), weights.version)
             )
         return predictions
+
+    def _encode(self, encoder: AdapterWeights, members: list[int], text_of_row: torch.Tensor,
+                frozen: dict[int, torch.Tensor], input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``encoder``'s pooled encodings ``[distinct texts, hidden]`` (rows for texts no member reads stay zero)."""
+        base = self.base
+        with self._lock:  # a private copy: a resident encoder's slot could be reused once the lock is released
+            encoder = AdapterWeights(encoder.method, {k: v.clone() for k, v in encoder.params.items()}, {},
+                                     encoder.labels, encoder.base_model_id)
+        texts = text_of_row.index_select(0, torch.tensor(members)).unique().to(base.device)
+        table = torch.zeros(mask.shape[0], base.dims.hidden_size, device=base.device)
+        method = encoder.method
+        for start in range(0, len(texts), self.batch_size):
+            part = texts[start : start + self.batch_size]
+            if method.embeds_inputs:
+                start_hidden, ids = None, input_ids.index_select(0, part)
+            else:
+                start_hidden, ids = frozen[method.start_layer].index_select(0, part), None
+            table[part] = encode_pooled(base, encoder, start_hidden, mask.index_select(0, part), input_ids=ids).float()
+        return table
 
     def _sweeps(self, method: AdapterMethod, slots: list[int], text_index: torch.Tensor) -> bool:
         """Whether to compute a head-only group over contiguous bank slices: when few texts meet many users whose

@@ -47,7 +47,8 @@ class Settings(BaseSettings):
         False, description="Answer users without an adapter with their task's prior adapter instead of an error."
     )
     admin_key: str | None = Field(None, description="Admin API key; the server refuses to start without one.")
-    default_method: str = Field("head", description="Adapter method used when a request names none.")
+    default_method: str = Field("lora", description="Adapter method used when a request names none (with the "
+                                "default train_scope=head: the task prior's method; users train heads on it).")
     worker_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker records it is alive.")
     worker_dead_after_seconds: float = Field(
         30.0, gt=0, description="A running job whose worker was silent this long is requeued."

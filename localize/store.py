@@ -105,6 +105,12 @@ def serialize(weights: AdapterWeights, version: int, extra: dict[str, Any] | Non
         "version": version,
         **(extra or {}),
     }
+    if weights.encoder is not None:  # a reference to the stored prior it reads: store key, version, file hashes
+        reference = weights.meta.get("encoder")
+        if not reference:
+            raise AdapterError("this adapter reads a shared encoder that is not a stored version; save the encoder "
+                               "(the task prior) first")
+        meta["encoder"] = reference
     meta["tensor_files"] = sorted(name for name in files if name.endswith(".safetensors"))
     meta["sha256"] = {name: sha256(data) for name, data in sorted(files.items())}
     files[META_FILE] = json.dumps(meta, indent=2, default=str).encode()
@@ -217,6 +223,9 @@ class AdapterStore(ABC):
                                f"{Path(error.filename or str(error)).name} is missing") from error
         except (OSError, KeyError, TypeError, ValueError, SafetensorError) as error:
             raise AdapterError(f"adapter {key!r} version {version} cannot be read: {error}") from error
+        # Where it came from, so an adapter trained on top of it (a user's head on the task prior) can refer to it.
+        meta["source"] = {"store_key": key, "version": version,
+                          "files": {name: sha256(data) for name, data in sorted(files.items())}}
         return AdapterWeights(method=method, params=params, head=head, labels=list(meta["labels"]),
                               base_model_id=meta["base_model_id"], version=version, meta=meta)
 

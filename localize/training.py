@@ -3,6 +3,11 @@
 Phases are named methods: :meth:`Trainer.prepare` splits off validation rows and computes the frozen
 activations once, :meth:`Trainer.fit` trains with class weighting and early stopping on validation loss,
 :meth:`Trainer.evaluate` scores any labelled texts, and :meth:`Trainer.result` hands back the adapter.
+
+The default recipe (reports/accuracy.md) has two levels. The task prior tunes the base's top two layers
+(LoRA on their six linear maps) and a head on every user's pooled labels; each user then trains only a linear
+head on the prior's encoding (``train_scope="head"``), which references the prior instead of copying it, so
+a user costs a head's bytes and the engine runs the tuned layers once per text for every user of the task.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from localize.activations import ActivationCache, get_activation_cache, pad_hidden
 from localize.adapters import available_methods, get_method, make_method
-from localize.adapters.base import apply_head, init_head
+from localize.adapters.base import init_head
 from localize.base_model import BaseModel
 from localize.engine import AdapterWeights, forward_logits
 from localize.errors import ValidationError
@@ -33,12 +38,24 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
 CLASS_WEIGHTINGS = ("balanced", "sqrt", "none")
+TRAIN_SCOPES = ("head", "all")
+ALL_SITES = ["query", "key", "value", "attention_output", "intermediate", "output"]
+# Options a method gets when the arguments name none (``method_options=None``); explicit ``{}`` means the
+# method's own defaults. LoRA's are the default recipe's task-tuned encoder.
+RECOMMENDED_OPTIONS: dict[str, dict[str, Any]] = {"lora": {"r": 8, "layers": [-2, -1], "sites": ALL_SITES}}
+
+
+def recommended_options(method: str) -> dict[str, Any]:
+    return json.loads(json.dumps(RECOMMENDED_OPTIONS.get(method, {})))  # a deep copy
 
 
 @dataclass
 class TrainingArguments:
-    method: str = field(default="head", metadata={"help": f"Adapter method, one of {available_methods()}."})
-    method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "The method's config fields."})
+    method: str = field(default="lora", metadata={"help": f"Adapter method, one of {available_methods()}. With "
+                        "train_scope=head it is the task prior's method; users train a head on the prior's encoding."})
+    method_options: dict[str, Any] | None = field(default=None, metadata={"help": "The method's config fields; None "
+                                                  "takes the recommended ones (lora: r=8 on all six linear maps of "
+                                                  "the top two layers), {} the method's own defaults."})
     max_epochs: int = field(default=100, metadata={"help": "Upper bound; early stopping usually ends sooner."})
     batch_size: int = field(default=32, metadata={"help": "Rows per optimisation step."})
     learning_rate: float | None = field(default=None, metadata={"help": "None takes the method's default."})
@@ -51,12 +68,16 @@ class TrainingArguments:
     pooled_dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled embedding while training."})
     seed: int = field(default=0, metadata={"help": "Seeds the split, the initialisation and the batch order."})
     init_from_prior: bool = field(default=True, metadata={"help": "Start from the task prior when one exists."})
-    train_scope: str = field(default="all", metadata={"help": "all: train the method's parameters and the head; "
-                             "head: a user who starts from the task prior keeps the prior's method parameters and "
-                             "trains only the classification head, on encodings computed once (the prior itself, "
-                             "and users without one, train everything)."})
-    prior_max_epochs: int | None = field(default=None, metadata={"help": "Epoch cap for the task prior; None: "
+    train_scope: str | None = field(default=None, metadata={"help": "None: head for the recommended options of a "
+                             "method (the default recipe), else all. head: a user trains only a linear classification "
+                             "head, on the task prior's encoding (referenced, not copied) when there is a prior with "
+                             "the same labels, else on the frozen base (the head method's own MLP, if any, trains "
+                             "too); all: the user trains the method's parameters and the head, starting from the "
+                             "prior of the same method when there is one. The prior itself always trains all."})
+    prior_max_epochs: int | None = field(default=3, metadata={"help": "Epoch cap for the task prior; None: "
                                          "max_epochs."})
+    prior_learning_rate: float | None = field(default=1e-3, metadata={"help": "The task prior's learning rate; None: "
+                                              "learning_rate."})
     merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
                                         "pooled labels) train once, with each label's share as a soft target."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
@@ -64,6 +85,12 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if self.method not in available_methods():
             raise ValueError(f"method {self.method!r} is not one of {available_methods()}")
+        if self.method_options is None:
+            self.method_options = recommended_options(self.method)
+            if self.train_scope is None and self.method in RECOMMENDED_OPTIONS:
+                self.train_scope = "head"
+        if self.train_scope is None:
+            self.train_scope = "all"
         # The method's own options are checked now, not when a worker picks the job up.
         get_method(self.method).config_class.from_dict(self.method_options)
         checks = [
@@ -76,7 +103,9 @@ class TrainingArguments:
              f"class_weighting={self.class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
             (0 <= self.pooled_dropout < 1, f"pooled_dropout={self.pooled_dropout} must be in [0, 1)"),
             (self.min_labels >= 2, f"min_labels={self.min_labels} must be >= 2"),
-            (self.train_scope in ("all", "head"), f"train_scope={self.train_scope!r} must be all or head"),
+            (self.train_scope in TRAIN_SCOPES, f"train_scope={self.train_scope!r} must be one of {TRAIN_SCOPES}"),
+            (self.prior_learning_rate is None or self.prior_learning_rate > 0,
+             f"prior_learning_rate={self.prior_learning_rate} must be > 0"),
             (self.prior_max_epochs is None or self.prior_max_epochs >= 1,
              f"prior_max_epochs={self.prior_max_epochs} must be >= 1"),
         ]
@@ -88,10 +117,11 @@ class TrainingArguments:
         return dataclasses.asdict(self)
 
     def for_prior(self) -> TrainingArguments:
-        """The arguments the task prior trains with: these, with the prior's epoch cap."""
-        if self.prior_max_epochs is None:
-            return self
-        return dataclasses.replace(self, max_epochs=self.prior_max_epochs)
+        """The arguments the task prior trains with: these, training everything, with the prior's epoch cap and
+        learning rate."""
+        return dataclasses.replace(self, train_scope="all", init_from_prior=False,
+                                   max_epochs=self.prior_max_epochs or self.max_epochs,
+                                   learning_rate=self.prior_learning_rate or self.learning_rate)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingArguments:
@@ -125,8 +155,13 @@ class TrainingArguments:
 
 
 def apply_overrides(values: dict[str, Any], options: list[str]) -> dict[str, Any]:
-    """Applies ``key=value`` strings (values parsed as JSON where they can be); ``method.X`` sets a method option."""
-    values = {**values, "method_options": dict(values.get("method_options") or {})}
+    """Applies ``key=value`` strings (values parsed as JSON where they can be); ``method.X`` sets a method option
+    (on top of the recommended options when the values name none)."""
+    values = dict(values)
+    if any(option.startswith("method.") for option in options) and values.get("method_options") is None:
+        values["method_options"] = recommended_options(values.get("method") or TrainingArguments.method)
+    elif values.get("method_options") is not None:
+        values["method_options"] = dict(values["method_options"])
     for option in options:
         key, sep, raw = option.partition("=")
         if not sep or not key:
@@ -156,8 +191,7 @@ class _Split:
     texts: list[str]
     targets: torch.Tensor  # [rows]: the label index (the most frequent one where a text has several)
     soft: torch.Tensor | None = None  # [rows, labels]: each label's share, where texts were merged
-    features: torch.Tensor | None = None  # [rows, hidden]: frozen encodings when only the head trains
-    inputs: list[torch.Tensor] | None = None  # frozen start-layer inputs per row
+    inputs: list[torch.Tensor] | None = None  # per row: the frozen start-layer input, or the pooled encoding
     input_ids: list[torch.Tensor] | None = None  # token ids per row, for methods that change the embeddings
 
 
@@ -195,6 +229,7 @@ class Trainer:
         self.progress = progress or (lambda fraction, message: None)
         self.method = make_method(args.method, args.method_options, base.dims)
         self.init = init
+        self.encoder: AdapterWeights | None = None  # the prior whose encoding a head-only user reads
         self.history: list[dict[str, float]] = []
         self.metrics: dict[str, Any] = {}
         self._prepared = False
@@ -203,15 +238,10 @@ class Trainer:
     def prepare(self) -> None:
         args = self.args
         self._generator = torch.Generator().manual_seed(args.seed)
+        self.params, self.head = self._initial_parameters()
         train_idx, val_idx = self._split()
         self.train_split = self._make_split(train_idx)
         self.val_split = self._make_split(val_idx) if val_idx else None
-        self.params, self.head = self._initial_parameters()
-        self.head_only = args.train_scope == "head" and self.from_prior
-        if self.head_only:
-            for split in (self.train_split, self.val_split):
-                if split is not None:
-                    split.features = self._features(split)
         self._prepared = True
 
     def fit(self) -> None:
@@ -226,7 +256,7 @@ class Trainer:
     def _fit(self) -> None:
         args = self.args
         started = time.perf_counter()
-        trainable = [*self.head.values()] if self.head_only else [*self.params.values(), *self.head.values()]
+        trainable = [*self.params.values(), *self.head.values()]
         for tensor in trainable:
             tensor.requires_grad_(True)
         lr = args.learning_rate or self.method.default_learning_rate
@@ -237,11 +267,8 @@ class Trainer:
         order_rng = random.Random(args.seed)
         best_score, best_epoch, best_state, stale = None, None, None, 0
         for epoch in range(args.max_epochs):
-            order = list(range(rows))
-            order_rng.shuffle(order)
             total = 0.0
-            for start in range(0, rows, args.batch_size):
-                batch = order[start : start + args.batch_size]
+            for batch in self._batches(order_rng):
                 with accelerator.autocast():
                     logits = self._logits(self.train_split, batch, training=True)
                     targets = self._loss_targets(self.train_split, batch).to(logits.device)
@@ -300,13 +327,17 @@ class Trainer:
         return torch.softmax(self._all_logits(split).float(), dim=-1).cpu()
 
     def result(self) -> AdapterWeights:
+        meta = {"metrics": self.metrics, "history": self.history, "training_args": self.args.to_dict()}
+        if self.encoder is not None and "source" in self.encoder.meta:  # a stored prior: saved as a reference
+            meta["encoder"] = dict(self.encoder.meta["source"])
         return AdapterWeights(
             method=self.method,
             params={k: v.detach().clone() for k, v in self.params.items()},
             head={k: v.detach().clone() for k, v in self.head.items()},
             labels=self.label_set,
             base_model_id=self.base.dims.model_id,
-            meta={"metrics": self.metrics, "history": self.history, "training_args": self.args.to_dict()},
+            meta=meta,
+            encoder=self.encoder,
         )
 
     def train(self) -> AdapterWeights:
@@ -315,6 +346,26 @@ class Trainer:
         return self.result()
 
     # -- internals ------------------------------------------------------------------------------------------------
+    def _batches(self, rng: random.Random) -> list[list[int]]:
+        """One epoch's batches in random order. Rows that run encoder layers are grouped by length within windows
+        of 50 batches (as transformers' ``group_by_length``), so little time goes to padding."""
+        split, size = self.train_split, self.args.batch_size
+        order = list(range(len(split.texts)))
+        rng.shuffle(order)
+        if split.input_ids is not None:
+            lengths = [len(ids) for ids in split.input_ids]
+        elif split.inputs and split.inputs[0].dim() == 2:  # [tokens, hidden] per row (pooled rows are 1-D)
+            lengths = [row.shape[0] for row in split.inputs]
+        else:
+            lengths = None
+        if lengths is not None:
+            window = 50 * size
+            order = [i for start in range(0, len(order), window)
+                     for i in sorted(order[start : start + window], key=lengths.__getitem__)]
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        rng.shuffle(batches)
+        return batches
+
     def _split(self) -> tuple[list[int], list[int]]:
         rows = len(self.texts)
         n_val = int(round(rows * self.args.validation_fraction))
@@ -343,7 +394,9 @@ class Trainer:
 
     def _make_split_from(self, texts: list[str], targets: list[int]) -> _Split:
         split = _Split(texts=texts, targets=torch.tensor(targets, dtype=torch.long))
-        if self.method.embeds_inputs:
+        if self.encoder is not None:  # the head reads the prior's encoding, computed once per text and cached
+            split.inputs = self.cache.encoded(self.base, self.encoder, texts)
+        elif self.method.embeds_inputs:
             ids, mask = self.base.tokenize(texts) if texts else (None, None)
             split.input_ids = [ids[i, : int(mask[i].sum())].cpu() for i in range(len(texts))] if texts else []
         else:
@@ -353,6 +406,23 @@ class Trainer:
     def _initial_parameters(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         device = self.base.device
         init = self.init if self.args.init_from_prior else None
+        if self.args.train_scope == "head":
+            # A head on the prior's encoding; without a usable prior, a head on the frozen base (the head method's
+            # own MLP trains too: it is part of the head).
+            usable = init is not None and init.labels == self.label_set and init.encoder is None
+            if usable and init.params:  # a private copy: a resident prior's tensors are slots an engine may reuse
+                self.encoder = AdapterWeights(init.method, {k: v.detach().clone() for k, v in init.params.items()},
+                                              {}, init.labels, init.base_model_id, version=init.version,
+                                              meta=dict(init.meta))
+            if self.method.name != "head" or self.encoder is not None:
+                self.method = make_method("head", {}, self.base.dims)
+            self.from_prior = usable and (self.encoder is not None or init.method.family() == self.method.family())
+            if self.from_prior:
+                head = {k: v.detach().clone().float().to(device) for k, v in init.head.items()}
+                params = {} if self.encoder is not None else \
+                    {k: v.detach().clone().float().to(device) for k, v in init.params.items()}
+                return params, head
+            init = None
         self.from_prior = (init is not None and init.method.family() == self.method.family()
                            and init.labels == self.label_set)
         if self.from_prior:
@@ -381,26 +451,10 @@ class Trainer:
     def _loss_targets(split: _Split, batch: list[int] | slice) -> torch.Tensor:
         return split.soft[batch] if split.soft is not None else split.targets[batch]
 
-    def _features(self, split: _Split) -> torch.Tensor:
-        """The encodings the head sees (``[rows, hidden]``), computed once with the method's frozen parameters."""
-        rows = len(split.texts)
-        with torch.no_grad():
-            chunks = [self._logits(split, list(range(start, min(rows, start + 128))), training=False, features=True)
-                      for start in range(0, rows, 128)]
-        return torch.cat(chunks) if chunks else torch.empty(0, self.base.dims.hidden_size)
-
-    def _logits(self, split: _Split, batch: list[int], *, training: bool, features: bool = False) -> torch.Tensor:
+    def _logits(self, split: _Split, batch: list[int], *, training: bool) -> torch.Tensor:
         size = len(batch)
         params, head = self.params, self.head  # one user's: shared by every row, no batch dimension
         device = self.base.device
-        if split.features is not None and not features:
-            pooled = split.features[batch].to(device)
-            if self.args.pooled_dropout and training:
-                pooled = F.dropout(pooled, self.args.pooled_dropout, training=True)
-            return apply_head(pooled, head["weight"], head["bias"])
-        if features:  # an identity "head" hands back the encodings themselves
-            hidden = self.base.dims.hidden_size
-            head = {"weight": torch.eye(hidden, device=device), "bias": torch.zeros(hidden, device=device)}
         if self.method.embeds_inputs:
             rows = [split.input_ids[i] for i in batch]
             longest = max(len(r) for r in rows)

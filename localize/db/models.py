@@ -165,6 +165,8 @@ class AdapterVersion(SQLModel, table=True):
     # good version until it is activated again, which checks its files first.
     load_error: str | None = Field(default=None, sa_column=Column(SAText, nullable=True))
     load_error_at: datetime | None = _timestamp(nullable=True)
+    # The task prior version whose encoding this version's head reads (None: the frozen base).
+    encoder_version_id: int | None = Field(default=None, foreign_key="adapter_version.id", nullable=True, index=True)
 
 
 class AdapterVersionPublic(SQLModel):

@@ -157,6 +157,12 @@ def build_deployment(settings: Settings):  # noqa: ANN201
         def _load(self, ref: AdapterRef) -> AdapterWeights:
             begun = time.perf_counter()
             weights = self.runtime.store.load(ref.store_key, ref.version, expected_hashes=ref.files)
+            reference = weights.meta.get("encoder")
+            if reference:  # the task prior this head reads: resident once per replica, shared by its users
+                from localize.services.adapters import load_stored
+
+                weights.encoder = load_stored(runtime=self.runtime, store_key=reference["store_key"],
+                                              version=reference["version"], files=reference.get("files"))
             weights.check_compatible(self.engine.base)
             device = self.engine.base.device
             weights.params = {name: t.to(device) for name, t in weights.params.items()}

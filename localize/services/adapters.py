@@ -69,12 +69,25 @@ def register_version(
         labels_updated_at=labels_updated_at,
         trainable_params=weights.trainable_params,
         nbytes=stored.nbytes,
+        encoder_version_id=_encoder_version_id(session, weights),
     )
     session.add(row)
     session.flush()
     if activate:
         _activate(session, row)
     return row
+
+
+def _encoder_version_id(session: Session, weights: AdapterWeights) -> int | None:
+    reference = weights.meta.get("encoder") if weights.encoder is not None else None
+    if not reference:
+        return None
+    row = session.exec(select(AdapterVersion).where(AdapterVersion.store_key == reference["store_key"],
+                                                    AdapterVersion.version == reference["version"])).first()
+    if row is None:
+        raise NotFoundError(f"the encoder this adapter reads ({reference['store_key']!r} version "
+                            f"{reference['version']}) is not a registered version")
+    return row.id
 
 
 def _activate(session: Session, row: AdapterVersion) -> None:
@@ -130,6 +143,12 @@ def delete_version(*, session: Session, store: AdapterStore, task: Task, user: U
         raise ConflictError(
             f"adapter version {version} is active and serving; activate another version before deleting it"
         )
+    readers = session.exec(select(func.count()).where(AdapterVersion.encoder_version_id == row.id)).one()
+    if readers:
+        raise ConflictError(
+            f"adapter version {version} of {_owner_name(task, user)} is the encoder of {readers} user adapter "
+            "version(s), whose heads read its encoding; retrain or delete those first"
+        )
     # Jobs keep their history; they just stop pointing at a version that no longer exists.
     session.exec(update(Job).where(Job.adapter_version_id == row.id).values(adapter_version_id=None))
     session.delete(row)
@@ -145,11 +164,35 @@ def export_version(*, store: AdapterStore, row: AdapterVersion, destination: str
         raise ConflictError(str(error)) from None
 
 
+def engine_key(row: AdapterVersion) -> tuple[str, int]:
+    """The key ``row`` is resident under in an engine (the same whether it serves or is a head's encoder)."""
+    return (row.store_key, row.version)
+
+
 def load_weights(*, runtime: Runtime, row: AdapterVersion) -> AdapterWeights:
     """The resident adapter for ``row``, loaded (and hash-checked) on first use."""
-    return runtime.engine.adapter(
-        row.id, lambda: runtime.store.load(row.store_key, row.version, expected_hashes=row.files)
-    )
+    return load_stored(runtime=runtime, store_key=row.store_key, version=row.version, files=row.files)
+
+
+def load_stored(*, runtime: Runtime, store_key: str, version: int, files: dict[str, str] | None) -> AdapterWeights:
+    """The resident adapter stored as ``(store_key, version)``, checked against ``files``; a head that reads a
+    shared encoder gets the encoder (the task prior version it was trained on) resident beside it, under the
+    same key the prior itself is served by. Needs no database, so Ray replicas load through it too."""
+
+    def load() -> AdapterWeights:
+        weights = runtime.store.load(store_key, version, expected_hashes=files)
+        reference = weights.meta.get("encoder")
+        if reference:
+            try:
+                weights.encoder = load_stored(runtime=runtime, store_key=reference["store_key"],
+                                              version=reference["version"], files=reference.get("files"))
+            except (AdapterError, NotFoundError) as error:
+                raise AdapterError(f"adapter {store_key!r} version {version} reads the encoder "
+                                   f"{reference['store_key']!r} version {reference['version']}, which cannot be "
+                                   f"loaded: {error}") from error
+        return weights
+
+    return runtime.engine.adapter((store_key, version), load)  # = engine_key(row)
 
 
 def load_serving_weights(*, runtime: Runtime, row: AdapterVersion) -> AdapterWeights:

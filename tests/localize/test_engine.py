@@ -293,3 +293,69 @@ def test_a_late_adapter_fanout_runs_in_batches_and_equals_one_user_at_a_time(bas
     for weights, prediction in zip(users, together):
         alone = Engine(base).predict([(_copy(weights), TEXTS[2])])[0]
         torch.testing.assert_close(_matrix(prediction, labels), _matrix(alone, labels), atol=1e-5, rtol=0)
+
+
+# -- heads that read a shared encoder (the default recipe: a task prior's tuned top layers) --------------------------
+ALL_SITES = ["query", "key", "value", "attention_output", "intermediate", "output"]
+
+
+def _reading(base, encoder: AdapterWeights, seed: int) -> AdapterWeights:
+    """A user's linear head that reads ``encoder``."""
+    head = _adapter(base, "head", {}, encoder.labels, seed=seed)
+    head.encoder = encoder
+    return head
+
+
+def _copied(encoder: AdapterWeights, head: AdapterWeights) -> AdapterWeights:
+    """What a head reading ``encoder`` must equal: the encoder's own parameters with the user's head."""
+    return AdapterWeights(method=encoder.method, params={k: v.clone() for k, v in encoder.params.items()},
+                          head={k: v.clone() for k, v in head.head.items()}, labels=head.labels,
+                          base_model_id=head.base_model_id, version=head.version)
+
+
+@pytest.fixture(scope="module")
+def encoders(base):
+    two = ["personal", "work"]
+    return {"tuned": _adapter(base, "lora", {"layers": [-2, -1], "sites": ALL_SITES}, two, seed=40, noise=0.2),
+            "ia3": _adapter(base, "ia3", {"layers": [-1]}, two, seed=41, noise=0.3)}
+
+
+def test_heads_reading_shared_encoders_equal_the_encoders_parameters_with_their_head(base, users, encoders):
+    engine = Engine(base)
+    heads = [_reading(base, encoders["tuned"], seed=50 + i) for i in range(3)]
+    heads += [_reading(base, encoders["ia3"], seed=60)]
+    rows = [(heads[i % 4], TEXTS[i % len(TEXTS)]) for i in range(10)]
+    rows += [(w, TEXTS[1]) for w in users.values()]  # mixed with every other family in one batch
+    mixed = engine.predict(rows)
+    for (weights, text), prediction in zip(rows, mixed):
+        reference = _copied(weights.encoder, weights) if weights.encoder is not None else weights
+        alone = Engine(base).predict([(reference, text)])[0]
+        assert prediction.label == alone.label
+        torch.testing.assert_close(_matrix(prediction, weights.labels), _matrix(alone, weights.labels),
+                                   atol=1e-5, rtol=0)
+    assert len({p.label for p in mixed[:3]} | {p.label for p in engine.predict([(h, TEXTS[0]) for h in heads])}) > 1
+
+
+def test_a_fanout_to_heads_on_one_encoder_runs_the_encoder_once(base, encoders, monkeypatch):
+    engine = Engine(base)
+    encoder = engine.adapter("prior", lambda: encoders["tuned"])
+    many = [engine.adapter(i, lambda i=i: _reading(base, encoder, seed=200 + i)) for i in range(150)]
+    calls = []
+    import localize.engine as engine_module
+
+    real = engine_module.encode_pooled
+    monkeypatch.setattr(engine_module, "encode_pooled", lambda *a, **k: calls.append(a[2].shape[0]) or real(*a, **k))
+    together = engine.predict([(weights, TEXTS[3]) for weights in many])
+    assert calls == [1]  # one text, one encoder pass, for 150 users
+    assert len({p.label for p in together}) > 1
+    for weights, prediction in list(zip(many, together))[::15]:
+        alone = Engine(base).predict([(_copied(encoders["tuned"], weights), TEXTS[3])])[0]
+        torch.testing.assert_close(_matrix(prediction, weights.labels), _matrix(alone, weights.labels),
+                                   atol=1e-5, rtol=0)
+
+
+def test_only_a_head_can_read_an_encoder(base, users, encoders):
+    wrong = _adapter(base, "lora", {"r": 4}, ["personal", "work"], seed=70)
+    wrong.encoder = encoders["tuned"]
+    with pytest.raises(AdapterError, match="a lora adapter cannot read a shared encoder"):
+        wrong.check_compatible(base)

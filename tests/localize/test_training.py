@@ -69,7 +69,7 @@ def test_unknown_argument_is_named(tmp_path):
         ({"validation_fraction": -0.1}, r"validation_fraction=-0\.1"),
         ({"patience": 0}, r"patience=0 must be >= 1"),
         ({"class_weighting": "inverse"}, r"class_weighting='inverse' must be one of \('balanced', 'sqrt', 'none'\)"),
-        ({"train_scope": "encoder"}, r"train_scope='encoder' must be all or head"),
+        ({"train_scope": "encoder"}, r"train_scope='encoder' must be one of"),
         ({"prior_max_epochs": 0}, r"prior_max_epochs=0 must be >= 1"),
         ({"pooled_dropout": 1.0}, r"pooled_dropout=1\.0 must be in \[0, 1\)"),
         ({"min_labels": 1}, r"min_labels=1 must be >= 2"),
@@ -240,24 +240,38 @@ def test_head_scope_keeps_the_priors_encoder_and_trains_only_the_head(base, tiny
                              prior_max_epochs=1, validation_fraction=0.0)
     prior_trainer = Trainer(base, args.for_prior(), texts + texts, john + jane, label_set)
     prior = prior_trainer.train()
-    assert prior_trainer.metrics["epochs"] == 1 and not prior_trainer.head_only  # the prior trains everything
+    assert prior_trainer.metrics["epochs"] == 1 and prior_trainer.encoder is None  # the prior trains everything
     assert any(v.abs().sum() > 0 for k, v in prior.params.items() if "lora_B" in k)
 
     trainer = Trainer(base, args, texts, jane, label_set, init=prior)
     user = trainer.train()
-    assert trainer.head_only and trainer.metrics["epochs"] == 2
-    assert all(torch.equal(user.params[k], prior.params[k]) for k in prior.params)
+    assert trainer.metrics["epochs"] == 2
+    # The user's adapter is a linear head that reads the prior's encoder, referenced, not copied.
+    assert user.method.name == "head" and user.params == {} and user.encoder is not None
+    assert all(torch.equal(user.encoder.params[k], prior.params[k]) for k in prior.params)
+    assert user.encoder.fingerprint == prior.fingerprint
     assert not torch.equal(user.head["weight"], prior.head["weight"])
-    # Encodings were computed once, and serving (the engine's forward) agrees with the trainer's scores.
-    assert trainer.train_split.features.shape == (len(texts), base.dims.hidden_size)
+    assert user.nbytes == 4 * (len(label_set) * base.dims.hidden_size + len(label_set))
+    # Encodings were computed once per text, and serving (the engine's forward) agrees with the trainer's scores.
+    assert all(row.shape == (base.dims.hidden_size,) for row in trainer.train_split.inputs)
     served = Engine(base).predict([(user, t) for t in texts[:4]])
     expected = trainer.predict_proba(texts[:4])
     for prediction, probabilities in zip(served, expected):
         assert [prediction.probabilities[label] for label in label_set] == pytest.approx(probabilities.tolist(),
                                                                                           abs=1e-4)
-    no_prior = Trainer(base, args, texts, jane, label_set)
-    no_prior.prepare()
-    assert not no_prior.head_only  # without a prior there is nothing to keep: everything trains
+    # Without a prior, the user gets a linear head on the frozen base (not a per-user LoRA).
+    no_prior = Trainer(base, args, texts, jane, label_set).train()
+    assert no_prior.method.name == "head" and no_prior.encoder is None and no_prior.params == {}
+
+
+def test_the_default_recipe_is_a_head_on_the_task_tuned_prior_and_explicit_methods_train_whole():
+    args = TrainingArguments()
+    assert (args.method, args.train_scope, args.method_options["layers"]) == ("lora", "head", [-2, -1])
+    prior = args.for_prior()
+    assert (prior.train_scope, prior.max_epochs, prior.learning_rate) == ("all", 3, 1e-3)
+    assert TrainingArguments(method="ia3").train_scope == "all"  # asked for IA3 per user: IA3 per user
+    assert TrainingArguments(method="lora", method_options={"r": 4}).train_scope == "all"
+    assert TrainingArguments.from_dict(args.to_dict()) == args
 
 
 # -- users own their labels -------------------------------------------------------------------------------------------

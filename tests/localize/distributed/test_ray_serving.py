@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from ray_support import HEAD, LORA_TOP, seed_task
+from ray_support import DEFAULT_SHORT, HEAD, LORA_TOP, seed_task
 
 from localize.db.session import session_scope
 from localize.demo_data import SHOWCASE
@@ -16,7 +16,9 @@ from localize.errors import AdapterError
 from localize.runtime import Runtime
 from localize.services import jobs as job_service
 from localize.services import predictions as prediction_service
+from localize.labels_io import LabelRow
 from localize.services.adapters import active_version
+from localize.services.labels import list_labels, upsert_labels
 from localize.services.predictions import PredictionRequest
 from localize.services.tasks import get_task
 from localize.services.users import get_user
@@ -28,10 +30,11 @@ pytestmark = pytest.mark.ray
 TEXTS = SHOWCASE[:4] + ["oil slides as inventories swell", "markets are flat today"]
 
 
-def _train(runtime: Runtime, user: str, args) -> None:  # noqa: ANN001
+def _train(runtime: Runtime, user: str | None, args) -> None:  # noqa: ANN001
     with session_scope(runtime.database) as session:
         task = get_task(session=session, name="gold")
-        job_service.queue_training(session=session, task=task, user=get_user(session=session, name=user), args=args)
+        owner = get_user(session=session, name=user) if user is not None else None
+        job_service.queue_training(session=session, task=task, user=owner, args=args)
     Worker(runtime).run_once()
 
 
@@ -63,6 +66,14 @@ def deployed(ray_cluster, tmp_path_factory):
     seed_task(embedded, rows_per_user=40)
     _train(embedded, "john", HEAD)
     _train(embedded, "jane", LORA_TOP)
+    # Ann (Jane's labels) gets the default recipe: a head that reads the task prior's tuned top layers.
+    with session_scope(embedded.database) as session:
+        task = get_task(session=session, name="gold")
+        jane_rows = list_labels(session=session, task=task, user=get_user(session=session, name="jane"), limit=1000)[0]
+        upsert_labels(session=session, task=task, rows=[LabelRow(line=i + 1, user="ann", text=text, label=row.label)
+                                                        for i, (row, text) in enumerate(jane_rows)])
+    _train(embedded, None, DEFAULT_SHORT)
+    _train(embedded, "ann", DEFAULT_SHORT)
     settings = Settings(home=home, admin_key="k", serving="ray", ray_address="local", ray_serve_app="localize-test",
                         ray_serve_replicas=2, ray_replica_cpus=0.5, ray_batch_wait_ms=20)
     deploy(settings)
@@ -74,7 +85,8 @@ def deployed(ray_cluster, tmp_path_factory):
 
 def test_predictions_through_ray_serve_equal_the_embedded_path(deployed):
     embedded, remote = deployed
-    rows = [(user, text) for text in TEXTS for user in ("john", "jane")]  # mixed users and methods in one request
+    # Mixed users and methods in one request: a head, a LoRA, and a head on the task prior's tuned encoder.
+    rows = [(user, text) for text in TEXTS for user in ("john", "jane", "ann")]
     ray_results = _predict(remote, rows)
     _assert_same(ray_results, _predict(embedded, rows))
     # Each row was answered by its own user's adapter: opposite traders disagree on some text.

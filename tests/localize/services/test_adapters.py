@@ -89,7 +89,7 @@ def test_a_corrupt_active_version_falls_back_to_the_previous_good_one(store_runt
     assert (v1.is_active, v2.is_active) == (False, True)
     good = _predict(runtime)
     assert good.version == 2
-    runtime.engine.evict(v2.id)  # as after a restart, or on another replica: v2 must be read from the store again
+    runtime.engine.evict(adapter_service.engine_key(v2))  # as after a restart, or on another replica: v2 must be read from the store again
     read, write, _ = _file(runtime, v2, "head.safetensors")
     original = read()
     write(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit
@@ -144,7 +144,7 @@ def test_a_missing_version_folder_falls_back_too(make_runtime) -> None:
 def test_without_a_good_version_the_error_names_the_version_and_the_file(make_runtime) -> None:
     runtime = make_runtime()
     (v1,) = _train(runtime, 1)
-    runtime.engine.evict(v1.id)
+    runtime.engine.evict(adapter_service.engine_key(v1))
     _file(runtime, v1, "head.safetensors")[1](b"garbage")
     with pytest.raises(AdapterError, match=r"version 1 cannot be served and no earlier version can stand in: "
                                            r".*version 1 is corrupt: head\.safetensors does not match"):
@@ -160,7 +160,7 @@ def test_a_passing_store_outage_is_not_recorded_on_the_version(make_runtime, mon
     once) falls back for this request and tries the version again next time."""
     runtime = make_runtime()
     v1, v2 = _train(runtime, 2)
-    runtime.engine.evict(v2.id)
+    runtime.engine.evict(adapter_service.engine_key(v2))
     store = runtime.store
     original = store._read
     monkeypatch.setattr(store, "_read", lambda key, version, name: (_ for _ in ()).throw(OSError("timed out"))
