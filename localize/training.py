@@ -81,6 +81,8 @@ class TrainingArguments:
     merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
                                         "pooled labels) train once, with each label's share as a soft target."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
+    refit_on_all: bool = field(default=False, metadata={"help": "After early stopping, train again from the start "
+                               "on the training and validation labels together, for the epochs validation chose."})
 
     def __post_init__(self) -> None:
         if self.method not in available_methods():
@@ -156,12 +158,10 @@ class TrainingArguments:
 
 def apply_overrides(values: dict[str, Any], options: list[str]) -> dict[str, Any]:
     """Applies ``key=value`` strings (values parsed as JSON where they can be); ``method.X`` sets a method option
-    (on top of the recommended options when the values name none)."""
+    on top of the method's own defaults (naming options leaves the recommended ones, and the head-only default)."""
     values = dict(values)
-    if any(option.startswith("method.") for option in options) and values.get("method_options") is None:
-        values["method_options"] = recommended_options(values.get("method") or TrainingArguments.method)
-    elif values.get("method_options") is not None:
-        values["method_options"] = dict(values["method_options"])
+    if values.get("method_options") is not None or any(option.startswith("method.") for option in options):
+        values["method_options"] = dict(values.get("method_options") or {})
     for option in options:
         key, sep, raw = option.partition("=")
         if not sep or not key:
@@ -265,19 +265,11 @@ class Trainer:
         class_weights = self._class_weights()
         rows = len(self.train_split.texts)
         order_rng = random.Random(args.seed)
+        initial = self._snapshot()
         best_score, best_epoch, best_state, stale = None, None, None, 0
         for epoch in range(args.max_epochs):
-            total = 0.0
-            for batch in self._batches(order_rng):
-                with accelerator.autocast():
-                    logits = self._logits(self.train_split, batch, training=True)
-                    targets = self._loss_targets(self.train_split, batch).to(logits.device)
-                    loss = F.cross_entropy(logits.float(), targets, weight=class_weights)
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                optimizer.step()
-                total += loss.item() * len(batch)
-            record = {"epoch": epoch + 1, "train_loss": total / rows}
+            record = {"epoch": epoch + 1,
+                      "train_loss": self._epoch(self.train_split, optimizer, accelerator, class_weights, order_rng)}
             if self.val_split is not None:
                 val = self._score(self.val_split, class_weights)
                 record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
@@ -311,7 +303,37 @@ class Trainer:
         if self.val_split is not None:
             val = self._score(self.val_split, class_weights)
             self.metrics.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+        if args.refit_on_all and best_epoch is not None:
+            # The held-out labels chose the epoch count; now they train too (they are a sixth of a small user's
+            # labels). The validation figures above stay those of the model that was validated.
+            self._restore(initial)
+            both = _concat(self.train_split, self.val_split)
+            for tensor in trainable:
+                tensor.requires_grad_(True)
+            optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=args.weight_decay)
+            weights = self._class_weights(both)
+            for _ in range(best_epoch):
+                self._epoch(both, optimizer, accelerator, weights, order_rng)
+            for tensor in trainable:
+                tensor.requires_grad_(False)
+            self.metrics.update({"refit_rows": len(both.texts), "refit_epochs": best_epoch,
+                                 "train_seconds": time.perf_counter() - started})
         self.progress(1.0, "done: " + _describe(self.metrics))
+
+    def _epoch(self, split: _Split, optimizer: torch.optim.Optimizer, accelerator: Any,
+               class_weights: torch.Tensor | None, rng: random.Random) -> float:
+        """One pass over ``split``; returns the mean training loss."""
+        total = 0.0
+        for batch in self._batches(split, rng):
+            with accelerator.autocast():
+                logits = self._logits(split, batch, training=True)
+                targets = self._loss_targets(split, batch).to(logits.device)
+                loss = F.cross_entropy(logits.float(), targets, weight=class_weights)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            total += loss.item() * len(batch)
+        return total / max(1, len(split.texts))
 
     def evaluate(self, texts: list[str], labels: list[str]) -> dict[str, float]:
         unknown = sorted(set(labels) - set(self.label_set))
@@ -346,10 +368,10 @@ class Trainer:
         return self.result()
 
     # -- internals ------------------------------------------------------------------------------------------------
-    def _batches(self, rng: random.Random) -> list[list[int]]:
+    def _batches(self, split: _Split, rng: random.Random) -> list[list[int]]:
         """One epoch's batches in random order. Rows that run encoder layers are grouped by length within windows
         of 50 batches (as transformers' ``group_by_length``), so little time goes to padding."""
-        split, size = self.train_split, self.args.batch_size
+        size = self.args.batch_size
         order = list(range(len(split.texts)))
         rng.shuffle(order)
         if split.input_ids is not None:
@@ -433,13 +455,14 @@ class Trainer:
         head = {k: v.to(device) for k, v in init_head(len(self.label_set), self.base.dims.hidden_size, self._generator).items()}
         return params, head
 
-    def _class_weights(self) -> torch.Tensor | None:
+    def _class_weights(self, split: _Split | None = None) -> torch.Tensor | None:
+        split = split or self.train_split
         if self.args.class_weighting == "none":
             return None
-        if self.train_split.soft is not None:
-            counts = self.train_split.soft.sum(0).double().numpy()
+        if split.soft is not None:
+            counts = split.soft.sum(0).double().numpy()
         else:
-            counts = np.bincount(self.train_split.targets.numpy(), minlength=len(self.label_set)).astype(float)
+            counts = np.bincount(split.targets.numpy(), minlength=len(self.label_set)).astype(float)
         present = counts > 0
         weights = np.zeros_like(counts)
         weights[present] = counts[present].sum() / (present.sum() * counts[present])
@@ -502,6 +525,21 @@ class Trainer:
                 self.params[k].copy_(v)
             for k, v in state["head"].items():
                 self.head[k].copy_(v)
+
+
+def _concat(first: _Split, second: _Split | None) -> _Split:
+    """The rows of both splits, in one."""
+    if second is None:
+        return first
+
+    def join(a, b):  # noqa: ANN001, ANN202
+        if a is None or b is None:
+            return None
+        return torch.cat([a, b]) if isinstance(a, torch.Tensor) else a + b
+
+    return _Split(texts=first.texts + second.texts, targets=torch.cat([first.targets, second.targets]),
+                  soft=join(first.soft, second.soft), inputs=join(first.inputs, second.inputs),
+                  input_ids=join(first.input_ids, second.input_ids))
 
 
 def _merge_duplicates(texts: list[str], targets: list[int], num_labels: int) -> tuple[list[str], list[int], list[list[float]]]:

@@ -24,8 +24,11 @@ def default_arguments(default_method: str | None = None) -> TrainingArguments:
 
 def default_recipe(default_method: str | None = None) -> Recipe:
     args = default_arguments(default_method)
-    return Recipe(f"default ({args.method}{' + prior' if args.init_from_prior else ''})", args,
-                  "what `localize train` does without --method")
+    if args.train_scope == "head" and args.init_from_prior:
+        what = f"head on the {args.method} task prior"
+    else:
+        what = f"{args.method}{' + prior' if args.init_from_prior else ''}"
+    return Recipe(f"default ({what})", args, "what `localize train` does without --method")
 
 
 def _args(method: str, prior: bool, options: dict[str, Any] | None = None, **kw: Any) -> TrainingArguments:

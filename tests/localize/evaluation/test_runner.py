@@ -60,7 +60,8 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _check_shape(results: dict, users: list[str], max_epochs: int, keys: set[str] = HARNESS_KEYS) -> None:
     summary = results["summary"]
-    assert summary["users"] == len(users) and summary["method"] == "head"
+    assert summary["users"] == len(users) and summary["method"] == "lora"  # the default recipe's prior method
+    assert summary["training_args"]["train_scope"] == "head"
     assert summary["training_args"]["max_epochs"] == max_epochs
     assert summary["labels"] == ["negative", "neutral", "positive"]
     assert [u["user"] for u in results["users"]] == users
@@ -93,11 +94,11 @@ def test_cli_eval_writes_results_json_and_leaves_the_home_alone(data_dir: Path, 
     out = tmp_path / "results.json"
     result = CliRunner().invoke(cli.app, ["--home", str(own_home), "eval", "--data", str(data_dir), "--out", str(out),
                                           "--users", "john", "--min-train", "10", "--min-test", "4",
-                                          "--set", "max_epochs=3", "--set", "method.hidden=0",
+                                          "--set", "max_epochs=3", "--set", "prior_max_epochs=1",
                                           "--no-baselines"])
 
     assert result.exit_code == 0, result.output
-    assert "1 users, method head" in result.output and f"wrote {out}" in result.output
+    assert "1 users, method lora" in result.output and f"wrote {out}" in result.output
     _check_shape(json.loads(out.read_text()), ["john"], max_epochs=3)
     assert not (own_home / "localize.db").exists() and not own_home.exists()
 
@@ -131,8 +132,9 @@ def test_no_qualifying_user_and_missing_files_are_errors(data_dir: Path, tmp_pat
 def test_report_has_a_table_per_data_set_learning_curves_and_calibration(data_dir: Path, tmp_path: Path,
                                                                          base) -> None:  # noqa: ANN001
     data = load_eval_data(data_dir, min_train=10, min_test=4)
-    recipes = [Recipe("default (head + prior)", TrainingArguments(max_epochs=2, method_options={"hidden": 16})),
-               Recipe("head linear", TrainingArguments(max_epochs=2, init_from_prior=False,
+    recipes = [Recipe("default (head + prior)", TrainingArguments(max_epochs=2, method="head",
+                                                                   method_options={"hidden": 16})),
+               Recipe("head linear", TrainingArguments(max_epochs=2, init_from_prior=False, method="head",
                                                        method_options={"hidden": 0}), max_users=1)]
     entry = evaluate_data_set(data, base, recipes, curve_sizes=(8, None))
     path = write_report([entry], tmp_path / "reports", command="localize eval --data X --report reports")
@@ -159,7 +161,7 @@ def test_default_recipe_is_the_settings_default_method_with_default_arguments(ow
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = recipe_for(None, [])
     assert recipe.args == TrainingArguments(method=get_settings().default_method)
-    assert recipe.name.startswith(f"default ({recipe.args.method}")
+    assert recipe.name == f"default (head on the {recipe.args.method} task prior)"
     assert comparison_recipes()[0] == default_recipe(get_settings().default_method)
     named = recipe_for("lora", ["method.r=4", "max_epochs=2"])
     assert (named.args.method, named.args.method_options, named.args.max_epochs) == ("lora", {"r": 4}, 2)
@@ -184,7 +186,7 @@ def test_cli_report_is_one_command(data_dir: Path, own_home: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     text = (out / "accuracy.md").read_text()
     assert f"--report {out} --quick --min-train 10 --min-test 4`" in text
-    assert "| **default (head + prior)** | recipe | 3 |" in text
+    assert "| **default (head on the lora task prior)** | recipe | 3 |" in text
     entry = json.loads((out / "accuracy.json").read_text())[0]
-    assert [p["labels"] for p in entry["learning_curves"]["default (head + prior)"]] == [25, None]
+    assert [p["labels"] for p in entry["learning_curves"]["default (head on the lora task prior)"]] == [25, None]
     assert (out / f"{entry['data_set']}_calibration.png").is_file()
