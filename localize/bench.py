@@ -19,6 +19,7 @@ several repetitions after warm-up runs (``time.perf_counter``). A benchmark meas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -187,6 +188,7 @@ class _Bench:
         self.tmp = Path(self._tmp.name)
         self._mixed: dict[str, list] = {}
         self._engines: dict[str, Any] = {}
+        self._prior = None  # the default recipe's task prior, trained on first use
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -407,7 +409,7 @@ class _Bench:
         banks, one slot each, so every user's weights are distinct memory the pass must read)."""
         n = self.sizes.fanout_users
         texts = iter(self.texts[self.sizes.batch:] * 50)  # a new text each run, as each tweet is new
-        engine, keys = self._fanout_engine({}, n)
+        engine, keys = self._fanout_engine({}, n, encoder=True)
         totals, lookups = [], []
         scaling: dict[str, float] = {}
         for users in sorted({*self.sizes.fanout_scaling, n}):
@@ -437,11 +439,11 @@ class _Bench:
         users_per_second = _rate(n, totals)
         by_head: dict[str, float] = {}
         for hidden in self.sizes.fanout_head_sizes:
-            small, small_keys = self._fanout_engine({"hidden": hidden}, n)
+            small, small_keys = self._fanout_engine({"hidden": hidden}, n, encoder=False)
             text = next(texts)
             times = self._time(lambda: small.predict([(small.adapter(k, _not_loaded), text) for k in small_keys]),
                                repeats=self.sizes.fanout_repeats)
-            by_head[str(hidden)] = round(10_000 / _rate(n, times), 3)
+            by_head[f"{hidden} (frozen base)"] = round(10_000 / _rate(n, times), 3)
             del small, small_keys
         self.details.update({
             "fanout_seconds": _rounded(totals),
@@ -454,25 +456,36 @@ class _Bench:
             "fanout_10000_seconds": round(10_000 / users_per_second, 3),
             "fanout_10000_extrapolated": n != 10_000,
             "fanout_seconds_by_users": scaling,
-            "fanout_10000_seconds_by_head_hidden": {**by_head, "256 (default)": round(10_000 / users_per_second, 3)},
+            "fanout_10000_seconds_by_head_hidden": {**by_head,
+                                                    "0 (default: on the task prior's encoder)": round(
+                                                        10_000 / users_per_second, 3)},
             "fanout_burst_texts": burst,
             "fanout_burst_user_texts_per_second": _rate(burst * n, burst_times),
             "fanout_resident_bytes": resident,
             "fanout_base_one_text_ms": round(1000 * statistics.median(one_text), 2),
         })
         self.notes["fanout"] = (
-            f"one new text for {n} users of the default head (hidden 256, 198k parameters each), each user's "
-            "parameters in their own engine slot; time includes the per-user resident lookup; the pooled vector is "
-            "computed once and swept against contiguous bank slices (a matrix-vector product per weight); "
+            f"one new text for {n} users of the default recipe (a linear head each, reading one shared task prior: "
+            "LoRA r=8 on the six linear maps of the top two layers), each user's head in its own engine slot; time "
+            "includes the per-user resident lookup; the prior's tuned layers run once for the text and the pooled "
+            "vector is swept against contiguous bank slices (a matrix-vector product per weight); "
             "fanout_seconds_by_users: the same for the first N users; by_head_hidden: the same 10,000-user fan-out "
-            f"with smaller heads; burst: {burst} texts at once for every user (each user's weights read once)"
+            "with heads on the frozen base (hidden 0: linear; 32: a small MLP); "
+            f"burst: {burst} texts at once for every user (each user's weights read once)"
             + (f"; fanout_10000_seconds extrapolated linearly from {n} users" if n != 10_000 else ""))
 
-    def _fanout_engine(self, options: dict, n: int):
+    def _fanout_engine(self, options: dict, n: int, *, encoder: bool):
+        """An engine with ``n`` resident head users; with ``encoder`` they all read one shared task prior."""
         from localize.engine import Engine
+        from localize.training import recommended_options
 
         adapters = self.random_adapters("head", options, n, distinct=self.sizes.fanout_distinct, seed=4)
-        engine = Engine(self.base, capacity=max(n, 1))
+        engine = Engine(self.base, capacity=max(n + 1, 1))
+        if encoder:
+            (prior,) = self.random_adapters("lora", recommended_options("lora"), 1, seed=5)
+            prior = engine.adapter(("fanout", "prior"), lambda: prior)
+            for weights in adapters:
+                weights.encoder = prior
         keys = [("fanout", i) for i in range(n)]
         with _torch_threads(1):  # registration copies many small tensors: threads only add overhead
             for key, weights in zip(keys, adapters):
@@ -488,13 +501,14 @@ class _Bench:
         rows = demo_rows(n_per_user=self.sizes.train_texts, seed=7, users=(JOHN,))
         texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
         args = TrainingArguments()
+        prior = self.task_prior()
         # Untimed: one small run pays the process's one-time costs (lazy imports, the accelerator).
         Trainer(self.base, TrainingArguments(max_epochs=1), texts[:40], labels[:40], LABELS,
-                cache=ActivationCache()).train()
+                cache=ActivationCache(), init=prior).train()
 
         def timed(cache: ActivationCache) -> dict[str, float]:
             begun = time.perf_counter()
-            trainer = Trainer(self.base, args, texts, labels, LABELS, cache=cache)
+            trainer = Trainer(self.base, args, texts, labels, LABELS, cache=cache, init=prior)
             trainer.prepare()
             prepared = time.perf_counter()
             trainer.fit()
@@ -522,9 +536,11 @@ class _Bench:
             "train_500_fit_seconds": round(statistics.median(r["fit_seconds"] for r in cold), 3),
         })
         self.notes["train"] = (
-            f"{len(texts)} labelled demo tweets (user john), TrainingArguments() defaults "
-            f"(method {args.method}, up to {args.max_epochs} epochs, early stopping); cold = fresh ActivationCache, "
-            "warm = the cache already holds the texts; adapters_per_hour = 3600 / warm seconds")
+            f"{len(texts)} labelled demo tweets (user john), TrainingArguments() defaults: a linear head on the task "
+            f"prior's encoding (prior: {args.method} on the top two layers, trained untimed beforehand), up to "
+            f"{args.max_epochs} epochs, early stopping; cold = fresh ActivationCache (the texts go through the frozen "
+            "layers and the prior's tuned layers), warm = the cache already holds the texts' encodings (another user "
+            "of the task labelled them); adapters_per_hour = 3600 / warm seconds")
         if self.sizes.naive_peft:
             naive = self._naive_peft(texts, labels, LABELS)
             self.results["naive_peft_lora_500_seconds"] = round(naive, 3)
@@ -534,6 +550,19 @@ class _Bench:
                 f"{self.sizes.naive_epochs} epochs of {len(texts)} texts, batch 32, AdamW lr 2e-3; one run")
 
         self._train_scaling()
+
+    def task_prior(self):  # noqa: ANN201
+        """The default recipe's task prior, trained once (one epoch) on John's and Jane's pooled demo labels."""
+        if self._prior is None:
+            from localize.activations import ActivationCache
+            from localize.demo_data import JANE, JOHN, LABELS, demo_rows
+            from localize.training import Trainer, TrainingArguments
+
+            rows = demo_rows(n_per_user=300, seed=31, users=(JOHN, JANE))
+            args = dataclasses.replace(TrainingArguments().for_prior(), max_epochs=1)
+            self._prior = Trainer(self.base, args, [r["text"] for r in rows], [r["label"] for r in rows], LABELS,
+                                  cache=ActivationCache()).train()
+        return self._prior
 
     def _train_scaling(self) -> None:
         """Training time (fresh activation cache) against labels per user: cost must grow no faster than linearly."""
@@ -546,7 +575,8 @@ class _Bench:
             rows = demo_rows(n_per_user=count, seed=17, users=(JOHN,))
             texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
             begun = time.perf_counter()
-            trainer = Trainer(self.base, TrainingArguments(), texts, labels, LABELS, cache=ActivationCache())
+            trainer = Trainer(self.base, TrainingArguments(), texts, labels, LABELS, cache=ActivationCache(),
+                              init=self.task_prior())
             trainer.prepare()
             prepared = time.perf_counter()
             trainer.fit()

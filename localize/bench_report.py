@@ -104,7 +104,7 @@ def render(results: dict[str, Any], *, plot: str | None) -> str:
 
     scaling = results.get("fanout_seconds_by_users")
     if scaling:
-        out += ["", "## Fan-out time against number of users (one text, default head)", ""]
+        out += ["", "## Fan-out time against number of users (one text, default recipe)", ""]
         first_users, first_seconds = next(iter(scaling.items()))
         rows = []
         for users, seconds in scaling.items():

@@ -64,7 +64,8 @@ def test_bench_report_has_the_curve_the_scaling_table_and_the_plot(base, tmp_pat
     assert set(curve) == {"base", "head", "lora_top"} and set(curve["head"]) == {"1", "8"}
     assert all(_positive(v) for points in curve.values() for v in points.values())
     assert set(results["fanout_seconds_by_users"]) == {"10", "80"}
-    assert set(results["fanout_10000_seconds_by_head_hidden"]) == {"0", "256 (default)"}
+    assert set(results["fanout_10000_seconds_by_head_hidden"]) == {"0 (frozen base)",
+                                                                   "0 (default: on the task prior's encoder)"}
     assert _positive(results["fanout_burst_user_texts_per_second"])
     report = (tmp_path / "speed.md").read_text()
     assert "## Goals (issue 5)" in report and "fanout_10000_seconds" in report
