@@ -90,12 +90,16 @@ class Harness:
     """Runs recipes and baselines on one data set; encodings, priors and the activation cache are shared."""
 
     def __init__(self, data: EvalData, base: BaseModel, *, cache: ActivationCache | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, prior_rows: list | None = None,
+                 priors: dict[str, tuple[AdapterWeights, float]] | None = None) -> None:
+        """``prior_rows``: the pooled rows task priors train on (default: every train row); ``priors``: a cache of
+        trained priors to share with another harness that trains them on the same rows."""
         self.data = data
         self.base = base
         self.cache = cache or ActivationCache(max_bytes=4 << 30)
         self.progress = progress or (lambda message: None)
-        self._priors: dict[str, tuple[AdapterWeights, float]] = {}
+        self.prior_rows = data.train if prior_rows is None else prior_rows
+        self._priors: dict[str, tuple[AdapterWeights, float]] = {} if priors is None else priors
 
     # -- encodings ------------------------------------------------------------------------------------------------
     def encode_all(self, saved: Path | None = None, *, write: bool = True) -> float:
@@ -143,10 +147,11 @@ class Harness:
         args = args.for_prior()
         key = repr({**args.to_dict(), "init_from_prior": False, "train_scope": "all"})
         if key not in self._priors:
-            self.progress(f"training the task prior ({args.method}) on {len(self.data.train)} pooled rows")
+            rows = self.prior_rows
+            self.progress(f"training the task prior ({args.method}) on {len(rows)} pooled rows")
             started = time.perf_counter()
-            trainer = Trainer(self.base, args, [r.text for r in self.data.train], [r.label for r in self.data.train],
-                              self.data.labels, cache=self.cache)
+            trainer = Trainer(self.base, args, [r.text for r in rows], [r.label for r in rows], self.data.labels,
+                              cache=self.cache)
             self._priors[key] = (trainer.train(), time.perf_counter() - started)
         return self._priors[key]
 

@@ -77,12 +77,23 @@ def evaluate_data_set(
     curve_data = data if not curve_users else EvalData(name=data.name, train=data.train, test=data.test,
                                                        labels=data.labels, users=data.users[:curve_users])
     curves: dict[str, list[dict[str, Any]]] = {}
+    # No point's prior may see labels its users are denied. Where the other users hold most labels, the curve's users
+    # join a task whose prior was trained without them, as a new user does (one prior for every point); otherwise
+    # each point's prior trains on that point's rows.
+    curve_users_set = set(curve_data.users)
+    others = [r for r in data.train if r.user not in curve_users_set]
+    leave_out = 2 * len(others) >= len(data.train)
+    shared_priors: dict[str, Any] = {}
     for size in curve_sizes:
         point_data = curve_data if size is None else curve_data.with_train_limit(size)
-        point = Harness(point_data, base, cache=harness.cache, progress=progress)
+        point = Harness(point_data, base, cache=harness.cache, progress=progress,
+                        prior_rows=others if leave_out else None, priors=shared_priors if leave_out else None)
         progress(f"{data.name}: learning curve at {size or 'all'} labels per user")
-        if size is None:  # every user's own labels: the runs above, on the curve's users
+        if size is None and not (leave_out and recipes[0].args.init_from_prior):  # the runs above, on these users
             runs = [_subset(r, curve_data.users) for r in results if r.name in (default.name, *CURVE_BASELINES)]
+        elif size is None:
+            runs = [point.run_recipe(recipes[0]),
+                    *(_subset(r, curve_data.users) for r in results if r.name in CURVE_BASELINES)]
         else:
             runs = [point.run_recipe(recipes[0]), *(point.run_baseline(name) for name in CURVE_BASELINES)]
         for run in runs:
@@ -107,7 +118,8 @@ def evaluate_data_set(
                   for t, c, a in zip(thresholds, coverage, answered_accuracy)],
         "per_user_thresholds": [per_user_abstention(default.validation, test, target) for target in ABSTAIN_TARGETS],
     }
-    entry.update({"curve_users": len(curve_data.users), "learning_curves": curves, "calibration": calibration,
+    entry.update({"curve_users": len(curve_data.users), "curve_prior": "others" if leave_out else "per point",
+                  "learning_curves": curves, "calibration": calibration,
                   "seconds": time.perf_counter() - started})
     return entry
 
@@ -246,6 +258,11 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str, 
             f"### {name}: learning curves",
             "",
             f"![learning curves]({name}_learning_curves.png)",
+            "",
+            f"The first {entry['curve_users']} users by id; their train labels cut to N at random. "
+            + ("Recipes that start from a task prior read one trained without these users' labels (on everyone "
+               "else's), as a user who joins a task does." if entry.get("curve_prior") == "others" else
+               "A recipe's task prior is trained at each point on that point's rows."),
             "",
             "| method | " + " | ".join(str(p["labels"] or "all") for p in next(iter(entry["learning_curves"].values())))
             + " |",
