@@ -63,8 +63,8 @@ class TrainingArguments:
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of labels held out for validation."})
     min_validation_rows: int = field(default=4, metadata={"help": "Below this many held-out rows, no early stopping."})
     patience: int = field(default=10, metadata={"help": "Epochs without a better validation macro-F1 before stopping."})
-    class_weighting: str = field(default="sqrt", metadata={"help": "sqrt (inverse square root of the frequency), "
-                                 "balanced (inverse frequency: more minority recall, less accuracy) or none."})
+    class_weighting: str = field(default="none", metadata={"help": "none, sqrt (inverse square root of the "
+                                 "frequency) or balanced (inverse frequency: more minority recall, less accuracy)."})
     pooled_dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled embedding while training."})
     seed: int = field(default=0, metadata={"help": "Seeds the split, the initialisation and the batch order."})
     init_from_prior: bool = field(default=True, metadata={"help": "Start from the task prior when one exists."})
@@ -78,6 +78,8 @@ class TrainingArguments:
                                          "max_epochs."})
     prior_learning_rate: float | None = field(default=1e-3, metadata={"help": "The task prior's learning rate; None: "
                                               "learning_rate."})
+    prior_class_weighting: str | None = field(default="sqrt", metadata={"help": "The task prior's class weighting; "
+                                              "None: class_weighting."})
     merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
                                         "pooled labels) train once, with each label's share as a soft target."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
@@ -103,6 +105,8 @@ class TrainingArguments:
             (self.patience >= 1, f"patience={self.patience} must be >= 1"),
             (self.class_weighting in CLASS_WEIGHTINGS,
              f"class_weighting={self.class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
+            (self.prior_class_weighting is None or self.prior_class_weighting in CLASS_WEIGHTINGS,
+             f"prior_class_weighting={self.prior_class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
             (0 <= self.pooled_dropout < 1, f"pooled_dropout={self.pooled_dropout} must be in [0, 1)"),
             (self.min_labels >= 2, f"min_labels={self.min_labels} must be >= 2"),
             (self.train_scope in TRAIN_SCOPES, f"train_scope={self.train_scope!r} must be one of {TRAIN_SCOPES}"),
@@ -119,11 +123,12 @@ class TrainingArguments:
         return dataclasses.asdict(self)
 
     def for_prior(self) -> TrainingArguments:
-        """The arguments the task prior trains with: these, training everything, with the prior's epoch cap and
-        learning rate."""
+        """The arguments the task prior trains with: these, training everything, with the prior's epoch cap,
+        learning rate and class weighting."""
         return dataclasses.replace(self, train_scope="all", init_from_prior=False,
                                    max_epochs=self.prior_max_epochs or self.max_epochs,
-                                   learning_rate=self.prior_learning_rate or self.learning_rate)
+                                   learning_rate=self.prior_learning_rate or self.learning_rate,
+                                   class_weighting=self.prior_class_weighting or self.class_weighting)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingArguments:

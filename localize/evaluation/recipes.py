@@ -36,12 +36,13 @@ def _args(method: str, prior: bool, options: dict[str, Any] | None = None, **kw:
 
 
 def head_variants() -> list[tuple[str, TrainingArguments, str]]:
-    """Head recipes besides the default (linear head + task prior, square-root class weights)."""
+    """Head recipes on the frozen base, besides the default (a linear head on the task prior's tuned layers)."""
     return [
         ("head linear", _args("head", False), "no task prior"),
         ("head linear + prior, balanced weights", _args("head", True, class_weighting="balanced"),
          "inverse-frequency class weights"),
-        ("head linear + prior, no class weights", _args("head", True, class_weighting="none"), "plain cross-entropy"),
+        ("head linear + prior, sqrt weights", _args("head", True, class_weighting="sqrt"),
+         "the previous default: inverse-square-root class weights"),
         ("head mlp256 + prior, balanced weights", _args("head", True, {"hidden": 256}, class_weighting="balanced"),
          "the previous default: residual MLP (256) + linear head, trained whole"),
         ("head mlp256 + prior", _args("head", True, {"hidden": 256}), "residual MLP (256) + linear head"),
