@@ -220,7 +220,8 @@ def train(
     user: Annotated[Optional[list[str]], typer.Option("--user", "-u", help="User to train (repeatable).")] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Every user with labels in the task.")] = False,
     stale: Annotated[bool, typer.Option("--stale", help="Only users whose labels changed since their adapter.")] = False,
-    prior: Annotated[bool, typer.Option("--prior", help="Train the task prior on every user's labels first.")] = False,
+    prior: Annotated[bool, typer.Option("--prior", help="Train the task prior on every user's labels first (done "
+                                        "anyway when the recipe reads a prior and the task has none).")] = False,
     method: Annotated[Optional[str], typer.Option(help="Adapter method; default from settings.")] = None,
     args_file: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                       help="JSON file of training arguments.")] = None,
@@ -249,8 +250,8 @@ def train(
             raise ValueError("name --user, --all, --stale or --prior")
         else:
             targets = []
-        jobs = job_service.queue_many(session=session, task=task_row, users=targets, args=args, prior=prior,
-                                      skip_pending=stale)
+        jobs = job_service.queue_many(session=session, task=task_row, users=targets, args=args,
+                                      prior=True if prior else None, skip_pending=stale)
         if not jobs:
             console.print("nothing to train")
             return

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import exists, func, or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from localize.db.models import (
@@ -115,11 +116,16 @@ def queue_or_pending(*, session: Session, task: Task, user: User | None, args: T
 
 
 def queue_many(
-    *, session: Session, task: Task, users: list[User], args: TrainingArguments, prior: bool = False,
+    *, session: Session, task: Task, users: list[User], args: TrainingArguments, prior: bool | None = None,
     skip_pending: bool = False,
 ) -> list[Job]:
     """Queues the prior (first, so users can start from it) and then each user; with ``skip_pending`` users who
-    already have a pending job are left out instead of refused."""
+    already have a pending job are left out instead of refused. ``prior=None`` queues the prior when the users'
+    recipe reads one (the default: heads on the task prior) and the task has none yet, active or pending."""
+    if prior is None:
+        prior = bool(users) and args.init_from_prior and args.train_scope == "head" \
+            and adapter_service.active_version(session=session, task=task, user=None) is None \
+            and pending_job(session=session, task=task, user=None) is None
     targets: list[User | None] = ([None] if prior else []) + list(users)
     jobs = []
     for user in targets:
@@ -208,11 +214,18 @@ def claim_next_job(*, session: Session, worker_id: str, job_id: int | None = Non
     there is none to claim.
 
     One UPDATE with a guarded subquery: two workers can never both win the same row. On PostgreSQL the
-    subquery takes a row lock and skips rows other workers hold."""
+    subquery takes a row lock and skips rows other workers hold. A user's job queued after its task's prior job
+    waits until that prior has finished, so it starts from the new prior (the default recipe reads it) even when
+    several workers run at once."""
     now = utcnow()
     candidate = select(Job.id).where(Job.state == JobState.QUEUED)
     if job_id is not None:
         candidate = candidate.where(Job.id == job_id)
+    else:
+        prior = aliased(Job)
+        waiting_for_prior = exists().where(prior.task_id == Job.task_id, prior.user_id.is_(None), prior.id < Job.id,
+                                           prior.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        candidate = candidate.where(or_(Job.user_id.is_(None), ~waiting_for_prior))
     candidate = candidate.order_by(Job.id).limit(1).with_for_update(skip_locked=True).scalar_subquery()
     claimed = session.exec(
         update(Job).where(Job.id == candidate, Job.state == JobState.QUEUED)

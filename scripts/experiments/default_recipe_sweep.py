@@ -39,18 +39,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--prior", type=Path, required=True, help="where the trained prior is kept between runs")
     parser.add_argument("--variant", action="append", default=[], help="k=v[,k=v] overriding the default")
+    parser.add_argument("--prior-set", default="", help="k=v[,k=v] overriding the default for the prior")
     options = parser.parse_args()
     data = load_eval_data(options.data)
     base = get_base_model()
     cache = ActivationCache(max_bytes=12 << 30)
     args = TrainingArguments()
+    prior_args = dataclasses.replace(args, **{k: _value(args, k, v) for k, v in
+                                              (pair.split("=", 1) for pair in options.prior_set.split(",") if pair)})
     started = time.perf_counter()
     if options.prior.exists():
         saved = torch.load(options.prior, weights_only=False)
         prior = AdapterWeights(make_method(saved["method"], saved["options"], base.dims), saved["params"],
                                saved["head"], saved["labels"], base.dims.model_id)
     else:
-        trainer = Trainer(base, args.for_prior(), [r.text for r in data.train], [r.label for r in data.train],
+        trainer = Trainer(base, prior_args.for_prior(), [r.text for r in data.train], [r.label for r in data.train],
                           data.labels, cache=cache,
                           progress=lambda f, m: print(f"{time.perf_counter() - started:.0f}s prior {m}", flush=True))
         prior = trainer.train()

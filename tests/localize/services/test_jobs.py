@@ -542,3 +542,32 @@ def test_running_locally_takes_over_a_job_whose_worker_died(make_runtime) -> Non
 
     assert [(job.id, job.state, job.attempts) for job in finished] == [(job_id, JobState.SUCCEEDED, 2)]
     assert any("requeued: worker cli-that-was-killed" in message for _, message in _events(runtime, job_id))
+
+
+# -- the task prior comes first ---------------------------------------------------------------------------------
+def test_a_users_job_queued_after_the_priors_waits_for_it_whatever_the_workers(runtime: Runtime) -> None:
+    _workspace(runtime)
+    prior_job, john_job = _queue(runtime, None), _queue(runtime, "john")
+    with session_scope(runtime.database) as session:
+        assert job_service.claim_next_job(session=session, worker_id="w1") == prior_job
+        assert job_service.claim_next_job(session=session, worker_id="w2") is None  # john waits for the prior
+    assert job_service.run_job(runtime=runtime, job_id=prior_job, worker_id="w1").state == JobState.SUCCEEDED
+    with session_scope(runtime.database) as session:
+        assert job_service.claim_next_job(session=session, worker_id="w2") == john_job
+
+
+def test_queueing_users_with_the_default_recipe_queues_the_prior_first_when_the_task_has_none(runtime: Runtime) -> None:
+    _workspace(runtime)
+    recipe = TrainingArguments(max_epochs=3, prior_max_epochs=1)
+    with session_scope(runtime.database) as session:
+        task = get_task(session=session, name="notes")
+        users = [get_user(session=session, name="john")]
+        jobs = job_service.queue_many(session=session, task=task, users=users, args=recipe)
+        assert [job.user_id for job in jobs] == [None, users[0].id]
+        # A prior pending (or active) is not queued twice; a recipe that reads no prior queues none.
+        again = job_service.queue_many(session=session, task=task, users=[], args=recipe)
+        assert again == []
+        for job in jobs:
+            job_service.cancel_job(session=session, job=job)
+        assert [j.user_id for j in job_service.queue_many(session=session, task=task, users=users, args=FAST)] == \
+            [users[0].id]
