@@ -43,6 +43,9 @@ ALL_SITES = ["query", "key", "value", "attention_output", "intermediate", "outpu
 # Options a method gets when the arguments name none (``method_options=None``); explicit ``{}`` means the
 # method's own defaults. LoRA's are the default recipe's task-tuned encoder.
 RECOMMENDED_OPTIONS: dict[str, dict[str, Any]] = {"lora": {"r": 8, "layers": [-2, -1], "sites": ALL_SITES}}
+# How the recommended recipe's task prior trains (prior_* arguments left None); other recipes' priors train as
+# their users do.
+RECOMMENDED_PRIOR: dict[str, Any] = {"prior_max_epochs": 3, "prior_learning_rate": 1e-3, "prior_class_weighting": "sqrt"}
 
 
 def recommended_options(method: str) -> dict[str, Any]:
@@ -74,12 +77,12 @@ class TrainingArguments:
                              "the same labels, else on the frozen base (the head method's own MLP, if any, trains "
                              "too); all: the user trains the method's parameters and the head, starting from the "
                              "prior of the same method when there is one. The prior itself always trains all."})
-    prior_max_epochs: int | None = field(default=3, metadata={"help": "Epoch cap for the task prior; None: "
-                                         "max_epochs."})
-    prior_learning_rate: float | None = field(default=1e-3, metadata={"help": "The task prior's learning rate; None: "
-                                              "learning_rate."})
-    prior_class_weighting: str | None = field(default="sqrt", metadata={"help": "The task prior's class weighting; "
-                                              "None: class_weighting."})
+    prior_max_epochs: int | None = field(default=None, metadata={"help": "Epoch cap for the task prior; None: the "
+                                         "recommended recipe's (3), or max_epochs for other recipes."})
+    prior_learning_rate: float | None = field(default=None, metadata={"help": "The task prior's learning rate; None: "
+                                              "the recommended recipe's (1e-3), or learning_rate."})
+    prior_class_weighting: str | None = field(default=None, metadata={"help": "The task prior's class weighting; "
+                                              "None: the recommended recipe's (sqrt), or class_weighting."})
     merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
                                         "pooled labels) train once, with each label's share as a soft target."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
@@ -91,8 +94,12 @@ class TrainingArguments:
             raise ValueError(f"method {self.method!r} is not one of {available_methods()}")
         if self.method_options is None:
             self.method_options = recommended_options(self.method)
-            if self.train_scope is None and self.method in RECOMMENDED_OPTIONS:
-                self.train_scope = "head"
+            if self.method in RECOMMENDED_OPTIONS:
+                if self.train_scope is None:
+                    self.train_scope = "head"
+                for name, value in RECOMMENDED_PRIOR.items():
+                    if getattr(self, name) is None:
+                        setattr(self, name, value)
         if self.train_scope is None:
             self.train_scope = "all"
         # The method's own options are checked now, not when a worker picks the job up.

@@ -32,8 +32,6 @@ def default_recipe(default_method: str | None = None) -> Recipe:
 
 
 def _args(method: str, prior: bool, options: dict[str, Any] | None = None, **kw: Any) -> TrainingArguments:
-    # A head's task prior trains as its users do (the default's prior caps are for its LoRA prior).
-    kw = {"prior_max_epochs": None, "prior_learning_rate": None, "prior_class_weighting": None, **kw}
     return TrainingArguments(method=method, method_options=options or {}, init_from_prior=prior, **kw)
 
 

@@ -270,6 +270,8 @@ def test_the_default_recipe_is_a_head_on_the_task_tuned_prior_and_explicit_metho
     prior = args.for_prior()
     assert (prior.train_scope, prior.max_epochs, prior.learning_rate) == ("all", 3, 1e-3)
     assert TrainingArguments(method="ia3").train_scope == "all"  # asked for IA3 per user: IA3 per user
+    ia3_prior = TrainingArguments(method="ia3", max_epochs=40).for_prior()  # other priors train as their users
+    assert (ia3_prior.max_epochs, ia3_prior.learning_rate, ia3_prior.class_weighting) == (40, None, "none")
     assert TrainingArguments(method="lora", method_options={"r": 4}).train_scope == "all"
     assert TrainingArguments.from_dict(args.to_dict()) == args
 
