@@ -409,9 +409,10 @@ class Engine:
                 frozen: dict[int, torch.Tensor], input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``encoder``'s pooled encodings ``[distinct texts, hidden]`` (rows for texts no member reads stay zero)."""
         base = self.base
-        with self._lock:  # a private copy: a resident encoder's slot could be reused once the lock is released
-            encoder = AdapterWeights(encoder.method, {k: v.clone() for k, v in encoder.params.items()}, {},
-                                     encoder.labels, encoder.base_model_id)
+        if encoder.slot is not None:
+            with self._lock:  # a private copy: a resident encoder's slot could be reused once the lock is released
+                encoder = AdapterWeights(encoder.method, {k: v.clone() for k, v in encoder.params.items()}, {},
+                                         encoder.labels, encoder.base_model_id)
         texts = text_of_row.index_select(0, torch.tensor(members)).unique().to(base.device)
         table = torch.zeros(mask.shape[0], base.dims.hidden_size, device=base.device)
         method = encoder.method
