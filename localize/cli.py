@@ -333,17 +333,21 @@ PriorUserOpt = Annotated[Optional[str], typer.Option("--user", "-u", help="User 
 
 @adapters_app.command("list")
 def adapters_list(task: TaskOpt, user: PriorUserOpt = None) -> None:
-    """List a user's adapter versions with metrics, size and trainable parameters."""
-    from localize.services.adapters import list_versions
+    """List a user's adapter versions with metrics, size, trainable parameters and the prior version a head reads."""
+    from localize.services.adapters import list_versions, prior_versions
 
     with _services() as (_, session):
         task_row, user_row = _owner(session, task, user)
-        table = Table("version", "method", "active", "labels", "val acc", "val macro-F1", "params", "bytes", "created")
+        table = Table("version", "method", "active", "labels", "val acc", "val macro-F1", "params", "bytes", "created",
+                      "reads prior")
         unloadable = []
-        for row in list_versions(session=session, task=task_row, user=user_row):
+        rows = list_versions(session=session, task=task_row, user=user_row)
+        priors = prior_versions(session=session, rows=rows)
+        for row in rows:
             table.add_row(str(row.version), row.method, "*" if row.is_active else "", str(row.n_labels),
                           _fmt(row.metrics.get("val_accuracy")), _fmt(row.metrics.get("val_macro_f1")),
-                          f"{row.trainable_params:,}", f"{row.nbytes:,}", str(row.created_at)[:19])
+                          f"{row.trainable_params:,}", f"{row.nbytes:,}", str(row.created_at)[:19],
+                          f"v{priors[row.id]}" if row.id in priors else "")
             if row.load_error:
                 unloadable.append(f"version {row.version} is skipped while serving: {row.load_error}")
         console.print(table)
@@ -367,7 +371,8 @@ def adapters_export(
     task: TaskOpt, out: Annotated[Path, typer.Option(help="Destination folder.")], user: PriorUserOpt = None,
     version: Annotated[Optional[int], typer.Option(help="Default: the active version.")] = None,
 ) -> None:
-    """Copy an adapter version out of the store (PEFT layout plus the user's head)."""
+    """Copy an adapter version out of the store (PEFT layout plus the user's head; a head on the task prior brings
+    the prior version it reads, in encoder/)."""
     from localize.errors import NoAdapterError
     from localize.services.adapters import active_version, export_version, get_version
 

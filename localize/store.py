@@ -50,6 +50,7 @@ from localize.errors import AdapterError, ConfigurationError, CorruptAdapterErro
 
 FORMAT_VERSION = 1
 META_FILE = "localize.json"
+ENCODER_FOLDER = "encoder"  # where an export puts the encoder a head reads
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -231,16 +232,28 @@ class AdapterStore(ABC):
 
     def export(self, key: str, version: int, destination: str | Path, *,
                expected_hashes: dict[str, str] | None = None) -> Path:
-        """Copies a verified version (PEFT layout plus head and manifest) into the empty folder ``destination``."""
+        """Copies a verified version (PEFT layout plus head and manifest) into the empty folder ``destination``.
+        A head that reads a shared encoder (a user's head on the task prior) is useless without it, so the encoder
+        version it references is exported too, verified against the hashes the head recorded, into
+        ``destination/encoder/``."""
         destination = Path(destination)
         if destination.exists() and not destination.is_dir():
             raise FileExistsError(f"export destination {str(destination)!r} is a file, not a folder")
         if destination.exists() and any(destination.iterdir()):
             raise FileExistsError(f"export destination {str(destination)!r} is not empty")
         files = self.read_files(key, version, expected_hashes=expected_hashes)
+        reference = _encoder_reference(files[META_FILE])
+        encoder = None
+        if reference:  # read (and verified) before anything is written: a damaged encoder leaves no half export
+            encoder = self.read_files(reference["store_key"], reference["version"],
+                                      expected_hashes=reference.get("files"))
         destination.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             (destination / name).write_bytes(data)
+        if encoder is not None:
+            (destination / ENCODER_FOLDER).mkdir()
+            for name, data in encoder.items():
+                (destination / ENCODER_FOLDER / name).write_bytes(data)
         return destination
 
 
@@ -390,3 +403,12 @@ def open_store(location: str | Path, storage_options: dict[str, Any] | None = No
         raise ConfigurationError(f"adapter store options {sorted(storage_options)} apply only to a URL store, "
                                  f"not to the folder {str(location)!r}")
     return LocalAdapterStore(location)
+
+
+def _encoder_reference(manifest: bytes) -> dict | None:
+    """The encoder a stored head references (store key, version, file hashes), from its manifest, if any."""
+    try:
+        reference = json.loads(manifest).get("encoder")
+    except (ValueError, AttributeError):
+        return None
+    return reference if isinstance(reference, dict) and "store_key" in reference else None

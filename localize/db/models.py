@@ -185,6 +185,8 @@ class AdapterVersionPublic(SQLModel):
     load_error: str | None = Field(default=None, description="Why this version could not be loaded when it last "
                                    "failed (a missing or corrupt file); earlier good versions serve meanwhile.")
     load_error_at: datetime | None = None
+    prior_version: int | None = Field(default=None, description="The task prior version whose encoding this head "
+                                      "reads (the default recipe); None when the version is self-contained.")
 
 
 class AdapterVersionsPublic(SQLModel):

@@ -104,6 +104,16 @@ def list_versions(*, session: Session, task: Task, user: User | None) -> list[Ad
     return list(session.exec(_owner(select(AdapterVersion), task, user).order_by(AdapterVersion.version)))
 
 
+def prior_versions(*, session: Session, rows: list[AdapterVersion]) -> dict[int, int]:
+    """For each of ``rows`` that is a head reading a task prior's encoding: row id -> the prior's version number."""
+    encoder_ids = {row.encoder_version_id for row in rows if row.encoder_version_id is not None}
+    if not encoder_ids:
+        return {}
+    numbers = dict(session.exec(select(AdapterVersion.id, AdapterVersion.version)
+                                .where(AdapterVersion.id.in_(encoder_ids))).all())
+    return {row.id: numbers[row.encoder_version_id] for row in rows if row.encoder_version_id in numbers}
+
+
 def get_version(*, session: Session, task: Task, user: User | None, version: int) -> AdapterVersion:
     row = session.exec(_owner(select(AdapterVersion), task, user).where(AdapterVersion.version == version)).first()
     if row is None:

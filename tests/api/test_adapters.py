@@ -2,7 +2,7 @@
 inactive ones deleted."""
 from __future__ import annotations
 
-from api_support import JANE_LABELS, JOHN_LABELS, TASK, TEXTS, rows
+from api_support import ADMIN, JANE_LABELS, JOHN_LABELS, TASK, TEXTS, rows
 
 from localize.db.models import AdapterVersion
 
@@ -67,3 +67,18 @@ def test_no_versions_yet_is_an_empty_list(ws, john):
     response = ws.client.get(ADAPTERS, headers=john)
     assert response.status_code == 200
     assert response.json() == {"data": [], "count": 0}
+
+
+def test_a_head_on_the_task_prior_names_the_prior_version_it_reads(ws, john):
+    ws.upload("john", rows(TEXTS, JOHN_LABELS), headers=john)
+    recipe = {"max_epochs": 3, "prior_max_epochs": 1}  # the default recipe, shorter
+    queued = ws.client.post(f"/tasks/{TASK}/prior/jobs", json=recipe, headers=ADMIN)
+    assert queued.status_code == 202, queued.text
+    ws.queue("john", headers=john, args=recipe)
+    ws.run_jobs()
+    ws.queue("john", headers=john, args={"method": "head", "max_epochs": 1})  # self-contained: reads no prior
+    ws.run_jobs()
+    listing = ws.client.get(ADAPTERS, headers=john).json()
+    assert [(v["version"], v["method"], v["prior_version"]) for v in listing["data"]] == [(1, "head", 1),
+                                                                                          (2, "head", None)]
+    assert ws.client.get(f"{ADAPTERS}/1", headers=john).json()["prior_version"] == 1

@@ -134,3 +134,32 @@ def test_a_user_trained_before_any_prior_gets_a_head_on_the_frozen_base(make_run
         (john,) = adapter_service.list_versions(session=session, task=get_task(session=session, name="notes"),
                                                 user=get_user(session=session, name="john"))
     assert john.method == "head" and john.encoder_version_id is None and john.training_args["train_scope"] == "head"
+
+
+def test_a_head_lists_and_exports_with_the_prior_version_it_reads(trained: Runtime, tmp_path) -> None:
+    rows = _rows(trained)
+    prior, john = rows["prior"][0], rows["john"][0]
+    with session_scope(trained.database) as session:
+        assert adapter_service.prior_versions(session=session, rows=[prior, john]) == {john.id: prior.version}
+    exported = adapter_service.export_version(store=trained.store, row=john, destination=tmp_path / "john")
+    assert (exported / "head.safetensors").is_file()
+    # The prior's files come along, byte for byte as recorded, so the export is usable on its own.
+    encoder = exported / "encoder"
+    assert {p.name for p in encoder.iterdir()} == set(prior.files)
+    assert {name: adapter_service_sha256(encoder / name) for name in prior.files} == prior.files
+
+
+def test_a_head_whose_prior_is_damaged_is_not_exported_in_part(trained: Runtime, tmp_path) -> None:
+    rows = _rows(trained)
+    prior, john = rows["prior"][0], rows["john"][0]
+    path = trained.store.path(prior.store_key, prior.version) / "adapter_model.safetensors"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(AdapterError, match="adapter_model.safetensors does not match"):
+        adapter_service.export_version(store=trained.store, row=john, destination=tmp_path / "john")
+    assert not (tmp_path / "john").exists()
+
+
+def adapter_service_sha256(path) -> str:
+    from localize.store import sha256
+
+    return sha256(path.read_bytes())
