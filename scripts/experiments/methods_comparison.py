@@ -8,9 +8,9 @@ as the platform trains it, with the report's short schedule for encoder methods 
 Usage:
 
     python scripts/experiments/methods_comparison.py --data ../shared/data/hs_brexit --users 3 \\
-        --out reports/methods_hs_brexit.md
+        --out reports/methods_by_adapter.md
     python scripts/experiments/methods_comparison.py --data ../shared/data/hs_brexit --users 3 --variants \\
-        --out reports/method_variants_hs_brexit.md
+        --out reports/method_variants.md
 """
 from __future__ import annotations
 
