@@ -406,13 +406,8 @@ class Trainer:
         if n_val < self.args.min_validation_rows or rows - n_val < 2:
             return list(range(rows)), []
         # Stratified: each class gives its share of validation rows, at least one where it has two or more.
-        rng = random.Random(self.args.seed)
-        by_class: dict[int, list[int]] = {}
-        for index, target in enumerate(self.targets):
-            by_class.setdefault(target, []).append(index)
         val: list[int] = []
-        for members in by_class.values():
-            rng.shuffle(members)
+        for members in shuffled_by_class(self.targets, self.args.seed):
             take = int(round(len(members) * self.args.validation_fraction))
             if len(members) >= 2:
                 take = max(1, take)
@@ -554,6 +549,18 @@ def _concat(first: _Split, second: _Split | None) -> _Split:
                   input_ids=join(first.input_ids, second.input_ids))
 
 
+def shuffled_by_class(targets: list[int], seed: int) -> list[list[int]]:
+    """Row indexes grouped by target (classes in order of first appearance), each group shuffled by ``seed``: the
+    draw a stratified validation split takes its rows from."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_class.setdefault(target, []).append(index)
+    for members in by_class.values():
+        rng.shuffle(members)
+    return list(by_class.values())
+
+
 def _merge_duplicates(texts: list[str], targets: list[int], num_labels: int) -> tuple[list[str], list[int], list[list[float]]]:
     """One row per distinct text: its most frequent label (ties: the lower index) and each label's share."""
     counts: dict[str, list[int]] = {}
@@ -592,4 +599,4 @@ def train_adapter(
     return Trainer(base, args, texts, labels, label_set, **kwargs).train()
 
 
-__all__ = ["TrainingArguments", "Trainer", "apply_overrides", "classification_metrics", "train_adapter"]
+__all__ = ["TrainingArguments", "Trainer", "apply_overrides", "classification_metrics", "shuffled_by_class", "train_adapter"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from localize.adapters import make_method
 from localize.base_model import get_base_model
 from localize.engine import AdapterWeights
 from localize.evaluation.data import load_eval_data
-from localize.training import Trainer, TrainingArguments
+from localize.training import Trainer, TrainingArguments, shuffled_by_class
 
 
 class FoldTrainer(Trainer):
@@ -39,13 +38,8 @@ class FoldTrainer(Trainer):
         self.fold, self.folds = fold, folds
 
     def _split(self) -> tuple[list[int], list[int]]:
-        rng = random.Random(self.args.seed)
-        by_class: dict[int, list[int]] = {}
-        for index, target in enumerate(self.targets):
-            by_class.setdefault(target, []).append(index)
         val: list[int] = []
-        for members in by_class.values():
-            rng.shuffle(members)
+        for members in shuffled_by_class(self.targets, self.args.seed):
             val += members[self.fold :: self.folds]
         held = set(val)
         return [i for i in range(len(self.texts)) if i not in held], sorted(val)
