@@ -6,6 +6,8 @@ mostly in how much they tolerate; on data where a user's truth is an interaction
 This trains both for every user through the harness (the production Trainer, the same seed, so the same validation
 rows), keeps per user the one with the better validation score, and scores the choice on test rows; it also
 scores one choice per task, the recipe with the best mean validation score over the task's users.
+Caveat: each recipe's task prior trains on every user's pooled train rows, validation rows included, so validation
+scores flatter recipes whose prior remembers more (the MLP's); test scores are clean (reports/findings.md).
 
     python scripts/experiments/select_head_per_user.py --data ../shared/data/hs_brexit
 """
