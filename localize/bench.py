@@ -537,8 +537,8 @@ class _Bench:
         })
         self.notes["train"] = (
             f"{len(texts)} labelled demo tweets (user john), TrainingArguments() defaults: a linear head on the task "
-            f"prior's encoding (prior: {args.method} on the top two layers, trained untimed beforehand), up to "
-            f"{args.max_epochs} epochs, early stopping; cold = fresh ActivationCache (the texts go through the frozen "
+            f"prior's encoding (prior: {args.method} on the top {len(args.method_options['layers'])} layers, trained "
+            f"untimed beforehand), fitted by {args.head_fit}; cold = fresh ActivationCache (the texts go through the frozen "
             "layers and the prior's tuned layers), warm = the cache already holds the texts' encodings (another user "
             "of the task labelled them); adapters_per_hour = 3600 / warm seconds")
         if self.sizes.naive_peft:

@@ -118,6 +118,23 @@ def forward_logits(
     method embeds the inputs itself (``method.embeds_inputs``), ``None`` together with ``input_ids``. For a
     method that changes no layer ``start_hidden`` may already be the pooled embedding ``[batch, hidden]``.
     """
+    pooled = forward_pooled(base, method, params, start_hidden, mask, input_ids=input_ids, training=training,
+                            pooled_dropout=pooled_dropout)
+    return apply_head(pooled, head["weight"], head["bias"])
+
+
+def forward_pooled(
+    base: BaseModel,
+    method: AdapterMethod,
+    params: dict[str, torch.Tensor],
+    start_hidden: torch.Tensor | None,
+    mask: torch.Tensor,
+    *,
+    input_ids: torch.Tensor | None = None,
+    training: bool = False,
+    pooled_dropout: float = 0.0,
+) -> torch.Tensor:
+    """What :func:`forward_logits` feeds the head: the pooled encoding ``[batch, hidden]`` (float32)."""
     hooks = method.hooks(params, training=training)
     if method.position_offset:
         hidden = base.embed(input_ids, position_offset=method.position_offset)
@@ -138,16 +155,14 @@ def forward_logits(
     pooled = hooks.transform_pooled(pooled.float())
     if pooled_dropout and training:
         pooled = torch.nn.functional.dropout(pooled, pooled_dropout, training=True)
-    return apply_head(pooled.float(), head["weight"], head["bias"])
+    return pooled.float()
 
 
 def encode_pooled(base: BaseModel, encoder: AdapterWeights, start_hidden: torch.Tensor | None, mask: torch.Tensor,
                   *, input_ids: torch.Tensor | None = None) -> torch.Tensor:
     """The pooled encoding ``[batch, hidden]`` of texts under ``encoder``'s method parameters (shared by every
     row): what a head that reads this encoder sees."""
-    hidden = base.dims.hidden_size
-    identity = {"weight": torch.eye(hidden, device=mask.device), "bias": torch.zeros(hidden, device=mask.device)}
-    return forward_logits(base, encoder.method, encoder.params, identity, start_hidden, mask, input_ids=input_ids)
+    return forward_pooled(base, encoder.method, encoder.params, start_hidden, mask, input_ids=input_ids)
 
 
 def stack_rows(tensors: Sequence[dict[str, torch.Tensor]], rows: torch.Tensor) -> dict[str, torch.Tensor]:

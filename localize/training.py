@@ -1,18 +1,23 @@
 """Training one user's adapter on that user's labels (after SetFit's small trainer).
 
 Phases are named methods: :meth:`Trainer.prepare` splits off validation rows and computes the frozen
-activations once, :meth:`Trainer.fit` trains with class weighting and early stopping on validation loss,
-:meth:`Trainer.evaluate` scores any labelled texts, and :meth:`Trainer.result` hands back the adapter.
+activations once, :meth:`Trainer.fit` trains (class weighting; early stopping on validation, or a MAP solve for a
+linear head), :meth:`Trainer.evaluate` scores any labelled texts, and :meth:`Trainer.result` hands back the adapter.
 
-The default recipe (reports/accuracy.md) has two levels. The task prior tunes the base's top two layers
-(LoRA on their six linear maps) and a head on every user's pooled labels; each user then trains only a linear
-head on the prior's encoding (``train_scope="head"``), which references the prior instead of copying it, so
+The default recipe (reports/accuracy.md) has two levels. The task prior tunes the base's top four layers (LoRA on
+their six linear maps) and a head on every user's pooled labels: each text's label shares, and each annotator's own
+labels through that annotator's head, so that every annotator's view is a linear map of its encoding. Each user
+then fits only a linear head on the prior's encoding (``train_scope="head"``), by maximum a posteriori: their
+labels' cross-entropy plus a pull toward the prior's head. The head references the prior instead of copying it, so
 a user costs a head's bytes and the engine runs the tuned layers once per text for every user of the task.
+Validation rows are chosen by text (``validation_split="by_text"``), the same texts for the prior and every user,
+so no user is validated on a text the prior learnt.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import random
@@ -29,23 +34,28 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from localize.activations import ActivationCache, get_activation_cache, pad_hidden
 from localize.adapters import available_methods, get_method, make_method
-from localize.adapters.base import init_head
+from localize.adapters.base import apply_head, init_head
 from localize.base_model import BaseModel
-from localize.engine import AdapterWeights, forward_logits
+from localize.engine import AdapterWeights, forward_pooled
 from localize.errors import ValidationError
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
 CLASS_WEIGHTINGS = ("balanced", "sqrt", "none")
+VALIDATION_SPLITS = ("by_text", "stratified")
+STOPPING_METRICS = ("macro_f1", "loss")
+LR_SCHEDULES = ("constant", "linear")
+HEAD_FITS = ("map", "epochs")
 TRAIN_SCOPES = ("head", "all")
 ALL_SITES = ["query", "key", "value", "attention_output", "intermediate", "output"]
 # Options a method gets when the arguments name none (``method_options=None``); explicit ``{}`` means the
 # method's own defaults. LoRA's are the default recipe's task-tuned encoder.
-RECOMMENDED_OPTIONS: dict[str, dict[str, Any]] = {"lora": {"r": 8, "layers": [-2, -1], "sites": ALL_SITES}}
+RECOMMENDED_OPTIONS: dict[str, dict[str, Any]] = {"lora": {"r": 8, "layers": [-4, -3, -2, -1], "sites": ALL_SITES}}
 # How the recommended recipe's task prior trains (prior_* arguments left None); other recipes' priors train as
 # their users do.
-RECOMMENDED_PRIOR: dict[str, Any] = {"prior_max_epochs": 3, "prior_learning_rate": 1e-3, "prior_class_weighting": "sqrt"}
+RECOMMENDED_PRIOR: dict[str, Any] = {"prior_max_epochs": 4, "prior_learning_rate": 2e-3, "prior_class_weighting": "sqrt",
+                                     "prior_lr_schedule": "linear"}
 
 
 def recommended_options(method: str) -> dict[str, Any]:
@@ -64,12 +74,22 @@ class TrainingArguments:
     learning_rate: float | None = field(default=None, metadata={"help": "None takes the method's default."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of labels held out for validation."})
+    validation_split: str = field(default="by_text", metadata={"help": "by_text: a row is held out when its text's "
+                                  "hash falls in the validation share, so a task prior and every user of the task "
+                                  "hold out the same texts (a user never validates on a text the prior trained on) "
+                                  "and retraining validates on the same rows; stratified: each class gives its share "
+                                  "of rows, drawn by seed."})
     min_validation_rows: int = field(default=4, metadata={"help": "Below this many held-out rows, no early stopping."})
     patience: int = field(default=10, metadata={"help": "Epochs without a better validation macro-F1 before stopping."})
-    class_weighting: str = field(default="none", metadata={"help": "none, sqrt (inverse square root of the "
+    early_stopping: str = field(default="macro_f1", metadata={"help": "What picks the best epoch: validation "
+                                "macro_f1 (loss breaks ties) or loss (for soft targets, the label shares a task prior "
+                                "learns, the loss is the proper score and far less noisy)."})
+    lr_schedule: str = field(default="constant", metadata={"help": "constant, or linear: warm up over the first 6% "
+                             "of max_epochs' steps, then decay to zero at the last."})
+    class_weighting: str = field(default="sqrt", metadata={"help": "none, sqrt (inverse square root of the "
                                  "frequency) or balanced (inverse frequency: more minority recall, less accuracy)."})
     pooled_dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled embedding while training."})
-    seed: int = field(default=0, metadata={"help": "Seeds the split, the initialisation and the batch order."})
+    seed: int = field(default=0, metadata={"help": "Seeds a stratified split, the initialisation and the batch order."})
     init_from_prior: bool = field(default=True, metadata={"help": "Start from the task prior when one exists."})
     train_scope: str | None = field(default=None, metadata={"help": "None: head for the recommended options of a "
                              "method (the default recipe), else all. head: a user trains only a linear classification "
@@ -77,17 +97,38 @@ class TrainingArguments:
                              "the same labels, else on the frozen base (the head method's own MLP, if any, trains "
                              "too); all: the user trains the method's parameters and the head, starting from the "
                              "prior of the same method when there is one. The prior itself always trains all."})
+    head_fit: str = field(default="map", metadata={"help": "How a linear head-only user's head is fitted. map: "
+                          "solved to convergence (L-BFGS) for the labels' cross-entropy plus head_prior_strength times "
+                          "the squared distance from the task prior's head (no epochs, learning rate or early "
+                          "stopping); epochs: AdamW epochs with early stopping on validation, as other methods train."})
+    head_prior_strength: float = field(default=10.0, metadata={"help": "How strongly a MAP head is pulled toward the "
+                                       "prior's head (toward zero without a prior): a Gaussian prior's precision, in "
+                                       "units of one label's loss."})
+    head_hidden: int = field(default=0, metadata={"help": "With train_scope=head: the width of a residual MLP in "
+                             "the user's head in front of its linear map (0: linear). The MLP can express truths that "
+                             "are interactions (gold and up is good for a gold bull), which a linear map cannot."})
     prior_max_epochs: int | None = field(default=None, metadata={"help": "Epoch cap for the task prior; None: the "
                                          "recommended recipe's (3), or max_epochs for other recipes."})
     prior_learning_rate: float | None = field(default=None, metadata={"help": "The task prior's learning rate; None: "
                                               "the recommended recipe's (1e-3), or learning_rate."})
     prior_class_weighting: str | None = field(default=None, metadata={"help": "The task prior's class weighting; "
                                               "None: the recommended recipe's (sqrt), or class_weighting."})
+    prior_lr_schedule: str | None = field(default=None, metadata={"help": "The task prior's learning-rate schedule; "
+                                          "None: the recommended recipe's (linear), or lr_schedule."})
     merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
                                         "pooled labels) train once, with each label's share as a soft target."})
+    annotator_loss_weight: float = field(default=1.0, metadata={"help": "When the rows name who labelled them and "
+                                         "there are several annotators (a task prior's pooled rows), each "
+                                         "annotator's own labels train too, through that annotator's head (the "
+                                         "shared head plus an offset, dropped after training), with this weight "
+                                         "beside the loss on the label shares; 0: off. The tuned layers then learn "
+                                         "an encoding in which every annotator's view is a linear map, which a "
+                                         "user's linear head can express."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
-    refit_on_all: bool = field(default=False, metadata={"help": "After early stopping, train again from the start "
-                               "on the training and validation labels together, for the epochs validation chose."})
+    refit_on_all: bool | None = field(default=None, metadata={"help": "After validation, train the final adapter on "
+                                      "the training and validation labels together (epoch training: from the start, "
+                                      "for the epochs validation chose). None: yes for a MAP head (nothing is chosen "
+                                      "on validation, and the solve takes milliseconds), no for epoch training."})
 
     def __post_init__(self) -> None:
         if self.method not in available_methods():
@@ -109,14 +150,25 @@ class TrainingArguments:
             (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
             (self.learning_rate is None or self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0"),
             (0 <= self.validation_fraction < 1, f"validation_fraction={self.validation_fraction} must be in [0, 1)"),
+            (self.validation_split in VALIDATION_SPLITS,
+             f"validation_split={self.validation_split!r} must be one of {VALIDATION_SPLITS}"),
             (self.patience >= 1, f"patience={self.patience} must be >= 1"),
+            (self.early_stopping in STOPPING_METRICS,
+             f"early_stopping={self.early_stopping!r} must be one of {STOPPING_METRICS}"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule={self.lr_schedule!r} must be one of {LR_SCHEDULES}"),
             (self.class_weighting in CLASS_WEIGHTINGS,
              f"class_weighting={self.class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
             (self.prior_class_weighting is None or self.prior_class_weighting in CLASS_WEIGHTINGS,
              f"prior_class_weighting={self.prior_class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
             (0 <= self.pooled_dropout < 1, f"pooled_dropout={self.pooled_dropout} must be in [0, 1)"),
+            (self.head_fit in HEAD_FITS, f"head_fit={self.head_fit!r} must be one of {HEAD_FITS}"),
+            (self.head_prior_strength >= 0, f"head_prior_strength={self.head_prior_strength} must be >= 0"),
+            (0 <= self.head_hidden <= 8192, f"head_hidden={self.head_hidden} must be in 0..8192"),
+            (self.annotator_loss_weight >= 0, f"annotator_loss_weight={self.annotator_loss_weight} must be >= 0"),
             (self.min_labels >= 2, f"min_labels={self.min_labels} must be >= 2"),
             (self.train_scope in TRAIN_SCOPES, f"train_scope={self.train_scope!r} must be one of {TRAIN_SCOPES}"),
+            (self.prior_lr_schedule is None or self.prior_lr_schedule in LR_SCHEDULES,
+             f"prior_lr_schedule={self.prior_lr_schedule!r} must be one of {LR_SCHEDULES}"),
             (self.prior_learning_rate is None or self.prior_learning_rate > 0,
              f"prior_learning_rate={self.prior_learning_rate} must be > 0"),
             (self.prior_max_epochs is None or self.prior_max_epochs >= 1,
@@ -131,11 +183,15 @@ class TrainingArguments:
 
     def for_prior(self) -> TrainingArguments:
         """The arguments the task prior trains with: these, training everything, with the prior's epoch cap,
-        learning rate and class weighting."""
-        return dataclasses.replace(self, train_scope="all", init_from_prior=False,
+        learning rate and class weighting, and stopping on validation loss (a prior learns label shares and every
+        annotator's labels: distributions, for which the loss is the proper score)."""
+        user_only = {name: TrainingArguments.__dataclass_fields__[name].default
+                     for name in ("head_fit", "head_prior_strength", "head_hidden")}  # how users fit heads on it
+        return dataclasses.replace(self, train_scope="all", init_from_prior=False, early_stopping="loss", **user_only,
                                    max_epochs=self.prior_max_epochs or self.max_epochs,
                                    learning_rate=self.prior_learning_rate or self.learning_rate,
-                                   class_weighting=self.prior_class_weighting or self.class_weighting)
+                                   class_weighting=self.prior_class_weighting or self.class_weighting,
+                                   lr_schedule=self.prior_lr_schedule or self.lr_schedule)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingArguments:
@@ -221,9 +277,13 @@ class Trainer:
         init: AdapterWeights | None = None,
         cache: ActivationCache | None = None,
         progress: ProgressCallback | None = None,
+        annotators: list[str] | None = None,
     ) -> None:
+        """``annotators``: who gave each label (the pooled rows of a task prior), for ``annotator_loss_weight``."""
         if len(texts) != len(labels):
             raise ValidationError(f"{len(texts)} texts but {len(labels)} labels")
+        if annotators is not None and len(annotators) != len(texts):
+            raise ValidationError(f"{len(texts)} texts but {len(annotators)} annotators")
         unknown = sorted(set(labels) - set(label_set))
         if unknown:
             raise ValidationError(f"label(s) {unknown} are not in the label set {label_set}")
@@ -235,6 +295,14 @@ class Trainer:
         self.label_set = list(label_set)
         self.targets = [self.label_set.index(label) for label in labels]
         self.soft_targets: list[list[float]] | None = None
+        # Per text, (annotator index, label index) of every label it was given, when several annotators gave them.
+        self.annotations: dict[str, list[tuple[int, int]]] | None = None
+        self.num_annotators = 0
+        if annotators is not None and args.annotator_loss_weight > 0 and len(set(annotators)) > 1:
+            index = {name: i for i, name in enumerate(sorted(set(annotators)))}
+            self.annotations, self.num_annotators = {}, len(index)
+            for text, name, target in zip(texts, annotators, self.targets):
+                self.annotations.setdefault(text, []).append((index[name], target))
         if args.merge_duplicate_texts and len(set(texts)) < len(texts):
             self.texts, self.targets, self.soft_targets = _merge_duplicates(texts, self.targets, len(self.label_set))
         self.cache = cache or get_activation_cache()
@@ -251,6 +319,11 @@ class Trainer:
         args = self.args
         self._generator = torch.Generator().manual_seed(args.seed)
         self.params, self.head = self._initial_parameters()
+        self.annotator_offsets = {}  # each annotator's head is the shared head plus these; they start at zero
+        if self.annotations is not None:
+            shape = (self.num_annotators, len(self.label_set))
+            self.annotator_offsets = {"weight": torch.zeros(*shape, self.base.dims.hidden_size, device=self.base.device),
+                                      "bias": torch.zeros(*shape, device=self.base.device)}
         train_idx, val_idx = self._split()
         self.train_split = self._make_split(train_idx)
         self.val_split = self._make_split(val_idx) if val_idx else None
@@ -266,28 +339,106 @@ class Trainer:
             self._fit()
 
     def _fit(self) -> None:
-        args = self.args
         started = time.perf_counter()
-        trainable = [*self.params.values(), *self.head.values()]
+        class_weights = self._class_weights()
+        map_head = self._fits_map_head()
+        if map_head:
+            # Toward the prior's head; without one, toward zero (plain L2-regularised logistic regression).
+            center = {k: v.detach().clone() if self.from_prior else torch.zeros_like(v) for k, v in self.head.items()}
+            self._solve_map_head(self.train_split, center, class_weights)
+            best_epoch = None
+        else:
+            best_epoch = self._train_epochs(class_weights)
+        train_scores = self._score(self.train_split, class_weights)
+        if map_head:  # one record, so a MAP fit reads like a one-epoch run
+            self.history.append({"epoch": 1, "train_loss": train_scores["loss"]})
+        self.metrics = {
+            "train_loss": train_scores["loss"],
+            "train_accuracy": train_scores["accuracy"],
+            "train_macro_f1": train_scores["macro_f1"],
+            "epochs": len(self.history),
+            "best_epoch": best_epoch,
+            "train_rows": len(self.train_split.texts),
+            "val_rows": 0 if self.val_split is None else len(self.val_split.texts),
+            "train_seconds": time.perf_counter() - started,
+        }
+        if self.annotations is not None:
+            self.metrics["annotators"] = self.num_annotators
+        if self.val_split is not None:
+            val = self._score(self.val_split, class_weights)
+            self.metrics.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+            self.history[-1].update({"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                                     "val_macro_f1": val["macro_f1"]} if map_head else {})
+        refit = self.args.refit_on_all if self.args.refit_on_all is not None else map_head
+        # What the validated model said on its validation rows, before they train too (for thresholds, calibration).
+        self.val_probabilities = None if self.val_split is None else \
+            torch.softmax(self._all_logits(self.val_split).float(), dim=-1).cpu()
+        if refit and self.val_split is not None and (map_head or best_epoch is not None):
+            # The held-out labels have measured the model (and chosen its epoch count); now they train too (they
+            # are a sixth of a small user's labels). The validation figures above stay those of the model that
+            # was validated.
+            both = _concat(self.train_split, self.val_split)
+            if map_head:
+                self._solve_map_head(both, center, self._class_weights(both))
+            else:
+                self._refit_epochs(both, best_epoch)
+            self.metrics.update({"refit_rows": len(both.texts), "refit_epochs": best_epoch or 1,
+                                 "train_seconds": time.perf_counter() - started})
+        self.progress(1.0, "done: " + _describe(self.metrics))
+
+    def _fits_map_head(self) -> bool:
+        """Whether this fit is a linear head on pooled vectors (the task prior's encoding or the frozen base)
+        solved by :meth:`_solve_map_head`."""
+        return (self.args.head_fit == "map" and self.args.train_scope == "head" and not self.params
+                and self.method.start_layer == self.base.dims.num_layers and not self.method.embeds_inputs)
+
+    def _solve_map_head(self, split: _Split, center: dict[str, torch.Tensor], class_weights: torch.Tensor | None) -> None:
+        """The head's maximum a posteriori fit: the labels' (class-weighted) cross-entropy plus
+        ``head_prior_strength`` times the squared distance of the weights from ``center`` (the prior's head), solved
+        to convergence by L-BFGS. No epochs, no learning rate, no validation noise: the more labels a user has, the
+        further their head moves from the task's."""
+        device = self.base.device
+        inputs = torch.stack(split.inputs).to(device).float()
+        targets = self._loss_targets(split, slice(None)).to(device)
+        weight = center["weight"].detach().clone().requires_grad_(True)
+        bias = center["bias"].detach().clone().requires_grad_(True)
+        strength, rows = self.args.head_prior_strength, len(split.texts)
+        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=500, tolerance_grad=1e-7,
+                                      tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+        def objective() -> torch.Tensor:
+            optimizer.zero_grad()
+            data = F.cross_entropy(apply_head(inputs, weight, bias), targets, weight=class_weights, reduction="sum")
+            loss = (data + strength * (weight - center["weight"]).pow(2).sum()) / rows
+            loss.backward()
+            return loss
+
+        optimizer.step(objective)
+        with torch.no_grad():
+            self.head["weight"].copy_(weight)
+            self.head["bias"].copy_(bias)
+
+    def _train_epochs(self, class_weights: torch.Tensor | None) -> int | None:
+        """AdamW epochs with early stopping on validation; leaves the best epoch's parameters and returns it."""
+        args = self.args
+        trainable = self._trainable()
         for tensor in trainable:
             tensor.requires_grad_(True)
-        lr = args.learning_rate or self.method.default_learning_rate
-        optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=args.weight_decay)
+        optimizer = torch.optim.AdamW(trainable, lr=self._learning_rate(), weight_decay=args.weight_decay)
+        self._scheduler = self._make_scheduler(optimizer, len(self.train_split.texts))
         accelerator = _accelerator(self.base.device)
-        class_weights = self._class_weights()
-        rows = len(self.train_split.texts)
-        order_rng = random.Random(args.seed)
-        initial = self._snapshot()
+        self._order_rng = random.Random(args.seed)
+        self._initial_state = self._snapshot()
         best_score, best_epoch, best_state, stale = None, None, None, 0
         for epoch in range(args.max_epochs):
-            record = {"epoch": epoch + 1,
-                      "train_loss": self._epoch(self.train_split, optimizer, accelerator, class_weights, order_rng)}
+            record = {"epoch": epoch + 1, "train_loss": self._epoch(self.train_split, optimizer, accelerator,
+                                                                    class_weights, self._order_rng)}
             if self.val_split is not None:
                 val = self._score(self.val_split, class_weights)
                 record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
                 # Macro-F1 is what users feel; validation loss only breaks ties (it rises with confidence
                 # long before the decisions get worse, so stopping on it alone stops far too early).
-                score = (val["macro_f1"], -val["loss"])
+                score = (val["macro_f1"], -val["loss"]) if args.early_stopping == "macro_f1" else (-val["loss"],)
                 if best_score is None or score > best_score:
                     best_score, best_epoch, stale = score, epoch + 1, 0
                     best_state = self._snapshot()
@@ -301,36 +452,30 @@ class Trainer:
             self._restore(best_state)
         for tensor in trainable:
             tensor.requires_grad_(False)
-        train_scores = self._score(self.train_split, class_weights)
-        self.metrics = {
-            "train_loss": train_scores["loss"],
-            "train_accuracy": train_scores["accuracy"],
-            "train_macro_f1": train_scores["macro_f1"],
-            "epochs": len(self.history),
-            "best_epoch": best_epoch,
-            "train_rows": rows,
-            "val_rows": 0 if self.val_split is None else len(self.val_split.texts),
-            "train_seconds": time.perf_counter() - started,
-        }
-        if self.val_split is not None:
-            val = self._score(self.val_split, class_weights)
-            self.metrics.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
-        if args.refit_on_all and best_epoch is not None:
-            # The held-out labels chose the epoch count; now they train too (they are a sixth of a small user's
-            # labels). The validation figures above stay those of the model that was validated.
-            self._restore(initial)
-            both = _concat(self.train_split, self.val_split)
-            for tensor in trainable:
-                tensor.requires_grad_(True)
-            optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=args.weight_decay)
-            weights = self._class_weights(both)
-            for _ in range(best_epoch):
-                self._epoch(both, optimizer, accelerator, weights, order_rng)
-            for tensor in trainable:
-                tensor.requires_grad_(False)
-            self.metrics.update({"refit_rows": len(both.texts), "refit_epochs": best_epoch,
-                                 "train_seconds": time.perf_counter() - started})
-        self.progress(1.0, "done: " + _describe(self.metrics))
+        return best_epoch
+
+    def _refit_epochs(self, split: _Split, epochs: int) -> None:
+        """Trains again from the start on ``split`` for ``epochs`` epochs."""
+        self._restore(self._initial_state)
+        with torch.no_grad():
+            for tensor in self.annotator_offsets.values():
+                tensor.zero_()
+        trainable = self._trainable()
+        for tensor in trainable:
+            tensor.requires_grad_(True)
+        optimizer = torch.optim.AdamW(trainable, lr=self._learning_rate(), weight_decay=self.args.weight_decay)
+        self._scheduler = self._make_scheduler(optimizer, len(split.texts))
+        weights = self._class_weights(split)
+        for _ in range(epochs):
+            self._epoch(split, optimizer, _accelerator(self.base.device), weights, self._order_rng)
+        for tensor in trainable:
+            tensor.requires_grad_(False)
+
+    def _trainable(self) -> list[torch.Tensor]:
+        return [*self.params.values(), *self.head.values(), *self.annotator_offsets.values()]
+
+    def _learning_rate(self) -> float:
+        return self.args.learning_rate or self.method.default_learning_rate
 
     def _epoch(self, split: _Split, optimizer: torch.optim.Optimizer, accelerator: Any,
                class_weights: torch.Tensor | None, rng: random.Random) -> float:
@@ -338,12 +483,18 @@ class Trainer:
         total = 0.0
         for batch in self._batches(split, rng):
             with accelerator.autocast():
-                logits = self._logits(split, batch, training=True)
+                pooled = self._pooled(split, batch, training=True)
+                logits = apply_head(pooled, self.head["weight"], self.head["bias"])
                 targets = self._loss_targets(split, batch).to(logits.device)
                 loss = F.cross_entropy(logits.float(), targets, weight=class_weights)
+                if self.annotations is not None:
+                    loss = loss + self.args.annotator_loss_weight * self._annotator_loss(
+                        pooled, [split.texts[i] for i in batch], class_weights)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
+            if self._scheduler is not None:
+                self._scheduler.step()
             total += loss.item() * len(batch)
         return total / max(1, len(split.texts))
 
@@ -380,6 +531,17 @@ class Trainer:
         return self.result()
 
     # -- internals ------------------------------------------------------------------------------------------------
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer, rows: int) -> Any:
+        if self.args.lr_schedule == "constant":
+            return None
+        total = self.args.max_epochs * -(-rows // self.args.batch_size)
+        warmup = max(1, int(0.06 * total))
+
+        def factor(step: int) -> float:
+            return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
     def _batches(self, split: _Split, rng: random.Random) -> list[list[int]]:
         """One epoch's batches in random order. Rows that run encoder layers are grouped by length within windows
         of 50 batches (as transformers' ``group_by_length``), so little time goes to padding."""
@@ -405,6 +567,15 @@ class Trainer:
         n_val = int(round(rows * self.args.validation_fraction))
         if n_val < self.args.min_validation_rows or rows - n_val < 2:
             return list(range(rows)), []
+        if self.args.validation_split == "by_text":
+            val = {i for i, text in enumerate(self.texts) if held_out_text(text, self.args.validation_fraction)}
+            # A class whose every row would be held out trains on them instead: a model must see each class.
+            trained = {self.targets[i] for i in range(rows) if i not in val}
+            val = sorted(i for i in val if self.targets[i] in trained)
+            if len(val) < self.args.min_validation_rows or rows - len(val) < 2:
+                return list(range(rows)), []
+            held = set(val)
+            return [i for i in range(rows) if i not in held], val
         # Stratified: each class gives its share of validation rows, at least one where it has two or more.
         val: list[int] = []
         for members in shuffled_by_class(self.targets, self.args.seed):
@@ -444,12 +615,14 @@ class Trainer:
                                               {}, init.labels, init.base_model_id, version=init.version,
                                               meta=dict(init.meta))
             if self.method.name != "head" or self.encoder is not None:
-                self.method = make_method("head", {}, self.base.dims)
+                self.method = make_method("head", {"hidden": self.args.head_hidden}, self.base.dims)
             self.from_prior = usable and (self.encoder is not None or init.method.family() == self.method.family())
             if self.from_prior:
                 head = {k: v.detach().clone().float().to(device) for k, v in init.head.items()}
-                params = {} if self.encoder is not None else \
-                    {k: v.detach().clone().float().to(device) for k, v in init.params.items()}
+                if self.encoder is None:
+                    params = {k: v.detach().clone().float().to(device) for k, v in init.params.items()}
+                else:  # the user's own MLP, if any, starts as the identity: the head begins as the prior's
+                    params = {k: v.to(device) for k, v in self.method.init_params(self.base, self._generator).items()}
                 return params, head
             init = None
         self.from_prior = (init is not None and init.method.family() == self.method.family()
@@ -481,9 +654,20 @@ class Trainer:
     def _loss_targets(split: _Split, batch: list[int] | slice) -> torch.Tensor:
         return split.soft[batch] if split.soft is not None else split.targets[batch]
 
+    def _annotator_loss(self, pooled: torch.Tensor, texts: list[str], class_weights: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy of every label the batch's texts were given, under its annotator's own head."""
+        pairs = [(row, who, target) for row, text in enumerate(texts) for who, target in self.annotations[text]]
+        rows, who, targets = (torch.tensor(column, device=pooled.device) for column in zip(*pairs))
+        weight = self.head["weight"] + self.annotator_offsets["weight"][who]
+        bias = self.head["bias"] + self.annotator_offsets["bias"][who]
+        return F.cross_entropy(apply_head(pooled[rows], weight, bias).float(), targets, weight=class_weights)
+
     def _logits(self, split: _Split, batch: list[int], *, training: bool) -> torch.Tensor:
+        return apply_head(self._pooled(split, batch, training=training), self.head["weight"], self.head["bias"])
+
+    def _pooled(self, split: _Split, batch: list[int], *, training: bool) -> torch.Tensor:
         size = len(batch)
-        params, head = self.params, self.head  # one user's: shared by every row, no batch dimension
+        params = self.params  # one user's: shared by every row, no batch dimension
         device = self.base.device
         if self.method.embeds_inputs:
             rows = [split.input_ids[i] for i in batch]
@@ -493,7 +677,7 @@ class Trainer:
             for i, r in enumerate(rows):
                 input_ids[i, : len(r)] = r
                 mask[i, : len(r)] = 1
-            return forward_logits(self.base, self.method, params, head, None, mask.to(device),
+            return forward_pooled(self.base, self.method, params, None, mask.to(device),
                                   input_ids=input_ids.to(device), training=training,
                                   pooled_dropout=self.args.pooled_dropout)
         rows = [split.inputs[i] for i in batch]
@@ -501,24 +685,31 @@ class Trainer:
             start, mask = torch.stack(rows), torch.ones(size, 1, dtype=torch.long)
         else:
             start, mask = pad_hidden(rows)
-        return forward_logits(self.base, self.method, params, head, start.to(device), mask.to(device),
+        return forward_pooled(self.base, self.method, params, start.to(device), mask.to(device),
                               training=training, pooled_dropout=self.args.pooled_dropout)
 
     def _score(self, split: _Split, class_weights: torch.Tensor | None) -> dict[str, float]:
         if not split.texts:
             return {"loss": float("nan"), "accuracy": float("nan"), "macro_f1": float("nan")}
-        all_logits = self._all_logits(split)
+        pooled = self._all_pooled(split)
+        all_logits = apply_head(pooled, self.head["weight"], self.head["bias"])
         targets = self._loss_targets(split, slice(None)).to(all_logits.device)
         loss = F.cross_entropy(all_logits, targets, weight=class_weights).item()
+        if self.annotations is not None:  # the annotators' own labels are part of what the prior learns
+            with torch.no_grad():
+                loss += self.args.annotator_loss_weight * self._annotator_loss(pooled, split.texts, class_weights).item()
         predicted = all_logits.argmax(-1).cpu().tolist()
         return {"loss": loss, **classification_metrics(split.targets.tolist(), predicted, len(self.label_set))}
 
     def _all_logits(self, split: _Split) -> torch.Tensor:
+        return apply_head(self._all_pooled(split), self.head["weight"], self.head["bias"])
+
+    def _all_pooled(self, split: _Split) -> torch.Tensor:
         rows = len(split.texts)
         with torch.no_grad():
-            chunks = [self._logits(split, list(range(start, min(rows, start + 128))), training=False)
+            chunks = [self._pooled(split, list(range(start, min(rows, start + 128))), training=False)
                       for start in range(0, rows, 128)]
-        return torch.cat(chunks) if chunks else torch.empty(0, len(self.label_set))
+        return torch.cat(chunks) if chunks else torch.empty(0, self.base.dims.hidden_size, device=self.base.device)
 
     def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {
@@ -547,6 +738,13 @@ def _concat(first: _Split, second: _Split | None) -> _Split:
     return _Split(texts=first.texts + second.texts, targets=torch.cat([first.targets, second.targets]),
                   soft=join(first.soft, second.soft), inputs=join(first.inputs, second.inputs),
                   input_ids=join(first.input_ids, second.input_ids))
+
+
+def held_out_text(text: str, fraction: float) -> bool:
+    """Whether a ``by_text`` split holds ``text`` out for validation: a fixed function of the text alone (no seed),
+    so every trainer of a task, prior and users alike, holds out the same texts."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, person=b"localize-val").digest()
+    return int.from_bytes(digest, "big") < fraction * 2**64
 
 
 def shuffled_by_class(targets: list[int], seed: int) -> list[list[int]]:
@@ -599,4 +797,5 @@ def train_adapter(
     return Trainer(base, args, texts, labels, label_set, **kwargs).train()
 
 
-__all__ = ["TrainingArguments", "Trainer", "apply_overrides", "classification_metrics", "shuffled_by_class", "train_adapter"]
+__all__ = ["TrainingArguments", "Trainer", "apply_overrides", "classification_metrics", "held_out_text",
+           "shuffled_by_class", "train_adapter"]

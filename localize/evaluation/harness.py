@@ -151,7 +151,7 @@ class Harness:
             self.progress(f"training the task prior ({args.method}) on {len(rows)} pooled rows")
             started = time.perf_counter()
             trainer = Trainer(self.base, args, [r.text for r in rows], [r.label for r in rows], self.data.labels,
-                              cache=self.cache)
+                              cache=self.cache, annotators=[r.user for r in rows])
             self._priors[key] = (trainer.train(), time.perf_counter() - started)
         return self._priors[key]
 
@@ -176,9 +176,8 @@ class Harness:
             accuracy, macro_f1 = user_metrics(self.data.label_index(test), probabilities.argmax(1))
             users.append(UserResult(user, len(train), len(test), accuracy, macro_f1, seconds, weights.nbytes))
             test_probabilities[user] = probabilities
-            if trainer.val_split is not None:
-                validation[user] = (trainer.predict_proba(trainer.val_split.texts).numpy(),
-                                    trainer.val_split.targets.numpy())
+            if trainer.val_split is not None:  # the validated model's, before a refit trained on these rows
+                validation[user] = (trainer.val_probabilities.numpy(), trainer.val_split.targets.numpy())
             if (index + 1) % 16 == 0 or index + 1 == len(names):
                 self.progress(f"{recipe.name}: {index + 1}/{len(names)} users")
         return MethodResult(recipe.name, "recipe", recipe.description, users, prior_seconds,

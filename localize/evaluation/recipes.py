@@ -7,10 +7,11 @@ a CPU; they run only with ``encoder_methods=True`` (``localize eval --report --a
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from localize.evaluation.harness import Recipe
-from localize.training import TrainingArguments
+from localize.training import ALL_SITES, TrainingArguments
 
 VARIANT_USERS = 16
 ENCODER_METHOD_USERS = 8
@@ -36,18 +37,28 @@ def _args(method: str, prior: bool, options: dict[str, Any] | None = None, **kw:
 
 
 def head_variants() -> list[tuple[str, TrainingArguments, str]]:
-    """Head recipes on the frozen base, besides the default (a linear head on the task prior's tuned layers)."""
+    """Variants of the default recipe: its users' heads fitted otherwise (on the same task prior), and the prior
+    trained otherwise (each such prior trains once more on every pooled row)."""
+    default = TrainingArguments()
+    previous_prior = {"method_options": {"r": 8, "layers": [-2, -1], "sites": ALL_SITES}, "train_scope": "head",
+                      "prior_max_epochs": 3, "prior_learning_rate": 1e-3, "prior_class_weighting": "sqrt",
+                      "prior_lr_schedule": "constant", "annotator_loss_weight": 0.0}
     return [
-        ("head linear", _args("head", False), "no task prior"),
-        ("head linear + prior, balanced weights", _args("head", True, class_weighting="balanced"),
+        ("MAP head, no class weights", replace(default, class_weighting="none"),
+         "the default's users without square-root class weights"),
+        ("MAP head, balanced weights", replace(default, class_weighting="balanced"),
          "inverse-frequency class weights"),
-        ("head linear + prior, sqrt weights", _args("head", True, class_weighting="sqrt"),
-         "the previous default: inverse-square-root class weights"),
-        ("head mlp256 + prior, balanced weights", _args("head", True, {"hidden": 256}, class_weighting="balanced"),
-         "the previous default: residual MLP (256) + linear head, trained whole"),
-        ("head mlp256 + prior", _args("head", True, {"hidden": 256}), "residual MLP (256) + linear head"),
-        ("head mlp256 + prior, head only", _args("head", True, {"hidden": 256}, train_scope="head"),
-         "the prior's MLP kept, only the user's linear head trained"),
+        ("MAP head, strength 3", replace(default, head_prior_strength=3.0), "a weaker pull toward the prior's head"),
+        ("MAP head, strength 30", replace(default, head_prior_strength=30.0), "a stronger pull toward the prior's head"),
+        ("head by epochs, no class weights", replace(default, head_fit="epochs", class_weighting="none"),
+         "the previous default's users: AdamW epochs, early stopping on validation macro-F1"),
+        ("MLP-256 head by epochs", replace(default, head_hidden=256), "a residual MLP in front of each user's head"),
+        ("linear head, no prior", replace(default, init_from_prior=False),
+         "a MAP head on the frozen base (pulled toward zero): per-user logistic regression"),
+        ("prior without annotator heads", replace(default, annotator_loss_weight=0.0),
+         "the prior learns only the label shares"),
+        ("previous default", TrainingArguments(**previous_prior, head_fit="epochs", class_weighting="none"),
+         "prior: LoRA on the top two layers, 3 epochs at 1e-3, label shares only; users: heads by epochs, no weights"),
     ]
 
 

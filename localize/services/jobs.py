@@ -33,7 +33,7 @@ from localize.engine import AdapterWeights
 from localize.errors import AdapterError, ConflictError, NotFoundError, ValidationError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
-from localize.services.labels import label_snapshot, training_rows
+from localize.services.labels import label_snapshot, pooled_training_rows, training_rows
 from localize.training import Trainer, TrainingArguments, apply_overrides
 
 logger = logging.getLogger(__name__)
@@ -355,7 +355,11 @@ def _train_and_register(runtime: Runtime, job_id: int, worker_id: str, on_progre
         args = TrainingArguments.from_dict(job.args)
         if user is None:
             args = args.for_prior()
-        texts, labels = training_rows(session=session, task=task, user=user)
+        annotators = None  # a prior also learns who gave each label
+        if user is None:
+            texts, labels, annotators = pooled_training_rows(session=session, task=task)
+        else:
+            texts, labels = training_rows(session=session, task=task, user=user)
         if user is not None:
             n_labels, newest = label_snapshot(session=session, task=task, user=user)
         else:
@@ -372,7 +376,7 @@ def _train_and_register(runtime: Runtime, job_id: int, worker_id: str, on_progre
         except AdapterError as error:  # a damaged prior never blocks a user's own training
             on_progress(0.0, f"the task prior cannot be loaded, training from scratch: {error}")
     trainer = Trainer(runtime.base, args, texts, labels, task.labels, init=init,
-                      cache=runtime.activation_cache, progress=on_progress)
+                      cache=runtime.activation_cache, progress=on_progress, annotators=annotators)
     trainer.prepare()
     on_progress(0.0, f"training on {len(trainer.train_split.texts)} labels, validating on "
                      f"{0 if trainer.val_split is None else len(trainer.val_split.texts)}"

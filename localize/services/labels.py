@@ -283,10 +283,21 @@ def training_rows(
     *, session: Session, task: Task, user: User | None, split: str | None = None
 ) -> tuple[list[str], list[str]]:
     """Texts and labels to train on: one user's, or every user's pooled (``user=None``, for the task prior)."""
-    query = select(Text.body, Label.label).join(Text, Text.id == Label.text_id).where(Label.task_id == task.id)
+    rows = _label_rows(session=session, task=task, user=user, split=split)
+    return [body for body, _, _ in rows], [label for _, label, _ in rows]
+
+
+def pooled_training_rows(*, session: Session, task: Task) -> tuple[list[str], list[str], list[str]]:
+    """Every user's texts and labels, and who gave each label (the user's id): what a task prior learns from."""
+    rows = _label_rows(session=session, task=task, user=None, split=None)
+    return [body for body, _, _ in rows], [label for _, label, _ in rows], [str(who) for _, _, who in rows]
+
+
+def _label_rows(*, session: Session, task: Task, user: User | None, split: str | None) -> list[tuple[str, str, int]]:
+    query = select(Text.body, Label.label, Label.user_id).join(Text, Text.id == Label.text_id).where(
+        Label.task_id == task.id)
     if user is not None:
         query = query.where(Label.user_id == user.id)
     if split is not None:
         query = query.where(Label.split == split)
-    rows = session.exec(query.order_by(Label.id)).all()
-    return [body for body, _ in rows], [label for _, label in rows]
+    return list(session.exec(query.order_by(Label.id)).all())

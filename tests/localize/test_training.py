@@ -11,7 +11,7 @@ import torch
 from localize.adapters import get_method
 from localize.engine import Engine
 from localize.errors import ValidationError
-from localize.training import Trainer, TrainingArguments, classification_metrics, train_adapter
+from localize.training import Trainer, TrainingArguments, classification_metrics, held_out_text, train_adapter
 
 
 def _same(a, b) -> bool:
@@ -67,6 +67,14 @@ def test_unknown_argument_is_named(tmp_path):
         ({"learning_rate": -1e-3}, r"learning_rate=-0\.001"),
         ({"validation_fraction": 1.0}, r"validation_fraction=1\.0 must be in \[0, 1\)"),
         ({"validation_fraction": -0.1}, r"validation_fraction=-0\.1"),
+        ({"validation_split": "random"}, r"validation_split='random' must be one of \('by_text', 'stratified'\)"),
+        ({"early_stopping": "accuracy"}, r"early_stopping='accuracy' must be one of"),
+        ({"lr_schedule": "cosine"}, r"lr_schedule='cosine' must be one of"),
+        ({"prior_lr_schedule": "cosine"}, r"prior_lr_schedule='cosine' must be one of"),
+        ({"head_fit": "sgd"}, r"head_fit='sgd' must be one of \('map', 'epochs'\)"),
+        ({"head_prior_strength": -1}, r"head_prior_strength=-1(\.0)? must be >= 0"),
+        ({"head_hidden": -4}, r"head_hidden=-4 must be in 0\.\.8192"),
+        ({"annotator_loss_weight": -0.5}, r"annotator_loss_weight=-0\.5 must be >= 0"),
         ({"patience": 0}, r"patience=0 must be >= 1"),
         ({"class_weighting": "inverse"}, r"class_weighting='inverse' must be one of \('balanced', 'sqrt', 'none'\)"),
         ({"train_scope": "encoder"}, r"train_scope='encoder' must be one of"),
@@ -245,7 +253,7 @@ def test_head_scope_keeps_the_priors_encoder_and_trains_only_the_head(base, tiny
 
     trainer = Trainer(base, args, texts, jane, label_set, init=prior)
     user = trainer.train()
-    assert trainer.metrics["epochs"] == 2
+    assert trainer.metrics["epochs"] == 1  # a MAP head: one solve, no epochs
     # The user's adapter is a linear head that reads the prior's encoder, referenced, not copied.
     assert user.method.name == "head" and user.params == {} and user.encoder is not None
     assert all(torch.equal(user.encoder.params[k], prior.params[k]) for k in prior.params)
@@ -266,12 +274,16 @@ def test_head_scope_keeps_the_priors_encoder_and_trains_only_the_head(base, tiny
 
 def test_the_default_recipe_is_a_head_on_the_task_tuned_prior_and_explicit_methods_train_whole():
     args = TrainingArguments()
-    assert (args.method, args.train_scope, args.method_options["layers"]) == ("lora", "head", [-2, -1])
+    assert (args.method, args.train_scope, args.method_options["layers"]) == ("lora", "head", [-4, -3, -2, -1])
+    assert (args.head_fit, args.class_weighting) == ("map", "sqrt")
     prior = args.for_prior()
-    assert (prior.train_scope, prior.max_epochs, prior.learning_rate) == ("all", 3, 1e-3)
+    assert (prior.train_scope, prior.max_epochs, prior.learning_rate, prior.lr_schedule, prior.early_stopping) == \
+        ("all", 4, 2e-3, "linear", "loss")
     assert TrainingArguments(method="ia3").train_scope == "all"  # asked for IA3 per user: IA3 per user
-    ia3_prior = TrainingArguments(method="ia3", max_epochs=40).for_prior()  # other priors train as their users
-    assert (ia3_prior.max_epochs, ia3_prior.learning_rate, ia3_prior.class_weighting) == (40, None, "none")
+    ia3_prior = TrainingArguments(method="ia3", max_epochs=40, class_weighting="none").for_prior()
+    # other priors train as their users do
+    assert (ia3_prior.max_epochs, ia3_prior.learning_rate, ia3_prior.class_weighting, ia3_prior.lr_schedule) == \
+        (40, None, "none", "constant")
     assert TrainingArguments(method="lora", method_options={"r": 4}).train_scope == "all"
     assert TrainingArguments.from_dict(args.to_dict()) == args
 
@@ -298,3 +310,182 @@ def test_opposite_labels_give_opposite_predictions(base, tiny_texts):
     for (weights, query), prediction in zip(rows, predictions):
         expected = queries[query] if weights is john else opposite[queries[query]]
         assert prediction.label == expected, (query, prediction.probabilities)
+
+
+# -- validation split by text -----------------------------------------------------------------------------------------
+def test_a_by_text_split_holds_out_the_same_texts_for_the_prior_and_every_user(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
+    john, jane = john + ["work"] * 40, jane + ["personal"] * 40
+    args = TrainingArguments(method="head", validation_fraction=0.3, max_epochs=1)
+    prior = Trainer(base, args.for_prior(), texts + texts, john + jane, label_set)
+    prior.prepare()
+    held_out = set(prior.val_split.texts)
+    assert held_out and set(prior.train_split.texts).isdisjoint(held_out)
+    # Whatever a user's rows, their order and the seed, the user validates on exactly the texts the prior held out.
+    rows = list(zip(texts, jane))
+    random.Random(3).shuffle(rows)
+    for seed in (0, 5):
+        user = Trainer(base, dataclasses.replace(args, seed=seed), [t for t, _ in rows[:50]], [y for _, y in rows[:50]],
+                       label_set)
+        user.prepare()
+        assert set(user.val_split.texts) == held_out & {t for t, _ in rows[:50]}
+        assert set(user.train_split.texts).isdisjoint(held_out)
+    # A stratified split draws by seed instead, each class giving its share.
+    stratified = Trainer(base, dataclasses.replace(args, validation_split="stratified"), texts, john, label_set)
+    stratified.prepare()
+    assert sorted(set(stratified.val_split.targets.tolist())) == [0, 1]
+    assert set(stratified.val_split.texts) != held_out & set(texts)
+
+
+# -- the task prior learns every annotator's labels -------------------------------------------------------------------
+def test_a_prior_with_annotators_learns_each_annotators_own_labels(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    args = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, prior_max_epochs=30,
+                             validation_fraction=0.0, pooled_dropout=0.0).for_prior()
+    # John and Jane disagree on every text: the label shares are 50/50 everywhere, so the shared head learns
+    # nothing; each annotator's own head (the shared head plus an offset) must learn its annotator's view.
+    trainer = Trainer(base, args, texts + texts, john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24)
+    trainer.train()
+    assert trainer.metrics["annotators"] == 2
+    pooled = trainer._all_pooled(trainer.train_split)
+    index = {text: i for i, text in enumerate(trainer.train_split.texts)}
+    rows = torch.tensor([index[t] for t in texts])
+    for who, labels in ((1, john), (0, jane)):  # annotators are indexed by sorted name: jane 0, john 1
+        weight = trainer.head["weight"] + trainer.annotator_offsets["weight"][who]
+        bias = trainer.head["bias"] + trainer.annotator_offsets["bias"][who]
+        predicted = (pooled[rows] @ weight.T + bias).argmax(-1).tolist()
+        assert predicted == [label_set.index(label) for label in labels]
+    shared = trainer._all_logits(trainer.train_split).softmax(-1)
+    assert torch.allclose(shared, torch.full_like(shared, 0.5), atol=0.1)
+
+
+def test_annotator_heads_are_off_for_one_annotator_or_weight_zero_and_annotators_must_pair_up(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    args = TrainingArguments(method="head", max_epochs=1, validation_fraction=0.0).for_prior()
+    assert Trainer(base, args, texts, john, label_set, annotators=["john"] * 24).annotations is None
+    off = dataclasses.replace(args, annotator_loss_weight=0.0)
+    assert Trainer(base, off, texts + texts, john + jane, label_set, annotators=["a"] * 24 + ["b"] * 24).annotations is None
+    with pytest.raises(ValidationError, match="24 texts but 3 annotators"):
+        Trainer(base, args, texts, john, label_set, annotators=["a", "b", "c"])
+
+
+# -- a user's head: the MAP fit toward the prior's head ---------------------------------------------------------------
+def _head_on_prior(base, tiny_texts, **overrides):
+    texts, john, jane, label_set = tiny_texts
+    args = TrainingArguments(**{"method": "lora", "method_options": {"layers": [-1], "r": 2}, "train_scope": "head",
+                                "prior_max_epochs": 1, "validation_fraction": 0.0, **overrides})
+    prior = Trainer(base, args.for_prior(), texts + texts, john + john, label_set).train()
+    return args, prior
+
+
+def test_a_map_head_solves_its_objective_and_its_strength_pulls_toward_the_priors_head(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    args, prior = _head_on_prior(base, tiny_texts)
+    trainer = Trainer(base, args, texts, jane, label_set, init=prior)  # Jane disagrees with the prior on every text
+    user = trainer.train()
+    assert trainer.metrics["epochs"] == 1 and trainer.metrics["best_epoch"] is None
+    # Converged: the objective's gradient at the returned head is (numerically) zero.
+    inputs = torch.stack(trainer.train_split.inputs)
+    weight = user.head["weight"].clone().requires_grad_(True)
+    bias = user.head["bias"].clone().requires_grad_(True)
+    data = torch.nn.functional.cross_entropy(inputs @ weight.T + bias, trainer.train_split.targets,
+                                             weight=trainer._class_weights(), reduction="sum")
+    ((data + args.head_prior_strength * (weight - prior.head["weight"]).pow(2).sum()) / len(texts)).backward()
+    assert weight.grad.abs().max() < 1e-3 and bias.grad.abs().max() < 1e-3
+    assert trainer.metrics["train_accuracy"] == 1.0
+    # Deterministic, and the strength decides how far the head may move from the prior's.
+    assert torch.equal(Trainer(base, args, texts, jane, label_set, init=prior).train().head["weight"], user.head["weight"])
+    distance = {}
+    for strength in (1.0, 100.0, 1e6):
+        head = Trainer(base, dataclasses.replace(args, head_prior_strength=strength), texts, jane, label_set,
+                       init=prior).train().head["weight"]
+        distance[strength] = float((head - prior.head["weight"]).norm())
+    assert distance[1.0] > distance[100.0] > distance[1e6]
+    assert distance[1e6] < 1e-3
+
+
+def test_a_map_head_validates_then_trains_on_every_label_and_epoch_heads_do_not(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
+    jane = jane + ["personal"] * 40
+    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    trainer = Trainer(base, args, texts, jane, label_set, init=prior)
+    trainer.train()
+    assert 0 < trainer.metrics["val_rows"] and trainer.metrics["refit_rows"] == len(texts)
+    assert "val_macro_f1" in trainer.history[0]
+    # The validation figures, and the validation probabilities kept for thresholds, are the validated model's,
+    # not those of the final head, which has trained on these rows too.
+    validated = trainer.val_probabilities
+    targets = trainer.val_split.targets.tolist()
+    assert classification_metrics(targets, validated.argmax(-1).tolist(), 2)["accuracy"] == trainer.metrics["val_accuracy"]
+    assert not torch.allclose(validated, trainer.predict_proba(trainer.val_split.texts))
+    kept = Trainer(base, dataclasses.replace(args, refit_on_all=False), texts, jane, label_set, init=prior)
+    kept.train()
+    assert "refit_rows" not in kept.metrics
+    epochs = Trainer(base, dataclasses.replace(args, head_fit="epochs", max_epochs=3, patience=5), texts, jane,
+                     label_set, init=prior)
+    epochs.train()
+    assert epochs.metrics["epochs"] == 3 and "refit_rows" not in epochs.metrics
+
+
+def test_a_users_mlp_head_reads_the_priors_encoder_and_serves_as_it_trained(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    args, prior = _head_on_prior(base, tiny_texts, head_hidden=16, max_epochs=3)
+    trainer = Trainer(base, args, texts, jane, label_set, init=prior)
+    user = trainer.train()
+    assert user.method.name == "head" and user.method.config.hidden == 16 and user.encoder is not None
+    assert set(user.params) and trainer.metrics["epochs"] == 3  # an MLP trains by epochs, not by the MAP solve
+    served = Engine(base).predict([(user, t) for t in texts[:6]])
+    expected = trainer.predict_proba(texts[:6])
+    for prediction, probabilities in zip(served, expected):
+        assert [prediction.probabilities[label] for label in label_set] == pytest.approx(probabilities.tolist(),
+                                                                                          abs=1e-4)
+
+
+# -- schedules and stopping -------------------------------------------------------------------------------------------
+def test_a_linear_schedule_warms_up_then_decays_to_zero(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    trainer = Trainer(base, TrainingArguments(method="head", lr_schedule="linear", max_epochs=10, batch_size=4),
+                      texts, john, label_set)
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = trainer._make_scheduler(optimizer, rows=20)  # 5 steps an epoch, 50 in all, 3 of warm-up
+    rates = []
+    for _ in range(50):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[2:], rates[3:])) and rates[-1] < 0.05
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    assert trainer._make_scheduler(optimizer, rows=20) is not None
+    assert Trainer(base, TrainingArguments(method="head"), texts, john, label_set)._make_scheduler(optimizer, 20) is None
+
+
+def test_stopping_on_loss_keeps_the_epoch_with_the_lowest_validation_loss(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    args = TrainingArguments(method="head", method_options=_linear_head_options(), max_epochs=12, patience=12,
+                             learning_rate=0.3, early_stopping="loss", validation_split="stratified",
+                             validation_fraction=0.25, head_fit="epochs")
+    trainer = Trainer(base, args, texts, john, label_set)
+    trainer.train()
+    losses = [record["val_loss"] for record in trainer.history]
+    assert trainer.metrics["best_epoch"] == 1 + losses.index(min(losses))
+    assert trainer.metrics["val_loss"] == pytest.approx(min(losses), abs=1e-6)
+
+
+def test_a_by_text_split_of_few_rows_holds_nothing_out_and_never_a_whole_class(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    args = TrainingArguments(method="head", max_epochs=1)
+    # 12 rows at 15% expect under min_validation_rows held out: none are, whatever the texts' hashes say.
+    small = Trainer(base, args, texts[:12], john[:12], label_set)
+    small.prepare()
+    assert small.val_split is None and len(small.train_split.texts) == 12
+    # A class whose only rows hash into validation keeps them for training.
+    rare = next(t for t in (f"Lunch at the park number {i}" for i in range(1000)) if held_out_text(t, 0.15))
+    common = [f"Invoice {i} for office supplies" for i in range(120)]
+    trainer = Trainer(base, args, common + [rare], ["work"] * 120 + ["personal"], label_set)
+    trainer.prepare()
+    assert rare in trainer.train_split.texts and trainer.val_split is not None
+    assert set(trainer.val_split.targets.tolist()) == {label_set.index("work")}

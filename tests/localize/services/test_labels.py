@@ -8,7 +8,14 @@ from sqlmodel import Session, select
 from localize.db.models import Label, Text, User
 from localize.errors import NotFoundError, PayloadTooLargeError
 from localize.labels_io import LabelRow, RowError
-from localize.services.labels import delete_labels, label_snapshot, list_labels, training_rows, upsert_labels
+from localize.services.labels import (
+    delete_labels,
+    label_snapshot,
+    list_labels,
+    pooled_training_rows,
+    training_rows,
+    upsert_labels,
+)
 from localize.services.tasks import create_task
 from localize.services.users import get_user
 
@@ -188,6 +195,13 @@ def test_training_rows_per_user_and_pooled(session: Session, task) -> None:
     pooled_texts, pooled_labels = training_rows(session=session, task=task, user=None)
     assert sorted(zip(pooled_texts, pooled_labels)) == sorted(
         list(zip(TEXTS[:5], JOHN_LABELS[:5])) + list(zip(TEXTS[:2], JANE_LABELS[:2]))
+    )
+    # A task prior's rows also say who gave each label.
+    jane = get_user(session=session, name="jane")
+    texts, labels, annotators = pooled_training_rows(session=session, task=task)
+    assert sorted(zip(texts, labels, annotators)) == sorted(
+        [(t, y, str(john.id)) for t, y in zip(TEXTS[:5], JOHN_LABELS[:5])]
+        + [(t, y, str(jane.id)) for t, y in zip(TEXTS[:2], JANE_LABELS[:2])]
     )
 
 

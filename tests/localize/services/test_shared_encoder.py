@@ -21,7 +21,7 @@ from localize.worker import Worker
 
 from .support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS, label_rows
 
-# The default recipe, shorter: the prior's LoRA on the top two layers for two epochs, users' heads for ten.
+# The default recipe, shorter: the prior's LoRA on the top layers for two epochs.
 RECIPE = TrainingArguments(max_epochs=10, prior_max_epochs=2)
 
 
@@ -65,6 +65,7 @@ def test_a_users_version_is_a_head_that_references_the_prior_version(trained: Ru
     rows = _rows(trained)
     (prior,), (john,), (jane,) = rows["prior"], rows["john"], rows["jane"]
     assert prior.method == "lora" and prior.encoder_version_id is None
+    assert prior.metrics["annotators"] == 2  # the prior learnt John's and Jane's own labels, not only their shares
     for user in (john, jane):
         assert user.method == "head" and user.encoder_version_id == prior.id
         assert user.trainable_params == len(LABELS) * 384 + len(LABELS)  # a head: nothing of the prior is copied
