@@ -366,9 +366,10 @@ class Trainer:
             self.metrics["annotators"] = self.num_annotators
         if self.val_split is not None:
             val = self._score(self.val_split, class_weights)
-            self.metrics.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
-            self.history[-1].update({"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                                     "val_macro_f1": val["macro_f1"]} if map_head else {})
+            scores = {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]}
+            self.metrics.update(scores)
+            if map_head:
+                self.history[-1].update(scores)
         refit = self.args.refit_on_all if self.args.refit_on_all is not None else map_head
         # What the validated model said on its validation rows, before they train too (for thresholds, calibration).
         self.val_probabilities = None if self.val_split is None else \
@@ -382,8 +383,8 @@ class Trainer:
                 self._solve_map_head(both, center, self._class_weights(both))
             else:
                 self._refit_epochs(both, best_epoch)
-            self.metrics.update({"refit_rows": len(both.texts), "refit_epochs": best_epoch or 1,
-                                 "train_seconds": time.perf_counter() - started})
+                self.metrics["refit_epochs"] = best_epoch
+            self.metrics.update({"refit_rows": len(both.texts), "train_seconds": time.perf_counter() - started})
         self.progress(1.0, "done: " + _describe(self.metrics))
 
     def _fits_map_head(self) -> bool:
