@@ -407,6 +407,8 @@ class _Bench:
     def fanout(self) -> None:
         """One text for every user: users are registered in the engine (their parameters copied into its slot
         banks, one slot each, so every user's weights are distinct memory the pass must read)."""
+        from localize.training import TrainingArguments
+
         n = self.sizes.fanout_users
         texts = iter(self.texts[self.sizes.batch:] * 50)  # a new text each run, as each tweet is new
         engine, keys = self._fanout_engine({}, n, encoder=True)
@@ -466,7 +468,8 @@ class _Bench:
         })
         self.notes["fanout"] = (
             f"one new text for {n} users of the default recipe (a linear head each, reading one shared task prior: "
-            "LoRA r=8 on the six linear maps of the top two layers), each user's head in its own engine slot; time "
+            f"LoRA r=8 on the six linear maps of the top {len(TrainingArguments().method_options['layers'])} layers), "
+            "each user's head in its own engine slot; time "
             "includes the per-user resident lookup; the prior's tuned layers run once for the text and the pooled "
             "vector is swept against contiguous bank slices (a matrix-vector product per weight); "
             "fanout_seconds_by_users: the same for the first N users; by_head_hidden: the same 10,000-user fan-out "

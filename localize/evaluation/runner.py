@@ -1,7 +1,9 @@
 """Entry points behind ``localize eval``: one recipe plus the baselines, or the full report."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,8 +63,14 @@ def run_evaluation(
 
 
 def _report_job(data_dir: Path, recipes: list[Recipe], reference: bool, sizes: tuple[int | None, ...],
-                curve_users: int | None, saved: Path, min_train: int, min_test: int) -> dict[str, Any]:
-    """One part of a report in its own process (spawned: torch and forked thread pools do not mix)."""
+                curve_users: int | None, saved: Path, min_train: int, min_test: int, threads: int,
+                finished: Path | None) -> dict[str, Any]:
+    """One part of a report in its own process (spawned: torch and forked thread pools do not mix). ``threads``
+    splits the cores between the parts (each part's own pool spinning on every core slows all of them several
+    times); a part written to ``finished`` is not lost when a later part fails."""
+    import torch
+
+    torch.set_num_threads(threads)
     data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
     tag = f"{data.name}{'' if reference else ' variants'}"
     started = time.perf_counter()
@@ -70,8 +78,27 @@ def _report_job(data_dir: Path, recipes: list[Recipe], reference: bool, sizes: t
     def progress(message: str) -> None:
         print(f"[{tag} {time.perf_counter() - started:6.0f}s] {message}", flush=True)
 
-    return evaluate_data_set(data, _base(), recipes, reference=reference, curve_sizes=sizes, curve_users=curve_users,
+    part = evaluate_data_set(data, _base(), recipes, reference=reference, curve_sizes=sizes, curve_users=curve_users,
                              saved_encodings=saved, write_encodings=False, progress=progress)
+    if finished is not None:
+        scratch = finished.with_suffix(".partial")
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_text(json.dumps(part, default=float))
+        scratch.replace(finished)  # whole or absent
+    return part
+
+
+def _part_path(folder: Path, data_dir: Path, data_name: str, base: BaseModel, job: tuple[Any, ...]) -> Path:
+    """Where a finished part is kept: named by everything that decides its result (the data files' bytes, the
+    base model, recipes with every training argument, curve sizes, user filters), so a changed input never
+    reuses it."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in ("train.jsonl", "test.jsonl"):
+        digest.update((data_dir / name).read_bytes())
+    recipes, reference, sizes, curve_users, _saved, min_train, min_test = job
+    key = (base.dims.model_id, base.max_seq_length, recipes, reference, sizes, curve_users, min_train, min_test)
+    digest.update(repr(key).encode())
+    return folder / "parts" / f"{data_name}-{'reference' if reference else 'variants'}-{digest.hexdigest()}.json"
 
 
 def run_report(
@@ -91,7 +118,9 @@ def run_report(
     """Every recipe and baseline on each data set, learning curves and calibration -> ``out_dir/accuracy.md``.
     ``quick`` compares only the default with the baselines and draws two curve points (a smoke run);
     ``all_methods`` adds the methods that run the encoder per user (slow on a CPU). Each data set's reference part
-    (baselines, default, curves, calibration) and its variants run as parallel processes (``workers``)."""
+    (baselines, default, curves, calibration) and its variants run as parallel processes (``workers``, at most one
+    per core). With ``save_encodings`` each finished part is kept in that folder too, and a rerun with the same
+    recipes and data reuses it: a run that dies after hours redoes only the parts it had not finished."""
     import multiprocessing
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
@@ -103,18 +132,34 @@ def run_report(
     sizes = (curve_sizes[0], None) if quick else curve_sizes
     with tempfile.TemporaryDirectory(prefix="localize-report-") as scratch:
         folder = save_encodings or Path(scratch)
-        jobs = []
+        jobs, parts = [], {}
         for data_dir in data_dirs:  # encoded once here; the jobs only read the saved vectors
             data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
             saved = folder / f"{data.name}.pt"
             progress(f"{data.name}: encoding every distinct text")
             Harness(data, base, progress=progress).encode_all(saved)
-            jobs.append((data_dir, recipes[:1], True, sizes, CURVE_USERS, saved, min_train, min_test))
-            if len(recipes) > 1:
-                jobs.append((data_dir, recipes[1:], False, sizes, CURVE_USERS, saved, min_train, min_test))
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers or len(jobs), mp_context=context) as pool:
-            parts = list(pool.map(_report_job, *zip(*jobs)))
+            splits = [(recipes[:1], True)] + ([(recipes[1:], False)] if len(recipes) > 1 else [])
+            for chosen, reference in splits:
+                job = (chosen, reference, sizes, CURVE_USERS, saved, min_train, min_test)
+                finished = _part_path(folder, data_dir, data.name, base, job) if save_encodings else None
+                if finished is not None and finished.is_file():
+                    progress(f"{data.name}: reusing the finished {'reference' if reference else 'variants'} part "
+                             f"{finished.name}")
+                    parts[len(parts)] = json.loads(finished.read_text())
+                else:
+                    jobs.append((len(parts), (data_dir, *job), finished))
+                    parts[len(parts)] = None
+        if jobs:
+            cores = os.cpu_count() or 1
+            workers = min(workers or len(jobs), len(jobs), cores)
+            threads = max(1, cores // workers)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = {index: pool.submit(_report_job, *args, threads, finished)
+                           for index, args, finished in jobs}
+                for index, future in futures.items():
+                    parts[index] = future.result()
+    parts = [parts[index] for index in sorted(parts)]
     entries: list[dict[str, Any]] = []
     for part in parts:
         if part["default"] is not None:

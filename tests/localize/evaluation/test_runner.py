@@ -17,7 +17,7 @@ from localize.evaluation.baselines import BASELINES
 from localize.evaluation.recipes import comparison_recipes, default_recipe
 from localize.evaluation.report import evaluate_data_set, write_report
 from localize.evaluation.runner import recipe_for
-from localize.evaluation import run_evaluation
+from localize.evaluation import run_evaluation, run_report
 from localize.evaluation.through_services import run_service_evaluation
 from localize.settings import get_settings
 from localize.training import TrainingArguments
@@ -190,3 +190,21 @@ def test_cli_report_is_one_command(data_dir: Path, own_home: Path, tmp_path: Pat
     entry = json.loads((out / "accuracy.json").read_text())[0]
     assert [p["labels"] for p in entry["learning_curves"]["default (head on the lora task prior)"]] == [25, None]
     assert (out / f"{entry['data_set']}_calibration.png").is_file()
+
+
+def test_report_keeps_finished_parts_and_a_rerun_reuses_only_matching_ones(data_dir: Path, own_home: Path,
+                                                                           tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    options = dict(data_dirs=[data_dir], command="c", quick=True, save_encodings=saved, min_train=10, min_test=4)
+    first = run_report(out_dir=tmp_path / "first", **options)
+    assert len(list((saved / "parts").glob("*.json"))) == 1
+
+    messages: list[str] = []
+    second = run_report(out_dir=tmp_path / "second", progress=messages.append, **options)
+    assert any("reusing the finished reference part" in m for m in messages)
+    assert second.read_text() == first.read_text()  # the kept part round-trips to the same report
+
+    messages.clear()
+    run_report(out_dir=tmp_path / "third", progress=messages.append, curve_sizes=(8, None), **options)
+    assert not any("reusing" in m for m in messages)  # other curve sizes: a different part
+    assert len(list((saved / "parts").glob("*.json"))) == 2
