@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -246,12 +247,15 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str, 
             s = result["summary"]
             bold = "**" if s["name"] == entry["default"] else ""
             same = [default_users[u["user"]] for u in result["users"]]
+            subset = len(same) < len(default_users)
             reference = (f"{np.mean([u['accuracy'] for u in same]):.3f} / {np.mean([u['macro_f1'] for u in same]):.3f}"
-                         if len(same) < len(default_users) else "")
+                         if subset else "")
+            # a variant capped at the first N users that scored every user is not a subset: say nothing of N
+            description = s["description"] if subset else re.sub(r"; first \d+ users$", "", s["description"])
             lines.append(
                 f"| {bold}{s['name']}{bold} | {s['kind']} | {s['users']} | {bold}{_fmt(s['mean_accuracy'])}{bold} | "
                 f"{bold}{_fmt(s['mean_macro_f1'])}{bold} | {reference} | {_fmt(s['train_seconds_per_user'], 2)} | "
-                f"{_fmt(s['prior_seconds'], 0)} | {_bytes(s['adapter_bytes'])} | {s['description']} |")
+                f"{_fmt(s['prior_seconds'], 0)} | {_bytes(s['adapter_bytes'])} | {description} |")
         calibration = entry["calibration"]
         lines += [
             "",
@@ -274,8 +278,7 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str, 
         lines += [
             "",
             f"Cells: mean accuracy / mean macro-F1 over the first {entry['curve_users']} users by id. A user with "
-            "fewer labels than a point keeps all of theirs; the task prior of each point is retrained on the pooled "
-            "rows that remain.",
+            "fewer labels than a point keeps all of theirs.",
             "",
             f"### {name}: calibration and abstaining",
             "",

@@ -135,7 +135,9 @@ def test_report_has_a_table_per_data_set_learning_curves_and_calibration(data_di
     recipes = [Recipe("default (head + prior)", TrainingArguments(max_epochs=2, method="head",
                                                                    method_options={"hidden": 16})),
                Recipe("head linear", TrainingArguments(max_epochs=2, init_from_prior=False, method="head",
-                                                       method_options={"hidden": 0}), max_users=1)]
+                                                       method_options={"hidden": 0}), max_users=1),
+               Recipe("capped above the user count", TrainingArguments(max_epochs=1, method="head"),
+                      "a variant; first 16 users", max_users=16)]
     entry = evaluate_data_set(data, base, recipes, curve_sizes=(8, None))
     path = write_report([entry], tmp_path / "reports", command="localize eval --data X --report reports")
 
@@ -144,6 +146,7 @@ def test_report_has_a_table_per_data_set_learning_curves_and_calibration(data_di
     assert "`localize eval --data X --report reports`" in text
     for name in [*BASELINES, "default (head + prior)", "head linear"]:
         assert f"| {name} |" in text or f"| **{name}** |" in text, name
+    assert "| a variant |" in text  # it scored every user, so it is no subset
     rows = {r["summary"]["name"]: r["summary"] for r in entry["results"]}
     assert rows["head linear"]["users"] == 1 and rows["default (head + prior)"]["users"] == 3
     assert rows["default (head + prior)"]["adapter_bytes"] > rows["head linear"]["adapter_bytes"] > 0
