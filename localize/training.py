@@ -68,7 +68,7 @@ class TrainingArguments:
                         "train_scope=head it is the task prior's method; users train a head on the prior's encoding."})
     method_options: dict[str, Any] | None = field(default=None, metadata={"help": "The method's config fields; None "
                                                   "takes the recommended ones (lora: r=8 on all six linear maps of "
-                                                  "the top two layers), {} the method's own defaults."})
+                                                  "the top four layers), {} the method's own defaults."})
     max_epochs: int = field(default=100, metadata={"help": "Upper bound; early stopping usually ends sooner."})
     batch_size: int = field(default=32, metadata={"help": "Rows per optimisation step."})
     learning_rate: float | None = field(default=None, metadata={"help": "None takes the method's default."})

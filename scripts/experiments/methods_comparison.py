@@ -39,7 +39,7 @@ METHODS = [  # (name, method, options): each method's own defaults, as `localize
 ]
 TOP_TWO = [-2, -1]
 VARIANTS = [  # --variants: rank, target layers, prefix length; trained without a prior (the head variants and
-    # LoRA on the top two layers' six maps, the default's prior, are in the report)
+    # LoRA on the six maps of the default prior's layers are in the report)
     ("lora r4 q,v all layers", "lora", {"r": 4, "alpha": 8.0}),
     ("lora r16 q,v all layers", "lora", {"r": 16, "alpha": 32.0}),
     ("lora r8 q,v top 2 layers", "lora", {"layers": TOP_TWO}),

@@ -11,7 +11,7 @@ from localize.training import TrainingArguments
 # Small adapters that train in about a second: a linear head, and LoRA on the top layer only.
 HEAD = TrainingArguments(method="head", max_epochs=3, method_options={"hidden": 0})
 LORA_TOP = TrainingArguments(method="lora", max_epochs=2, method_options={"r": 2, "layers": [-1]})
-# The default recipe, short: the task prior's LoRA on the top two layers (one epoch), users' heads reading it.
+# The default recipe, short: the task prior's LoRA on its default layers (one epoch), users' heads reading it.
 DEFAULT_SHORT = TrainingArguments(max_epochs=3, prior_max_epochs=1)
 
 
