@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sklearn.metrics import accuracy_score, f1_score
 
 from localize.db.session import session_scope
 from localize.errors import ValidationError
 from localize.jobrunner import run_jobs_locally
 from localize.labels_io import infer_label_set
 from localize.evaluation.data import load_split, select_users
+from localize.evaluation.harness import user_metrics
 from localize.runtime import Runtime
 from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
@@ -77,13 +77,13 @@ def run_service_evaluation(
                 results = predict(session=session, runtime=runtime,
                                   requests=[PredictionRequest(user=name, task=EVAL_TASK, text=r.text) for r in rows],
                                   allow_prior=False)
-                truth, guess = [r.label for r in rows], [p.label for p in results]
+                accuracy, macro_f1 = user_metrics([r.label for r in rows], [p.label for p in results])
                 per_user.append({
                     "user": name,
                     "n_train": sum(1 for r in train if r.user == name),
                     "n_test": len(rows),
-                    "accuracy": float(accuracy_score(truth, guess)),
-                    "macro_f1": float(f1_score(truth, guess, average="macro", labels=label_set, zero_division=0)),
+                    "accuracy": accuracy,
+                    "macro_f1": macro_f1,
                     "train_seconds": seconds.get(name),
                 })
         elapsed = time.perf_counter() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -88,6 +89,28 @@ def test_service_evaluation_runs_the_same_recipe_through_the_services(data_dir: 
 
     _check_shape(results, ["john"], max_epochs=3, keys=USER_KEYS)
     assert not own_home.exists()
+
+
+def test_service_evaluation_scores_macro_f1_as_the_harness_does(data_dir: Path, own_home: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the labels in the user's truth or predictions: a user whose test rows all carry one label, answered
+    perfectly, scores 1.0 in both paths (not 1/3 for the two labels nobody used)."""
+    import localize.evaluation.through_services as through_services
+
+    folder = tmp_path / "one-label"
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes((data_dir / "train.jsonl").read_bytes())
+    rows = [json.loads(line) for line in (data_dir / "test.jsonl").read_text().splitlines()]
+    rows = [{**r, "label": "positive"} if r["user"] == "john" else r for r in rows]
+    write_jsonl(rows, folder / "test.jsonl")
+    truth = {(r["user"], r["text"]): r["label"] for r in rows}
+    monkeypatch.setattr(through_services, "predict", lambda *, session, runtime, requests, allow_prior: [
+        SimpleNamespace(label=truth[(q.user, q.text)]) for q in requests])
+
+    results = run_service_evaluation(data_dir=folder, min_train=10, min_test=4, users=["john"],
+                                     options=["max_epochs=1"])
+
+    assert results["users"][0]["accuracy"] == results["users"][0]["macro_f1"] == 1.0
 
 
 def test_cli_eval_writes_results_json_and_leaves_the_home_alone(data_dir: Path, own_home: Path, tmp_path: Path) -> None:
