@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from localize.api.ratelimit import check_rate
 from localize.db.models import Task, User
 from localize.errors import NotFoundError, PermissionDeniedError
 from localize.runtime import Runtime
@@ -24,8 +25,8 @@ from localize.services import tasks as task_service
 from localize.services import users as user_service
 
 
-def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+async def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # async: FastAPI would run a plain def in a worker thread
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -59,6 +60,7 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 def get_principal(
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -72,6 +74,7 @@ def get_principal(
     user = user_service.authenticate(session=session, key=key)
     if user is None:
         raise _unauthorized("invalid API key")
+    check_rate(request, user.id, user.name)
     return Principal(user=user, is_admin=False)
 
 

@@ -5,13 +5,18 @@
     │   └── NoAdapterError                404 no-adapter
     ├── ConflictError                     409 conflict
     ├── ValidationError                   422 validation-error   (+ ``errors``: per row / field)
-    │   └── PayloadTooLargeError          413 payload-too-large
+    │   ├── PayloadTooLargeError          413 payload-too-large
+    │   └── MalformedJsonError            400 malformed-json     (not UTF-8, not JSON, nested too deep)
     ├── PermissionDeniedError             403 forbidden
     ├── AdapterError                      503 adapter-unavailable
     └── ConfigurationError                500 configuration-error
     RequestValidationError (FastAPI)      422 validation-error, or 400 malformed-json for a body that is not JSON
+    MalformedBody (api.validation)        400 malformed-json: a MalformedJsonError met in FastAPI's body reader
     HTTPException (401, 405, 413, 415..)  its own status, headers kept (401 carries ``WWW-Authenticate: Bearer``)
     sqlalchemy IntegrityError             409 conflict (a concurrent writer won a race, a row still referenced)
+    OverflowError, sqlalchemy DataError   422 validation-error: a value the database cannot hold (an integer of
+                                          2^63 or more on a route that forgot its bound), never a 500
+    sqlalchemy OperationalError & co.     503 database-unavailable + Retry-After (unreachable, connection dropped)
     anything else                         500 internal-error, details only in the server log
 
 Services raise domain errors and know nothing of HTTP; routes and dependencies raise domain errors or, for
@@ -28,9 +33,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from localize.errors import (
@@ -44,6 +51,8 @@ from localize.errors import (
     PermissionDeniedError,
     ValidationError,
 )
+from localize.api.validation import MalformedBody
+from localize.validation import MAX_DB_INT, MalformedJsonError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +66,7 @@ DOMAIN_ERRORS: dict[type[LocalizeError], tuple[int, str, str]] = {
     NotFoundError: (404, "not-found", "Not found"),
     ConflictError: (409, "conflict", "Conflict"),
     PayloadTooLargeError: (413, "payload-too-large", "Payload too large"),
+    MalformedJsonError: (400, "malformed-json", "Malformed JSON"),
     ValidationError: (422, "validation-error", "Invalid input"),
     PermissionDeniedError: (403, "forbidden", "Forbidden"),
     AdapterError: (503, "adapter-unavailable", "Adapter cannot be served"),
@@ -187,7 +197,8 @@ async def _request_validation_error(request: Request, exc: Exception) -> JSONRes
     errors = []
     for problem in problems:
         loc = [part for part in problem.get("loc", ())]
-        errors.append({"loc": loc, "field": ".".join(str(part) for part in loc), "message": problem.get("msg", ""),
+        message = problem.get("msg", "").removeprefix("Value error, ")  # pydantic's prefix for a validator's own
+        errors.append({"loc": loc, "field": ".".join(str(part) for part in loc), "message": message,
                        "type": problem.get("type", "")})
     shown = "; ".join(f"{error['field']}: {error['message']}" for error in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
@@ -201,7 +212,27 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route that matched the path; a path served by several
+        # routes (GET and DELETE /tasks/{task}) allows all of theirs.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
     return problem_for_status(request, exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route fully matches for this path (asked of the router, which knows nested routers)."""
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+async def _malformed_body(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MalformedBody)
+    return await _domain_error(request, exc.error)
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
@@ -209,6 +240,28 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 409, "conflict", "Conflict",
                             "the request conflicts with stored data: the database refused it "
                             "(a concurrent write, or rows that still refer to what it changes)")
+
+
+# Seconds a client should wait before retrying a request the database could not serve.
+DATABASE_RETRY_AFTER_SECONDS = 1
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database could not be reached or dropped the connection (a restart, a failover, a full pool). The
+    request's transaction was rolled back (or, if the connection dropped just as it committed, stored whole), so
+    the client may send it again: uploads are upserts, and a retry stores each label once."""
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(request, 503, "database-unavailable", "Database unavailable",
+                            "the database could not complete this request (it is unreachable or dropped the "
+                            f"connection); retry in {DATABASE_RETRY_AFTER_SECONDS} s",
+                            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+
+
+async def _database_range_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("value out of the database's range on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(request, 422, "validation-error", "Invalid input",
+                            f"a value in this request is beyond what the database can store (integers must lie "
+                            f"within {-MAX_DB_INT - 1}..{MAX_DB_INT})")
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -220,7 +273,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LocalizeError, _domain_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(MalformedBody, _malformed_body)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OverflowError, _database_range_error)
+    app.add_exception_handler(DataError, _database_range_error)
+    for error in (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError):
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -235,6 +293,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body or batch over its limit.",
         415: "Unsupported content type.",
         422: "Invalid input; `errors` names each bad row or field.",
+        429: "Over this key's rate limit (LOCALIZE_RATE_LIMIT_PER_SECOND); `Retry-After` says when to retry.",
         503: "Not ready, or a stored adapter cannot be served.",
     }
     return {

@@ -5,7 +5,6 @@ The body is read here (async, bounded by the body-size middleware); parsing is l
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from localize.api.schemas import BulkLabelsUpload, LabelsUpload
 from localize.errors import ValidationError
 from localize.labels_io import LabelRow, ParseResult, RowError, detect_format, parse_labels
 from localize.settings import Settings
+from localize.validation import parse_json
 
 ACCEPTED = "application/json, application/jsonl, application/x-ndjson, text/csv or multipart/form-data (field 'file')"
 
@@ -62,17 +62,7 @@ UploadBodyDep = Annotated[UploadBody, Depends(read_upload_body)]
 
 
 def _json_payload(data: bytes, model: type[pydantic.BaseModel]) -> Any:
-    try:
-        value = json.loads(data)
-    except json.JSONDecodeError as error:
-        # The same error FastAPI raises for a malformed JSON body, so it is reported the same way.
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error", "input": {},
-              "ctx": {"error": error.msg}}],
-            body=error.doc,
-        ) from None
-    except UnicodeDecodeError as error:
-        raise ValidationError(f"request body is not UTF-8: {error}") from None
+    value = parse_json(data)  # the one JSON reader: names invalid UTF-8, bad JSON and too-deep nesting
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as error:

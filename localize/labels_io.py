@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localize.errors import PayloadTooLargeError, ValidationError
 from localize.names import NAME_RULE, is_valid_name
+from localize.validation import MalformedJsonError, parse_json, text_problem
 
 FORMATS = ("jsonl", "csv")
 REQUIRED_FIELDS = ("user", "text", "label")
@@ -145,6 +145,11 @@ def _validate(
             problems.append(f"field {name!r} must be a string, got {type(value).__name__} {value!r}")
             values[name] = None
             continue
+        unstorable = text_problem(value)
+        if unstorable is not None:
+            problems.append(f"field {name!r} {unstorable}")
+            values[name] = None
+            continue
         if name == "text":
             # Text is kept as given: leading spaces or newlines may matter to the user's labels.
             if not value:
@@ -181,9 +186,11 @@ def _jsonl_records(text: str) -> list[tuple[int, dict[str, Any] | str]]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            records.append((number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+            value = parse_json(raw, what="line")
+        except MalformedJsonError as exc:
+            problem = exc.errors[0]
+            where = f" at column {problem['column']}" if "column" in problem else ""
+            records.append((number, f"invalid JSON: {problem['message']}{where}"))
             continue
         if not isinstance(value, dict):
             records.append((number, f"expected a JSON object, got {type(value).__name__}"))
@@ -229,6 +236,13 @@ def _csv_records(text: str, required: tuple[str, ...] = REQUIRED_FIELDS) -> list
             continue
         records.append((line, dict(zip(columns, cells))))
     return records
+
+
+def read_records(data: bytes | str, fmt: str, *, required: tuple[str, ...]) -> list[tuple[int, dict[str, Any] | str]]:
+    """The records of a JSONL or CSV file with their line numbers, unchecked; a record that cannot be read is
+    its error message. Label files and text-pool files (``required=("text",)``) share this reading."""
+    text = _decode(data)
+    return _jsonl_records(text) if _normalize_format(fmt) == "jsonl" else _csv_records(text, required)
 
 
 def parse_labels(

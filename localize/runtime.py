@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine as DatabaseEngine
 
-from localize.activations import ActivationCache
-from localize.base_model import BaseModel, get_base_model
-from localize.batcher import MicroBatcher
 from localize.db.session import get_engine, upgrade_database
-from localize.engine import Engine
 from localize.settings import Settings, get_settings
-from localize.store import AdapterStore, open_store
+
+if TYPE_CHECKING:  # torch comes with these; they load on first use, so database-only commands start fast
+    from localize.activations import ActivationCache
+    from localize.base_model import BaseModel
+    from localize.batcher import MicroBatcher
+    from localize.engine import Engine
+    from localize.store import AdapterStore
 
 
 class Runtime:
@@ -30,10 +33,14 @@ class Runtime:
 
     @cached_property
     def store(self) -> AdapterStore:
+        from localize.store import open_store
+
         return open_store(self.settings.resolved_adapter_store, self.settings.adapter_store_options)
 
     @property
     def base(self) -> BaseModel:
+        from localize.base_model import get_base_model
+
         with self._lock:
             return get_base_model(
                 self.settings.base_model,
@@ -52,20 +59,26 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
+        from localize.engine import Engine
+
         return Engine(self.base, capacity=self.settings.resident_adapters)
 
     @cached_property
     def remote_predictor(self):  # noqa: ANN201
         """The Ray Serve prediction replicas (``LOCALIZE_SERVING=ray``); connects on first use."""
-        from localize.distributed.serving import RayPredictor
+        from localize.distributed.predictor import RayPredictor
 
         return RayPredictor(self.settings)
 
     @cached_property
     def batcher(self) -> MicroBatcher:
+        from localize.batcher import MicroBatcher
+
         return MicroBatcher(self.engine, window=self.settings.batch_window_ms / 1000,
                             max_rows=self.settings.batch_max_rows, passes=self.settings.batch_passes)
 
     @cached_property
     def activation_cache(self) -> ActivationCache:
+        from localize.activations import ActivationCache
+
         return ActivationCache()

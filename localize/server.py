@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
-import subprocess
-import sys
-from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
+from localize.admin_key import AdminKey, resolve_admin_key
 from localize.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from localize.supervisor import WorkerSupervisor
 
 logger = logging.getLogger(__name__)
 
 
-def ensure_admin_key(settings: Settings) -> str:
-    """The configured admin key, or one generated once into ``<home>/admin_key`` (mode 0600) for embedded use."""
-    if settings.admin_key:
-        return settings.admin_key
-    path = Path(settings.home) / "admin_key"
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = "lk_admin_" + secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    return key
+def serve_banner(host: str, port: int, admin: AdminKey) -> str:
+    """What `serve` prints first: where the API is, and where the admin key in force came from."""
+    return f"localize API on http://{host}:{port}  (docs: /docs; admin key from {admin.source})"
 
 
 def run_server(
@@ -41,28 +33,68 @@ def run_server(
     if ray_address:
         _use_ray(ray_address, replicas=replicas, deploy=deploy)
     settings = get_settings()
-    key = ensure_admin_key(settings)
-    os.environ["LOCALIZE_ADMIN_KEY"] = key
+    admin = resolve_admin_key(settings)  # refuses a short key before anything starts
+    os.environ["LOCALIZE_ADMIN_KEY"] = admin.key
     get_settings.cache_clear()
     settings = get_settings()
-    Runtime(settings).upgrade_database()
-    key_source = "LOCALIZE_ADMIN_KEY" if settings.admin_key and not (Path(settings.home) / "admin_key").is_file() else \
-        str(Path(settings.home) / "admin_key")
-    print(f"localize API on http://{host}:{port}  (docs: /docs; admin key in {key_source})", flush=True)
-    worker = None
+    runtime = Runtime(settings)
+    runtime.upgrade_database()
+    print(serve_banner(host, port, admin), flush=True)
+    supervisor = None
     if with_worker:
+        from localize.supervisor import WorkerSupervisor
+
         # Training gets one of the cores; the API keeps the rest for requests.
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("LOCALIZE_WORKER_THREADS", "1")}
-        worker = subprocess.Popen([sys.executable, "-m", "localize.cli", "worker"], env=env)
+        supervisor = WorkerSupervisor(settings, runtime.database, heartbeat=not settings.ray_address,
+                                      threads=int(os.environ.get("LOCALIZE_WORKER_THREADS", "1")))
+        supervisor.start()
+    from localize.api.app import create_app
+
+    app = create_app(settings)
+    app.state.worker_supervisor = supervisor
+    server = _server(uvicorn.Config(app, host=host, port=port, log_level="info",
+                                    timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS), supervisor)
+    # uvicorn shuts down on SIGTERM and then raises it again; this handler turns that into a normal exit, so the
+    # worker is stopped below instead of being orphaned by the default action (which ends the process at once).
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        uvicorn.run("localize.api.app:create_app", factory=True, host=host, port=port, log_level="info")
+        server.run()
+    except (KeyboardInterrupt, _Stopped):
+        pass
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGINT)
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if supervisor is not None:
+            supervisor.stop()
+        signal.signal(signal.SIGTERM, previous)
+        runtime.database.dispose()
+    from localize.worker import exit_now
+
+    exit_now(0)  # everything this process opened is closed now
+
+
+# Open requests get this long to finish on shutdown; with the worker's grace period it stays within 10 s.
+HTTP_SHUTDOWN_SECONDS = 3
+
+
+def _server(config, supervisor: WorkerSupervisor | None):  # noqa: ANN001, ANN202
+    """A uvicorn server that, on SIGINT or SIGTERM, asks the worker to stop at once: the worker then gives its job
+    back while the HTTP side drains its requests."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if supervisor is not None:
+                supervisor.request_stop(f"the server got {signal.Signals(sig).name}")
+            super().handle_exit(sig, frame)
+
+    return Server(config)
+
+
+class _Stopped(Exception):
+    """SIGTERM: a normal, graceful end."""
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped
 
 
 def _use_ray(address: str, *, replicas: int | None, deploy: bool) -> None:

@@ -9,10 +9,20 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def default_home() -> Path:
+    """The per-user data folder, so every command finds the same workspace wherever it runs."""
+    from platformdirs import user_data_path
+
+    return user_data_path("localize", appauthor=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCALIZE_", extra="ignore", env_file=None, populate_by_name=True)
 
-    home: Path = Field(Path("var"), description="Folder for the embedded database and the local adapter store.")
+    home: Path = Field(
+        default_factory=default_home,
+        description="Workspace: the folder of the embedded database and the local adapter store. Default: the "
+        "per-user data folder (~/.local/share/localize on Linux), the same whichever folder a command runs in.")
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("LOCALIZE_DATABASE_URL", "DATABASE_URL", "database_url"),
@@ -46,19 +56,53 @@ class Settings(BaseSettings):
     use_task_prior: bool = Field(
         False, description="Answer users without an adapter with their task's prior adapter instead of an error."
     )
-    admin_key: str | None = Field(None, description="Admin API key; the server refuses to start without one.")
-    default_method: str = Field("lora", description="Adapter method used when a request names none (with the "
-                                "default train_scope=head: the task prior's method; users train heads on it).")
+    admin_key: str | None = Field(None, description="Admin API key (16 characters or more); the server refuses to "
+                                  "start without one.")
+    # Per-user limits: what one user key may take of a shared server. The admin key is not limited.
+    max_pending_jobs_per_user: int | None = Field(
+        4, ge=1, description="Most queued or running training jobs one user may have at once, over all tasks (409 "
+        "beyond it). Unset: no limit.")
+    max_labels_per_user: int | None = Field(
+        100_000, ge=1, description="Most labels one user may store, over all tasks; an upload's new rows past it are "
+        "row errors (updates of stored labels always pass). Unset: no limit.")
+    rate_limit_per_second: float | None = Field(
+        100.0, gt=0, description="Requests per second one user key may make on average, in bursts of up to twice "
+        "as many; past it the answer is 429 with Retry-After. Per server process. Unset: no limit.")
+    default_method: str = Field("prior-head", description="Recipe used when a request names none: prior-head (a "
+                                "task prior, a LoRA on the top four layers, with a MAP-fitted linear head per user on "
+                                "its encoding), or an adapter method trained per user (lora, ia3, prompt_tuning, ...).")
+    recipe_candidates: str | None = Field(None, description="The recipes whole-task training chooses between, "
+                                          "comma-separated (prior-head, pooled-head, prior-mlp, prior-lora); unset: "
+                                          "all of them. Fewer candidates choose faster.")
     worker_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker records it is alive.")
     worker_dead_after_seconds: float = Field(
         30.0, gt=0, description="A running job whose worker was silent this long is requeued."
     )
     worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
+    worker_max_attempts: int = Field(
+        3, ge=1, description="A job whose worker died during this many of its runs fails instead of being requeued."
+    )
+    worker_restart_seconds: float = Field(
+        1.0, gt=0, description="`serve` restarts a dead worker after this long, doubling for each quick death in a "
+        "row (up to 60 s)."
+    )
+    worker_stop_grace_seconds: float = Field(
+        7.0, gt=0, description="How long a stopping worker may take to requeue its job before it is killed."
+    )
     require_no_regression: bool = Field(
         False,
         description="Activate a new adapter version only if it scores no worse than the active one on the new "
         "job's validation labels (off by default: the active version has usually trained on those very rows).",
     )
+
+    # -- observability (docs/deploy.md) -----------------------------------------------------------------------------
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Also serve Prometheus metrics without authentication on this port (for "
+        "a port only the scraper reaches); unset: only `GET /metrics` with the admin key.")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics port listens on.")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector for OpenTelemetry traces (e.g. http://localhost:4318; OpenTelemetry's "
+        "OTEL_EXPORTER_OTLP_ENDPOINT works too); unset: no tracing. Needs the `otel` extra.")
 
     # -- Ray (docs/deploy.md) -------------------------------------------------------------------------------------
     ray_address: str | None = Field(
@@ -86,6 +130,18 @@ class Settings(BaseSettings):
     ray_batch_rows: int = Field(128, ge=1, description="Most rows a replica puts in one forward pass.")
     ray_batch_wait_ms: float = Field(5.0, ge=0, description="How long a replica waits for more rows to batch.")
     ray_request_timeout_seconds: float = Field(30.0, gt=0, description="How long the API waits for a replica.")
+
+    # -- webhooks -------------------------------------------------------------------------------------------------
+    webhook_sender: bool = Field(True, description="Run the webhook sender in the API process (one sender per "
+                                 "deployment is enough; several may run, each delivery is claimed by one).")
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="How often the sender looks for due deliveries.")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="How long a receiver may take to answer.")
+    webhook_max_attempts: int = Field(
+        15, ge=1, description="Attempts per delivery before it is marked failed (with the default backoff the last "
+        "comes about four hours after the first; a failed one can be redelivered).")
+    webhook_backoff_seconds: float = Field(
+        2.0, gt=0, description="Pause after a delivery's first failed attempt; it doubles after each further one "
+        "(up to an hour).")
 
     @field_validator("serving")
     @classmethod

@@ -37,16 +37,15 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
-from localize.adapters import make_method
-from localize.base_model import BaseDims
-from localize.engine import AdapterWeights
 from localize.errors import AdapterError, ConfigurationError, CorruptAdapterError, NotFoundError
+from localize.private_files import PRIVATE_FOLDER, open_private, private_folder
+
+if TYPE_CHECKING:  # torch comes with the engine; it loads with the first adapter, so database-only commands start fast
+    from localize.engine import AdapterWeights
 
 FORMAT_VERSION = 1
 META_FILE = "localize.json"
@@ -82,6 +81,8 @@ def sha256(data: bytes) -> str:
 
 def serialize(weights: AdapterWeights, version: int, extra: dict[str, Any] | None = None) -> dict[str, bytes]:
     """Every file of one version, the manifest (which records the others' sha256) included."""
+    from safetensors.torch import save as save_tensors
+
     method = weights.method
     files: dict[str, bytes] = {}
     if weights.params:
@@ -209,6 +210,12 @@ class AdapterStore(ABC):
 
     def load(self, key: str, version: int, *, expected_hashes: dict[str, str] | None = None) -> AdapterWeights:
         """Reads a version; every file is checked first (see :meth:`read_files`)."""
+        from safetensors.torch import load as load_tensors
+
+        from localize.adapters import make_method
+        from localize.base_model import BaseDims
+        from localize.engine import AdapterWeights
+
         files = self.read_files(key, version, expected_hashes=expected_hashes)
         try:
             meta = json.loads(files[META_FILE])
@@ -261,8 +268,7 @@ class LocalAdapterStore(AdapterStore):
     """A directory on this machine: a version is written to a temporary folder, synced, and renamed into place."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_folder(root)  # adapters are users' data: owner only (0700) when created here
 
     def __repr__(self) -> str:
         return f"LocalAdapterStore({str(self.root)!r})"
@@ -280,12 +286,16 @@ class LocalAdapterStore(AdapterStore):
         final = self.path(key, version)
         if final.exists():
             raise AdapterError(f"adapter {key!r} version {version} already exists; versions are immutable")
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(final.parent)
+        # A writer of this version that was killed mid-write (its job is retried with the same number) left its
+        # staging folder, or a deletion left its trash: neither can be anyone's live work now.
+        for leftover in [*final.parent.glob(f".tmp-{final.name}-*"), *final.parent.glob(f".del-{final.name}-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
         staging = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex}"
-        staging.mkdir()
+        staging.mkdir(mode=PRIVATE_FOLDER)
         try:
             for name, data in files.items():
-                with open(staging / name, "wb") as handle:
+                with open_private(staging / name) as handle:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())

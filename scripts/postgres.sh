@@ -116,8 +116,10 @@ fi
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# SO_REUSEADDR, as the server itself binds: a port that a stopped server's connections left in TIME_WAIT is free
+# for a restart (without it the restart moves to a new port and clients holding the old URL never reconnect).
 port_free() {
-  python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+  python3 -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()' "$1" 2>/dev/null
 }
 
 if running; then
@@ -129,7 +131,9 @@ else
   echo "$PORT" > "$DIR/port"
   OPTIONS="-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories=''"
   if [ "$NO_FSYNC" -eq 1 ]; then
-    OPTIONS="$OPTIONS -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    # A throwaway test server: no autovacuum either, whose workers (owned by the superuser) would block the
+    # DROP DATABASE ... WITH (FORCE) that ends each test database.
+    OPTIONS="$OPTIONS -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off"
   fi
   log "starting PostgreSQL ($BINDIR) on 127.0.0.1:$PORT"
   rm -f "$DIR/server.log"

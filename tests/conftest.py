@@ -9,12 +9,28 @@ locally and fail in CI (CI=true).
 from __future__ import annotations
 
 import os
+import shutil
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_workspace(tmp_path_factory):
+    """No test touches the user's workspace (the default LOCALIZE_HOME is a per-user data folder): every test that
+    names no home of its own gets this session's temporary one."""
+    previous = os.environ.get("LOCALIZE_HOME")
+    os.environ["LOCALIZE_HOME"] = str(tmp_path_factory.mktemp("workspace"))
+    yield
+    if previous is None:
+        os.environ.pop("LOCALIZE_HOME", None)
+    else:
+        os.environ["LOCALIZE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -74,33 +90,82 @@ def database_backend() -> str:
     return "sqlite"
 
 
+@pytest.fixture(scope="session")
+def sqlite_at_head(tmp_path_factory) -> Path:
+    """A SQLite file migrated to head once per session: copying it is much cheaper than migrating each test's."""
+    from localize.db.session import upgrade_database
+
+    path = tmp_path_factory.mktemp("schema-at-head") / "localize.db"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_at_head(postgres_server):
+    """A PostgreSQL database migrated to head once per session, which test databases are created from."""
+    from sqlalchemy import text
+
+    from localize.db.session import upgrade_database
+
+    name = f"localize_template_{uuid.uuid4().hex[:16]}"
+    with postgres_server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    upgrade_database(postgres_server.url.set(database=name).render_as_string(hide_password=False))
+    yield name
+    with postgres_server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_at_head(database_backend, request, fresh_database):
+    """``database_at_head(home)``: settings for a new database of this test's backend already at head (for
+    SQLite, ``home``'s file is a copy of one migrated once; for PostgreSQL, a database made from one)."""
+    def make(home: Path) -> dict:
+        if database_backend == "postgresql":
+            return {"database_url": fresh_database(at_head=True)}
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.getfixturevalue("sqlite_at_head"), home / "localize.db")
+        return {}
+
+    return make
+
+
 @pytest.fixture
 def fresh_database(database_backend, request):
     """``fresh_database()``: the URL of a new empty database of this test's backend, or ``None`` for SQLite (a
-    runtime's home then holds the file). PostgreSQL databases are dropped after the test."""
+    runtime's home then holds the file); ``fresh_database(at_head=True)``: one already migrated (PostgreSQL
+    only). PostgreSQL databases are dropped after the test."""
     if database_backend == "sqlite":
-        yield lambda: None
+        yield lambda at_head=False: None
         return
-    from sqlalchemy import text
+    from sqlalchemy import exc, text
 
     server = request.getfixturevalue("postgres_server")
     created = []
 
-    def make() -> str:
+    def make(at_head: bool = False) -> str:
         name = f"localize_test_{uuid.uuid4().hex[:16]}"
+        template = f' TEMPLATE "{request.getfixturevalue("postgres_at_head")}"' if at_head else ""
         with server.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{template}'))
         created.append(name)
         return server.url.set(database=name).render_as_string(hide_password=False)
 
     yield make
     with server.connect() as connection:
         for name in created:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for attempt in range(10):  # a backend we may not end (an autovacuum worker) finishes within moments
+                try:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    break
+                except exc.ProgrammingError:
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.5)
 
 
 @pytest.fixture
-def make_runtime(tmp_path_factory, fresh_database):
+def make_runtime(tmp_path_factory, database_at_head):
     """``make_runtime(**settings)``: a Runtime on a fresh home and a fresh database of the test's backend (at
     head), with a local adapter store; every runtime shares the process's one base model."""
     from localize.runtime import Runtime
@@ -109,9 +174,8 @@ def make_runtime(tmp_path_factory, fresh_database):
     made = []
 
     def make(**overrides):
-        url = fresh_database()
-        values = {"home": tmp_path_factory.mktemp("home"), "admin_key": "k",
-                  **({"database_url": url} if url else {}), **overrides}
+        home = tmp_path_factory.mktemp("home")
+        values = {"home": home, "admin_key": "k", **database_at_head(home), **overrides}
         runtime = Runtime(Settings(**values))
         runtime.upgrade_database()
         made.append(runtime)
@@ -126,3 +190,22 @@ def make_runtime(tmp_path_factory, fresh_database):
 def runtime(make_runtime):
     """A Runtime on a fresh temporary home with its database at head."""
     return make_runtime()
+
+
+@pytest.fixture
+def fast_recipe_candidates(monkeypatch):
+    """Whole-task training chooses between two fast stand-ins (the real candidates train LoRA priors: minutes):
+    ``loose-head`` learns each user; ``stubborn-head`` holds every head at the pooled one, so a user who labels
+    against the majority is always wrong and it must lose. Returns ``(stubborn, loose)``."""
+    from localize import recipe_choice
+    from localize.recipe_choice import Candidate
+    from localize.training import TrainingArguments
+
+    def head(strength: float) -> TrainingArguments:
+        return TrainingArguments(method="head", method_options={}, train_scope="head", prior_max_epochs=5,
+                                 head_prior_strength=strength)
+
+    stubborn = Candidate("stubborn-head", head(1e6), "held at the pooled head: a user in the minority is always wrong")
+    loose = Candidate("loose-head", head(0.1), "learns each user")
+    monkeypatch.setattr(recipe_choice, "candidate_recipes", lambda: [stubborn, loose])
+    return stubborn, loose

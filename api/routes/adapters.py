@@ -9,13 +9,16 @@ from sqlmodel import Session
 from localize.api.deps import OwnerDep, RuntimeDep, SessionDep, TaskDep
 from localize.api.errors import problem_responses
 from localize.api.schemas import AdapterVersionPublic, AdapterVersionsPublic, DeletedPublic
+from localize.api.validation import JsonRoute
 from localize.db.models import AdapterVersion, Task, User
 from localize.services import adapters as adapter_service
+from localize.validation import MAX_ID
 
-router = APIRouter(prefix="/tasks/{task}/users/{user}/adapters", tags=["adapters"],
+router = APIRouter(route_class=JsonRoute, prefix="/tasks/{task}/users/{user}/adapters", tags=["adapters"],
                    responses=problem_responses(401, 404, 422))
 
-Version = Annotated[int, Path(description="The adapter version number (1, 2, ...).", examples=[2])]
+Version = Annotated[int, Path(ge=1, le=MAX_ID, description="The adapter version number (1, 2, ...).",
+                             examples=[2])]
 
 
 def _public(rows: list[AdapterVersion], task: Task, user: User, session: Session) -> list[AdapterVersionPublic]:

@@ -8,15 +8,20 @@ from sqlmodel import Session
 
 from localize.api.deps import AdminOnly, JsonBody, OwnerDep, PrincipalDep, RuntimeDep, SessionDep, TaskDep
 from localize.api.errors import problem_responses
-from localize.api.schemas import TRAINING_EXAMPLE, JobPublic, JobsPublic, JobStateName
+from localize.api.schemas import TRAINING_EXAMPLE, JobPublic, JobsPublic, JobStateName, WholeTaskTraining
+from localize.api.validation import JsonRoute, Offset
 from localize.db.models import Job
 from localize.services import jobs as job_service
+from localize.services import limits
 from localize.services import tasks as task_service
+from localize.recipes import TaskRecipe
+from localize.services.users import list_users
 from localize.settings import Settings
 from localize.training import TrainingArguments
+from localize.validation import MAX_ID
 
 # Jobs are created under the task they train and then addressed by id, so this router has no common prefix.
-router = APIRouter(tags=["jobs"], responses=problem_responses(401, 404, 422))
+router = APIRouter(route_class=JsonRoute, tags=["jobs"], responses=problem_responses(401, 404, 422))
 
 TrainingBody = Annotated[
     dict[str, Any] | None,
@@ -29,10 +34,13 @@ TrainingBody = Annotated[
         },
     ),
 ]
-JobId = Annotated[int, Path(description="The job's id.", examples=[3])]
+WholeTaskBody = Annotated[WholeTaskTraining | None, Body()]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.", examples=[3])]
 
-def training_arguments(values: dict[str, Any] | None, settings: Settings) -> TrainingArguments:
-    return job_service.training_arguments(values, default_method=settings.default_method)
+def training_arguments(values: dict[str, Any] | None, settings: Settings) -> TrainingArguments | TaskRecipe:
+    """The body's arguments; none means the task's recipe (chosen by whole-task training, or pinned)."""
+    return job_service.arguments_or_task_recipe(values, default_method=settings.default_method,
+                                                base_model=settings.base_model)
 
 
 def _queued(response: Response, session: Session, job: Job) -> JobPublic:
@@ -41,17 +49,18 @@ def _queued(response: Response, session: Session, job: Job) -> JobPublic:
 
 
 @router.post("/tasks/{task}/users/{user}/jobs", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED,
-             responses=problem_responses(400, 422), dependencies=[JsonBody])
+             responses=problem_responses(400, 409, 422), dependencies=[JsonBody])
 def queue_training(task: TaskDep, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep, response: Response,
                    args: TrainingBody = None) -> JobPublic:
     """Queue training of a user's adapter on their labels; a worker runs it, poll GET /jobs/{job_id}."""
     arguments = training_arguments(args, runtime.settings)
+    limits.check_pending_jobs(session=session, user=owner, limit=runtime.settings.max_pending_jobs_per_user)
     job = job_service.queue_training(session=session, task=task, user=owner, args=arguments)
     return _queued(response, session, job)
 
 
 @router.post("/tasks/{task}/prior/jobs", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED,
-             responses=problem_responses(400, 403, 422), dependencies=[AdminOnly, JsonBody])
+             responses=problem_responses(400, 403, 409, 422), dependencies=[AdminOnly, JsonBody])
 def queue_prior_training(task: TaskDep, session: SessionDep, runtime: RuntimeDep, response: Response,
                          args: TrainingBody = None) -> JobPublic:
     """Queue training of the task prior on every user's labels (admin)."""
@@ -71,13 +80,28 @@ def queue_stale_training(task: TaskDep, session: SessionDep, runtime: RuntimeDep
     return JobsPublic(data=data, count=len(data))
 
 
+@router.post("/tasks/{task}/jobs/all", response_model=JobsPublic, status_code=status.HTTP_202_ACCEPTED,
+             responses=problem_responses(403, 409, 422), dependencies=[AdminOnly, JsonBody])
+def queue_whole_task(task: TaskDep, session: SessionDep, runtime: RuntimeDep,
+                     body: WholeTaskBody = None) -> JobsPublic:
+    """Train the whole task (admin): a job that chooses the task's recipe on every user's validation rows (unless
+    one is pinned), then every user with labels, with the task's recipe. Poll the jobs; GET /tasks/{task} shows
+    the choice."""
+    users = list_users(session=session, task_id=task.id, limit=1_000_000)[0]
+    jobs = job_service.queue_whole_task(session=session, task=task, users=users,
+                                        force_activation=bool(body and body.force_activation),
+                                        default_method=runtime.settings.default_method)
+    data = [JobPublic.model_validate(job_service.job_public(session=session, job=job)) for job in jobs]
+    return JobsPublic(data=data, count=len(data))
+
+
 @router.get("/jobs", response_model=JobsPublic, responses=problem_responses(422))
 def list_jobs(
     principal: PrincipalDep,
     session: SessionDep,
     state: Annotated[JobStateName | None, Query(description="Only jobs in this state.")] = None,
     task: Annotated[str | None, Query(description="Only jobs of this task.")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobsPublic:
     """List jobs, newest first: a user key sees its own, the admin key all."""

@@ -17,13 +17,17 @@ from localize.api.schemas import (
     UploadReportPublic,
 )
 from localize.api.uploads import UploadBodyDep, parse_bulk_upload, parse_user_upload
+from localize.api.validation import JsonRoute, Offset
 from localize.db.models import Task
 from localize.errors import ValidationError
 from localize.labels_io import ParseResult
 from localize.runtime import Runtime
 from localize.services import labels as label_service
+from localize.services import limits
+from localize.validation import MAX_ID
 
-router = APIRouter(prefix="/tasks/{task}", tags=["labels"], responses=problem_responses(401, 404, 422))
+router = APIRouter(route_class=JsonRoute, prefix="/tasks/{task}", tags=["labels"],
+                   responses=problem_responses(401, 404, 422))
 
 _JSONL_EXAMPLE = '{"text": "gold soars 3% as the dollar slides", "label": "positive"}\n' \
                  '{"text": "Brent slips below $70", "label": "negative", "item": "t-18"}\n'
@@ -78,7 +82,10 @@ def upload_labels(task: TaskDep, user: UploadUserDep, body: UploadBodyDep, sessi
                   runtime: RuntimeDep) -> UploadReportPublic:
     """Upload a user's labels: good rows are stored (a re-upload updates a label), bad ones reported by line."""
     parsed = parse_user_upload(body, user=user, settings=runtime.settings)
-    return _store(session, runtime, task, parsed)
+    rows, over_quota = limits.apply_label_quota(session=session, task=task, rows=parsed.rows,
+                                                limit=runtime.settings.max_labels_per_user,
+                                                max_text_chars=runtime.settings.max_text_chars)
+    return _store(session, runtime, task, ParseResult(rows=rows, errors=[*parsed.errors, *over_quota]))
 
 
 @router.post("/labels", response_model=UploadReportPublic, responses=problem_responses(400, 403, 413, 415, 422),
@@ -95,7 +102,7 @@ def list_labels(
     task: TaskDep,
     owner: OwnerDep,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 100,
 ) -> LabelsPublic:
     """List a user's labels in a task, oldest first, one page at a time."""
@@ -107,8 +114,11 @@ def list_labels(
     )
 
 
+LabelId = Annotated[int, Path(ge=1, le=MAX_ID, description="The label's id.")]
+
+
 @router.delete("/users/{user}/labels/{label_id}", response_model=DeletedPublic)
-def delete_label(task: TaskDep, owner: OwnerDep, label_id: Annotated[int, Path(description="The label's id.")],
+def delete_label(task: TaskDep, owner: OwnerDep, label_id: LabelId,
                  session: SessionDep) -> DeletedPublic:
     """Delete one of a user's labels."""
     return DeletedPublic(deleted=label_service.delete_labels(session=session, task=task, user=owner,

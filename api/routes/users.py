@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query, status
 from localize.api.deps import AdminOnly, JsonBody, SessionDep, UserName
 from localize.api.errors import problem_responses
 from localize.api.schemas import ApiKeyPublic, UserCreate, UserPublic, UsersPublic
+from localize.api.validation import JsonRoute, Offset
 from localize.services import tasks as task_service
 from localize.services import users as user_service
 
-router = APIRouter(prefix="/users", tags=["users"], dependencies=[AdminOnly],
+router = APIRouter(route_class=JsonRoute, prefix="/users", tags=["users"], dependencies=[AdminOnly],
                    responses=problem_responses(401, 403))
 
 
@@ -26,7 +27,7 @@ def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
 def list_users(
     session: SessionDep,
     task: Annotated[str | None, Query(description="Only users with labels in this task.")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> UsersPublic:
     """List users, by name."""

@@ -14,6 +14,9 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from localize.db import guards  # noqa: F401  (registers the flush guard on every session)
+from localize.private_files import private_file, private_folder
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -54,8 +57,11 @@ def make_engine(url: str) -> Engine:
     url = driver_url(url)
     if is_sqlite(url):
         database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            # Labels and key hashes: the file (and SQLite's -wal and -shm beside it, which take its mode) and a
+            # folder made for it are readable by their owner only.
+            private_folder(Path(database).parent)
+            private_file(database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=dumps_json)
 
         @event.listens_for(engine, "connect")
@@ -93,6 +99,34 @@ def _migrations_path() -> Path:
 
 # Any fixed number: the key of the PostgreSQL advisory lock that serializes migrations.
 _MIGRATION_LOCK = 0x6C6F63616C697A65
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database already stands at the single head revision, read from the migration files' text
+    without importing Alembic (a command that only reads the database then starts in a fraction of a second).
+    Any doubt (no version table, several heads, an unreadable file) answers False: the caller then upgrades."""
+    import re
+
+    revisions: dict[str, set[str]] = {}
+    for path in (_migrations_path() / "versions").glob("*.py"):
+        source = path.read_text()
+        revision = re.search(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", source, re.M)
+        down = re.search(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", source, re.M)
+        if revision is None or down is None:
+            if path.name != "__init__.py":
+                return False
+            continue
+        revisions[revision.group(1)] = set(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    parents = set().union(*revisions.values()) if revisions else set()
+    heads = set(revisions) - parents
+    if len(heads) != 1:
+        return False
+    try:
+        with engine.connect() as connection:
+            current = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+    except Exception:  # noqa: BLE001 - no version table yet (a new database) or not reachable: upgrade decides
+        return False
+    return current == list(heads)
 
 
 def upgrade_database(url: str, revision: str = "head") -> None:

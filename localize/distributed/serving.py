@@ -2,14 +2,17 @@
 
 The FastAPI app stays where it is (auth, database look-ups, limits, the same thin routes); only the forward pass
 moves. ``services.predictions`` resolves which adapter version answers each row, then, with
-``LOCALIZE_SERVING=ray``, hands the rows to :class:`RayPredictor`, which sends one request per serving adapter
-through a Serve handle:
+``LOCALIZE_SERVING=ray``, hands the rows to :class:`~localize.distributed.predictor.RayPredictor`, which sends one
+request per serving adapter through a Serve handle:
 
 - routing: the request's multiplexed model id is the adapter's owner, ``task-<id>/user-<id>`` (or
   ``task-<id>/prior``); :class:`~localize.distributed.routing.AdapterAffinityRouter` sends every request of an
   owner to the same replica (rendezvous hashing, spilling to the next one only when that replica is full), so
   an adapter is loaded on one replica, not on each replica a burst happens to reach; each replica keeps
-  ``ray_replica_adapters`` of them (Serve's multiplexing LRU);
+  ``ray_replica_adapters`` of them (:class:`AdapterCache`, an LRU);
+- many owners at once (a fan-out, a mixed batch): ``RayPredictor`` splits the owners by the replica ranked
+  first for each and sends each replica one request with all of its owners' rows (``predict_many``), not one
+  request per owner;
 - batching: each replica holds the base model once (the process-wide ``get_base_model``) and feeds rows of
   every user that arrive within ``ray_batch_wait_ms`` into one call of the multi-user engine. ``serve.batch``
   is not used because it splits every batch by multiplexed model id, which would put one user in each pass.
@@ -17,6 +20,10 @@ through a Serve handle:
 A replica never touches the database: a request carries the version's store key, number and file hashes, so
 a newly activated version reaches the replica with the next request (the holder reloads when the version
 changes) and a corrupt file fails its hash check there, as it does in the embedded path.
+
+This module is the replica's side, a process entry point above the services (it builds a ``Runtime`` and loads
+adapters through ``services.adapters``). The API's side, ``RayPredictor``, lives in ``predictor`` below them, so
+the runtime can hold one without importing this module.
 """
 from __future__ import annotations
 
@@ -26,37 +33,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from localize.distributed.cluster import connect, import_ray, portable_settings, settings_from
+from localize.distributed.cluster import connect, portable_settings, settings_from
+from localize.distributed.predictor import DEPLOYMENT, AdapterRef, RayPredictor
 from localize.engine import AdapterWeights, Prediction
-from localize.errors import LocalizeError, ServingUnavailableError
+from localize.runtime import Runtime
+from localize.services.adapters import load_stored
 from localize.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-DEPLOYMENT = "PredictionReplica"
-
-
-@dataclass(frozen=True)
-class AdapterRef:
-    """What a replica needs to load one stored adapter version (never a path a client sent)."""
-
-    version_id: int
-    store_key: str
-    version: int
-    files: dict[str, str]
-
-    @classmethod
-    def from_row(cls, row: Any) -> AdapterRef:  # noqa: ANN401  (an AdapterVersion row)
-        return cls(version_id=row.id, store_key=row.store_key, version=row.version, files=dict(row.files or {}))
-
-    @property
-    def model_id(self) -> str:
-        """The Serve multiplexing id: the adapter's owner (task and user), the same across its versions."""
-        return self.store_key
 
 
 class RowBatcher:
@@ -67,8 +55,11 @@ class RowBatcher:
         self.predict = predict
         self.max_rows = max_rows
         self.wait_seconds = wait_seconds
-        self.passes = 0  # forward passes run, and how many requests shared them (for tests and logs)
+        self.passes = 0  # forward passes run, and how many requests and rows shared them (for tests and logs)
         self.requests = 0
+        self.rows = 0
+        self.busy_seconds = 0.0  # time inside forward passes: wall, and CPU of the thread that ran them
+        self.cpu_seconds = 0.0
         self._queue: asyncio.Queue | None = None
         self._runner: asyncio.Task | None = None
 
@@ -98,7 +89,10 @@ class RowBatcher:
             rows = [row for request_rows, _ in pending for row in request_rows]
             try:
                 # In a thread: the event loop keeps taking requests (the next batch) during the forward pass.
-                outputs = await asyncio.to_thread(self.predict, rows)
+                begun = time.perf_counter()
+                outputs, cpu = await asyncio.to_thread(self._timed, rows)
+                self.busy_seconds += time.perf_counter() - begun
+                self.cpu_seconds += cpu
             except Exception as error:  # noqa: BLE001  (every waiting request gets the error)
                 for _, future in pending:
                     if not future.done():
@@ -106,6 +100,7 @@ class RowBatcher:
                 continue
             self.passes += 1
             self.requests += len(pending)
+            self.rows += len(rows)
             start = 0
             for request_rows, future in pending:
                 if not future.done():
@@ -113,8 +108,17 @@ class RowBatcher:
                 start += len(request_rows)
 
 
+    def _timed(self, rows: list[tuple[AdapterWeights, str]]) -> tuple[list[Prediction], float]:
+        # CPU time of this thread: on a shared machine it says what a pass costs, wall time what it waited too.
+        begun = time.thread_time()
+        outputs = self.predict(rows)
+        return outputs, time.thread_time() - begun
+
+
 class UserAdapter:
     """One owner's resident adapter inside a replica; reloads when the request names another version."""
+
+    __slots__ = ("model_id", "weights", "version_id", "_lock")
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
@@ -130,8 +134,40 @@ class UserAdapter:
             return self.weights
 
 
+class AdapterCache:
+    """A replica's resident adapters by owner (model id), least recently used out first.
+
+    Serve's ``@serve.multiplexed`` would do this for one owner per request, but it cannot serve a request with
+    many owners, and every 0.1 s it sets a metrics gauge per resident owner (work that grows with the cache)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity={capacity} must be >= 1")
+        self.capacity = capacity
+        self.lookups = 0  # holders asked for, and how many were not resident (for stats: the miss ratio)
+        self.misses = 0
+        self.evictions = 0
+        self._holders: OrderedDict[str, UserAdapter] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._holders)
+
+    def holder(self, model_id: str) -> UserAdapter:
+        self.lookups += 1
+        holder = self._holders.get(model_id)
+        if holder is not None:
+            self._holders.move_to_end(model_id)
+            return holder
+        self.misses += 1
+        while len(self._holders) >= self.capacity:
+            self._holders.popitem(last=False)  # a request still holding its weights keeps them until it answers
+            self.evictions += 1
+        holder = self._holders[model_id] = UserAdapter(model_id)
+        return holder
+
+
 def build_deployment(settings: Settings):  # noqa: ANN201
-    """The Serve deployment class, sized from ``settings`` (the multiplexing LRU size is fixed at definition)."""
+    """The Serve deployment class (its replicas size themselves from the settings values they are bound to)."""
     from ray import serve
     from ray.serve.config import RequestRouterConfig
 
@@ -140,27 +176,20 @@ def build_deployment(settings: Settings):  # noqa: ANN201
     @serve.deployment(name=DEPLOYMENT, request_router_config=router)
     class PredictionReplica:
         def __init__(self, settings_values: dict[str, Any]) -> None:
-            from localize.runtime import Runtime
-
             self.runtime = Runtime(settings_from(settings_values))
             self.engine = self.runtime.engine  # the base model, once per replica process
             self.batcher = RowBatcher(self.engine.predict, max_rows=self.runtime.settings.ray_batch_rows,
                                       wait_seconds=self.runtime.settings.ray_batch_wait_ms / 1000)
             self.replica = f"{serve.get_replica_context().replica_id.unique_id}@{socket.gethostname()}:{os.getpid()}"
             self._load_lock = threading.Lock()
-            self.loads, self.load_seconds = 0, 0.0
-
-        @serve.multiplexed(max_num_models_per_replica=settings.ray_replica_adapters)
-        async def user_adapter(self, model_id: str) -> UserAdapter:
-            return UserAdapter(model_id)
+            self.loads, self.load_seconds, self.load_cpu_seconds = 0, 0.0, 0.0
+            self.adapters = AdapterCache(self.runtime.settings.ray_replica_adapters)
 
         def _load(self, ref: AdapterRef) -> AdapterWeights:
-            begun = time.perf_counter()
+            begun, cpu = time.perf_counter(), time.thread_time()
             weights = self.runtime.store.load(ref.store_key, ref.version, expected_hashes=ref.files)
             reference = weights.meta.get("encoder")
             if reference:  # the task prior this head reads: resident once per replica, shared by its users
-                from localize.services.adapters import load_stored
-
                 weights.encoder = load_stored(runtime=self.runtime, store_key=reference["store_key"],
                                               version=reference["version"], files=reference.get("files"))
             weights.check_compatible(self.engine.base)
@@ -170,6 +199,7 @@ def build_deployment(settings: Settings):  # noqa: ANN201
             with self._load_lock:
                 self.loads += 1
                 self.load_seconds += time.perf_counter() - begun
+                self.load_cpu_seconds += time.thread_time() - cpu
             return weights
 
         async def predict(self, ref: AdapterRef, texts: list[str]) -> dict[str, Any]:
@@ -177,22 +207,43 @@ def build_deployment(settings: Settings):  # noqa: ANN201
             model_id = serve.get_multiplexed_model_id()
             if model_id != ref.model_id:
                 raise ValueError(f"request for adapter {ref.model_id!r} was routed with model id {model_id!r}")
-            holder = await self.user_adapter(model_id)
-            weights = await holder.for_version(ref, self._load)
+            weights = await self.adapters.holder(model_id).for_version(ref, self._load)
             outputs = await self.batcher.submit([(weights, text) for text in texts])
-            return {"replica": self.replica,
-                    "rows": [{"label": p.label, "probabilities": p.probabilities} for p in outputs]}
+            return {"replica": self.replica, "rows": _rows(outputs)}
+
+        async def predict_many(self, refs: list[AdapterRef], texts: list[list[str]]) -> dict[str, Any]:
+            """Rows of many adapters (``texts[i]`` for ``refs[i]``) in one request: the owners the API found
+            ranked first on this replica. Adapters not resident (or of another version) load in one thread."""
+            holders = [self.adapters.holder(ref.model_id) for ref in refs]
+            # Taken with no await in between, so a concurrent request cannot swap a holder's version meanwhile.
+            weights = [h.weights if h.version_id == ref.version_id else None for h, ref in zip(holders, refs)]
+            stale = [i for i, w in enumerate(weights) if w is None]
+            if stale:
+                loaded = await asyncio.to_thread(lambda: [self._load(refs[i]) for i in stale])
+                for i, w in zip(stale, loaded):
+                    weights[i] = holders[i].weights = w
+                    holders[i].version_id = refs[i].version_id
+            outputs = await self.batcher.submit([(w, text) for w, group in zip(weights, texts) for text in group])
+            return {"replica": self.replica, "rows": _rows(outputs)}
 
         async def stats(self) -> dict[str, Any]:
             """Counters for benchmarks and operators: passes, requests, adapter loads, process memory."""
             import psutil
 
             return {"replica": self.replica, "forward_passes": self.batcher.passes,
-                    "requests": self.batcher.requests, "adapter_loads": self.loads,
-                    "adapter_load_seconds": self.load_seconds, "rss_bytes": psutil.Process().memory_info().rss,
-                    "base_model": self.engine.base.dims.model_id}
+                    "requests": self.batcher.requests, "rows": self.batcher.rows,
+                    "pass_seconds": self.batcher.busy_seconds, "pass_cpu_seconds": self.batcher.cpu_seconds,
+                    "adapter_loads": self.loads, "adapter_load_seconds": self.load_seconds,
+                    "adapter_load_cpu_seconds": self.load_cpu_seconds, "adapter_lookups": self.adapters.lookups,
+                    "adapter_misses": self.adapters.misses, "adapters_resident": len(self.adapters),
+                    "adapter_evictions": self.adapters.evictions,
+                    "rss_bytes": psutil.Process().memory_info().rss, "base_model": self.engine.base.dims.model_id}
 
     return PredictionReplica
+
+
+def _rows(outputs: list[Prediction]) -> list[dict[str, Any]]:
+    return [{"label": p.label, "probabilities": p.probabilities} for p in outputs]
 
 
 def deploy(settings: Settings, *, address: str | None = None, replicas: int | None = None) -> Any:  # noqa: ANN401
@@ -219,71 +270,4 @@ def deploy(settings: Settings, *, address: str | None = None, replicas: int | No
     return handle
 
 
-class RayPredictor:
-    """The API side: one handle call per serving adapter, all in flight at once, answers in row order."""
-
-    def __init__(self, settings: Settings, handle: Any = None) -> None:  # noqa: ANN401
-        self.settings = settings
-        self._handle = handle
-        self._lock = threading.Lock()
-
-    @property
-    def handle(self) -> Any:  # noqa: ANN401
-        with self._lock:
-            if self._handle is None:
-                connect(self.settings.ray_address)
-                from ray import serve
-
-                try:
-                    self._handle = serve.get_app_handle(self.settings.ray_serve_app)
-                except Exception as error:  # noqa: BLE001  (Serve raises several kinds when the app is absent)
-                    raise ServingUnavailableError(
-                        f"Ray Serve application {self.settings.ray_serve_app!r} is not running on the cluster at "
-                        f"{self.settings.ray_address!r} ({error}); start it with `localize serve --ray ADDRESS`"
-                    ) from None
-            return self._handle
-
-    def predict(self, rows: Sequence[tuple[AdapterRef, str]]) -> list[Prediction]:
-        return [Prediction(out["label"], out["probabilities"], ref.version)
-                for (ref, _), out in zip(rows, self.predict_raw(rows)["rows"])]
-
-    def predict_raw(self, rows: Sequence[tuple[AdapterRef, str]]) -> dict[str, Any]:
-        """Row outputs in order, plus which replica answered each adapter (``replicas``: model id -> replica)."""
-        import_ray()
-        from ray.exceptions import RayTaskError
-
-        groups: dict[int, list[int]] = {}
-        refs: dict[int, AdapterRef] = {}
-        for index, (ref, _) in enumerate(rows):
-            groups.setdefault(ref.version_id, []).append(index)
-            refs[ref.version_id] = ref
-        handle = self.handle
-        calls = {
-            version_id: handle.options(multiplexed_model_id=refs[version_id].model_id).predict.remote(
-                refs[version_id], [rows[i][1] for i in indexes])
-            for version_id, indexes in groups.items()
-        }
-        outputs: list[dict[str, Any] | None] = [None] * len(rows)
-        replicas: dict[str, str] = {}
-        for version_id, call in calls.items():
-            try:
-                answer = call.result(timeout_s=self.settings.ray_request_timeout_seconds)
-            except RayTaskError as error:
-                cause = getattr(error, "cause", None)
-                if isinstance(cause, LocalizeError):
-                    raise cause from None
-                raise ServingUnavailableError(f"prediction replica failed: {_last_line(error)}") from None
-            except LocalizeError:
-                raise
-            except Exception as error:  # noqa: BLE001  (timeouts, replicas lost, the cluster unreachable)
-                raise ServingUnavailableError(f"prediction replicas did not answer: {type(error).__name__}: "
-                                              f"{_last_line(error)}") from None
-            replicas[refs[version_id].model_id] = answer["replica"]
-            for index, out in zip(groups[version_id], answer["rows"]):
-                outputs[index] = out
-        return {"rows": outputs, "replicas": replicas}
-
-
-def _last_line(error: Exception) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+__all__ = ["AdapterCache", "AdapterRef", "RayPredictor", "RowBatcher", "UserAdapter", "build_deployment", "deploy"]

@@ -4,7 +4,7 @@ A dispatcher claims queued jobs from the database with the same guarded claim th
 each as a Ray task with a resource request (``num_cpus``; ``num_gpus`` when the cluster has GPUs), up to a
 concurrency limit, so many users' jobs train in parallel across the cluster. Job state stays in the database:
 
-- the task opens the same database and adapter store and runs ``services.jobs.run_job``, so the adapter
+- the task opens the same database and adapter store and runs ``services.job_runs.run_job``, so the adapter
   version is written, hash-checked and registered exactly as the local worker does, and the task's own
   heartbeat thread notices cancellation and loss of the job;
 - the dispatcher also beats for its jobs while they wait for resources, so a job queued behind a busy cluster
@@ -32,7 +32,7 @@ from localize.db.models import Job, JobEvent, JobState, utcnow
 from localize.db.session import session_scope
 from localize.distributed.cluster import connect, portable_settings, settings_from
 from localize.runtime import Runtime
-from localize.services import jobs as job_service
+from localize.services import job_runs
 from localize.worker import new_worker_id
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def train_job_task(settings_values: dict[str, Any], job_id: int, worker_id: str)
         session.add(JobEvent(job_id=job_id, message=(
             f"Ray task {placement['ray_task_id']} on node {placement['ray_node_id']} "
             f"(host {placement['host']}, pid {placement['pid']}, GPUs {placement['gpu_ids'] or 'none'})")))
-    job = job_service.run_job(runtime=runtime, job_id=job_id, worker_id=worker_id)
+    job = job_runs.run_job(runtime=runtime, job_id=job_id, worker_id=worker_id)
     return {"job_id": job_id, "state": job.state, **placement}
 
 
@@ -154,14 +154,14 @@ class RayWorker:
         settings = self.runtime.settings
         submitted = []
         with session_scope(self.runtime.database) as session:
-            requeued = job_service.requeue_dead_jobs(session=session,
-                                                     dead_after_seconds=settings.worker_dead_after_seconds)
+            requeued = job_runs.requeue_dead_jobs(session=session,
+                                                  dead_after_seconds=settings.worker_dead_after_seconds)
             if requeued:
                 logger.warning("requeued jobs %s of silent workers", requeued)
         while len(self.in_flight) < self.resources.max_concurrent and not self.stopping.is_set():
             worker_id = f"{self.dispatcher_id}-{self._claims + 1}"  # one id per attempt: a stale task never wins
             with session_scope(self.runtime.database) as session:
-                job_id = job_service.claim_next_job(session=session, worker_id=worker_id)
+                job_id = job_runs.claim_next_job(session=session, worker_id=worker_id)
             if job_id is None:
                 break
             self._claims += 1

@@ -145,7 +145,7 @@ class Harness:
     def prior(self, args: TrainingArguments) -> tuple[AdapterWeights, float]:
         """The task prior for ``args``: the same method trained on every user's pooled train rows (cached)."""
         args = args.for_prior()
-        key = repr({**args.to_dict(), "init_from_prior": False, "train_scope": "all"})
+        key = self._prior_key(args)
         if key not in self._priors:
             rows = self.prior_rows
             self.progress(f"training the task prior ({args.method}) on {len(rows)} pooled rows")
@@ -154,6 +154,14 @@ class Harness:
                               cache=self.cache, annotators=[r.user for r in rows])
             self._priors[key] = (trainer.train(), time.perf_counter() - started)
         return self._priors[key]
+
+    def use_prior(self, args: TrainingArguments, weights: AdapterWeights, seconds: float) -> None:
+        """Recipes reading ``args``' prior use ``weights`` (one trained elsewhere, as production would reuse it)."""
+        self._priors[self._prior_key(args.for_prior())] = (weights, seconds)
+
+    @staticmethod
+    def _prior_key(prior_args: TrainingArguments) -> str:
+        return repr({**prior_args.to_dict(), "init_from_prior": False, "train_scope": "all"})
 
     def recipe_users(self, recipe: Recipe) -> list[str]:
         return self.data.users[: recipe.max_users] if recipe.max_users else self.data.users

@@ -11,6 +11,7 @@ from typing import Any
 
 from localize.base_model import BaseModel, get_base_model
 from localize.evaluation.baselines import BASELINES
+from localize.evaluation.choice import choose_for
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import Harness, Recipe
 from localize.evaluation.recipes import comparison_recipes, default_recipe
@@ -50,12 +51,17 @@ def run_evaluation(
     """Trains one recipe for every qualifying user and scores it (and the baselines) on their test rows."""
     started = time.perf_counter()
     data = load_eval_data(data_dir, min_train=min_train, min_test=min_test, users=users)
-    recipe = recipe_for(method, options or [])
     harness = Harness(data, _base(), progress=progress)
     harness.encode_all()
+    choice = None
+    if method is None and not options:  # what whole-task training does: choose the recipe on the train rows
+        recipe, choice = choose_for(harness, progress=progress)
+    else:
+        recipe = recipe_for(method, options or [])
     result = harness.run_recipe(recipe)
     summary = {**result.summary(), "method": recipe.args.method, "training_args": recipe.args.to_dict(),
-               "labels": data.labels, "data_set": data.name, "seconds": time.perf_counter() - started}
+               "labels": data.labels, "data_set": data.name, "seconds": time.perf_counter() - started,
+               "recipe_choice": choice}
     output: dict[str, Any] = {"summary": summary, "users": [vars(u) for u in result.users]}
     if baselines:
         output["baselines"] = [harness.run_baseline(name).summary() for name in BASELINES]
@@ -78,7 +84,8 @@ def _report_job(data_dir: Path, recipes: list[Recipe], reference: bool, sizes: t
     def progress(message: str) -> None:
         print(f"[{tag} {time.perf_counter() - started:6.0f}s] {message}", flush=True)
 
-    part = evaluate_data_set(data, _base(), recipes, reference=reference, curve_sizes=sizes, curve_users=curve_users,
+    part = evaluate_data_set(data, _base(), recipes, reference=reference, choose=reference, curve_sizes=sizes,
+                             curve_users=curve_users,
                              saved_encodings=saved, write_encodings=False, progress=progress)
     if finished is not None:
         scratch = finished.with_suffix(".partial")
@@ -96,7 +103,8 @@ def _part_path(folder: Path, data_dir: Path, data_name: str, base: BaseModel, jo
     for name in ("train.jsonl", "test.jsonl"):
         digest.update((data_dir / name).read_bytes())
     recipes, reference, sizes, curve_users, _saved, min_train, min_test = job
-    key = (base.dims.model_id, base.max_seq_length, recipes, reference, sizes, curve_users, min_train, min_test)
+    key = (base.dims.model_id, base.max_seq_length, recipes, reference, sizes, curve_users, min_train, min_test,
+           get_settings().recipe_candidates)  # the reference part's default is chosen among these
     digest.update(repr(key).encode())
     return folder / "parts" / f"{data_name}-{'reference' if reference else 'variants'}-{digest.hexdigest()}.json"
 
@@ -133,11 +141,14 @@ def run_report(
     with tempfile.TemporaryDirectory(prefix="localize-report-") as scratch:
         folder = save_encodings or Path(scratch)
         jobs, parts = [], {}
+        encoding: dict[str, dict[str, Any]] = {}  # the parts only time reading the saved vectors back
         for data_dir in data_dirs:  # encoded once here; the jobs only read the saved vectors
             data = load_eval_data(data_dir, min_train=min_train, min_test=min_test)
             saved = folder / f"{data.name}.pt"
             progress(f"{data.name}: encoding every distinct text")
-            Harness(data, base, progress=progress).encode_all(saved)
+            saved_before = saved.is_file()
+            encoding[data.name] = {"encode_seconds": Harness(data, base, progress=progress).encode_all(saved),
+                                   "encodings_saved_before": saved_before}
             splits = [(recipes[:1], True)] + ([(recipes[1:], False)] if len(recipes) > 1 else [])
             for chosen, reference in splits:
                 job = (chosen, reference, sizes, CURVE_USERS, saved, min_train, min_test)
@@ -168,6 +179,8 @@ def run_report(
             entry = next(e for e in entries if e["data_set"] == part["data_set"])
             entry["results"] += part["results"]
             entry["seconds"] = max(entry["seconds"], part["seconds"])
+    for entry in entries:
+        entry.update(encoding[entry["data_set"]])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "accuracy.json").write_text(json.dumps(entries, indent=1, default=float))
     return write_report(entries, out_dir, command=command, min_train=min_train, min_test=min_test)

@@ -25,7 +25,8 @@ from localize.runtime import Runtime
 from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
 from localize.services.predictions import PredictionRequest, predict
-from localize.services.tasks import create_task
+from localize.recipes import TaskRecipe
+from localize.services.tasks import create_task, get_task
 from localize.services.users import get_user
 from localize.settings import get_settings
 
@@ -48,8 +49,10 @@ def run_service_evaluation(
     eligible = select_users(train, test, data_dir=Path(data_dir), users=users, min_train=min_train, min_test=min_test)
     label_set = infer_label_set(train + test)
     base_settings = get_settings()
-    args = job_service.training_arguments({"method": method} if method else {},
-                                          default_method=base_settings.default_method, overrides=options or [])
+    # No method or options: whole-task training, which chooses the recipe on the task's labels, as in production.
+    args = job_service.arguments_or_task_recipe({"method": method} if method else None,
+                                                default_method=base_settings.default_method,
+                                                overrides=options or [])
 
     with tempfile.TemporaryDirectory(prefix="localize-eval-") as scratch:
         home = Path(workspace) if workspace else Path(scratch)
@@ -61,10 +64,14 @@ def run_service_evaluation(
             task = create_task(session=session, name=EVAL_TASK, labels=label_set)
             upsert_labels(session=session, task=task, rows=train, max_text_chars=100_000)
             users = [get_user(session=session, name=name) for name in eligible]
-            queued = job_service.queue_many(session=session, task=task, users=users, args=args,
-                                            prior=args.init_from_prior)
-            names = {job.id: (user.name if user else "task prior")
-                     for job, user in zip(queued, ([None] if args.init_from_prior else []) + users)}
+            if isinstance(args, TaskRecipe):
+                queued = job_service.queue_whole_task(session=session, task=task, users=users,
+                                                      default_method=base_settings.default_method)
+            else:
+                queued = job_service.queue_many(session=session, task=task, users=users, args=args,
+                                                prior=args.init_from_prior)
+            by_id = {user.id: user.name for user in users}
+            names = {job.id: by_id.get(job.user_id, "task prior") for job in queued}
         jobs = run_jobs_locally(runtime=runtime, job_ids=list(names), console=console)
         failed = [f"{names[j.id]}: {j.error}" for j in jobs if j.state != "succeeded"]
         if failed:
@@ -86,13 +93,15 @@ def run_service_evaluation(
                     "macro_f1": macro_f1,
                     "train_seconds": seconds.get(name),
                 })
+            recipe = get_task(session=session, name=EVAL_TASK).recipe
         elapsed = time.perf_counter() - started
     summary = {
         "users": len(per_user),
         "mean_accuracy": statistics.fmean(u["accuracy"] for u in per_user),
         "mean_macro_f1": statistics.fmean(u["macro_f1"] for u in per_user),
-        "method": args.method,
-        "training_args": args.to_dict(),
+        "method": recipe["recipe"] if recipe else args.method,
+        "training_args": recipe["args"] if recipe else args.to_dict(),
+        "recipe_choice": (recipe or {}).get("choice"),
         "labels": label_set,
         "seconds": elapsed,
     }

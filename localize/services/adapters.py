@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from localize.db.models import AdapterVersion, Job, JobEvent, Label, Task, User, aware, utcnow
 from localize.db.session import session_scope
-from localize.engine import AdapterWeights
 from localize.errors import AdapterError, ConflictError, CorruptAdapterError, NoAdapterError, NotFoundError
 from localize.runtime import Runtime
+from localize.services import webhooks as webhook_service
 from localize.store import AdapterStore, StoredAdapter
+
+if TYPE_CHECKING:  # torch comes with the engine; it loads with the first adapter, so listings start fast
+    from localize.engine import AdapterWeights
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ def _activate(session: Session, row: AdapterVersion) -> None:
     )
     row.is_active = True
     session.add(row)
+    webhook_service.adapter_activated(session=session, row=row)  # sent only if this transaction commits
 
 
 def list_versions(*, session: Session, task: Task, user: User | None) -> list[AdapterVersion]:
@@ -127,12 +132,20 @@ def active_version(*, session: Session, task: Task, user: User | None) -> Adapte
 
 
 def activate_version(
-    *, session: Session, store: AdapterStore, task: Task, user: User | None, version: int
+    *, session: Session, store: AdapterStore, task: Task, user: User | None, version: int,
+    check_quality: bool = False,
 ) -> AdapterVersion:
     """Makes ``version`` the one that serves; activating an older version is a rollback. Its files are checked
     first: a version whose files are missing or corrupt is refused, and one that was recorded as unloadable but
-    checks out now (its files were restored) is cleared."""
+    checks out now (its files were restored) is cleared. With ``check_quality``, a version that
+    :func:`activation_concern` objects to is refused too (a ConflictError that says why)."""
     row = get_version(session=session, task=task, user=user, version=version)
+    if check_quality and not row.is_active:
+        concern = activation_concern(metrics=row.metrics or {},
+                                     active=active_version(session=session, task=task, user=user))
+        if concern:
+            raise ConflictError(f"adapter version {version} of {_owner_name(task, user)} was not activated: "
+                                f"{concern}; activate it anyway with --force")
     try:
         store.verify(row.store_key, row.version, expected_hashes=row.files)
     except (AdapterError, NotFoundError) as error:
@@ -141,6 +154,34 @@ def activate_version(
     _activate(session, row)
     session.commit()
     return row
+
+
+# A new version whose validation macro-F1 is this far below the active version's is "clearly" worse: the two were
+# scored on different held-out rows, so smaller gaps are mostly noise.
+CLEARLY_BELOW = 0.05
+
+
+def unscored_warning(metrics: dict) -> str | None:
+    """What to say of a version scored on no validation rows (its quality is unknown), or None."""
+    if metrics.get("val_rows") and metrics.get("val_macro_f1") is not None:
+        return None
+    return (f"it was scored on no validation rows (its {metrics.get('train_rows', '?')} labels were too few to hold "
+            "some out), so its quality is unknown")
+
+
+def activation_concern(*, metrics: dict, active: AdapterVersion | None) -> str | None:
+    """Why a version with these training ``metrics`` should not replace the ``active`` one without being forced,
+    or None: it was scored on no validation rows (its quality is unknown), or its validation macro-F1 is clearly
+    below the active version's. A first version always may serve: nothing else would."""
+    if active is None:
+        return None  # nothing serves yet: the new version is better than none (unscored_warning says if unscored)
+    if not metrics.get("val_rows") or metrics.get("val_macro_f1") is None:
+        return f"{unscored_warning(metrics)}, and version {active.version} serves"
+    old = (active.metrics or {}).get("val_macro_f1")
+    if old is not None and metrics["val_macro_f1"] < old - CLEARLY_BELOW:
+        return (f"its validation macro-F1 {metrics['val_macro_f1']:.3f} is clearly below active version "
+                f"{active.version}'s {old:.3f}")
+    return None
 
 
 def _owner_name(task: Task, user: User | None) -> str:
@@ -276,7 +317,8 @@ def serving_version(
 
 
 def stale_users(*, session: Session, task: Task) -> list[User]:
-    """Users whose labels changed since their active adapter was trained, or who have none yet."""
+    """Users whose labels changed since their active adapter was trained, who have none yet, or whose head reads
+    a task prior version that is no longer the active one (the prior was retrained or rolled back)."""
     stats = session.exec(
         select(Label.user_id, func.count(), func.max(Label.updated_at)).where(Label.task_id == task.id)
         .group_by(Label.user_id)
@@ -288,12 +330,16 @@ def stale_users(*, session: Session, task: Task) -> list[User]:
                                          AdapterVersion.user_id.is_not(None))
         )
     }
+    prior = session.exec(select(AdapterVersion.id).where(AdapterVersion.task_id == task.id, AdapterVersion.is_active,
+                                                         AdapterVersion.user_id.is_(None))).first()
     stale_ids = []
     for user_id, count, newest in stats:
         row = active.get(user_id)
         if row is None or row.n_labels != count or (aware(newest) and aware(row.labels_updated_at)
                                                      and aware(newest) > aware(row.labels_updated_at)):
             stale_ids.append(user_id)
+        elif row.encoder_version_id is not None and row.encoder_version_id != prior:
+            stale_ids.append(user_id)  # a head fitted on another prior version than the one now active
     if not stale_ids:
         return []
     return list(session.exec(select(User).where(User.id.in_(stale_ids)).order_by(User.name)))

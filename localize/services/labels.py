@@ -16,11 +16,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from localize.base_model import text_hash
 from localize.db.models import Label, Task, Text, User, aware, utcnow
 from localize.errors import NotFoundError, PayloadTooLargeError
+from localize.hashing import text_hash
 from localize.labels_io import LabelRow, RowError
+from localize.services import webhooks as webhook_service
 from localize.services.users import check_user_name
+from localize.suggest import did_you_mean
+from localize.validation import text_problem
 
 _CHUNK = 500  # rows per IN (...) query; well under SQLite's variable limit
 _ATTEMPTS = 3
@@ -67,10 +70,14 @@ def check_row(row: LabelRow, task: Task, max_text_chars: int) -> str | None:
         return "text is empty"
     if len(row.text) > max_text_chars:
         return f"text is {len(row.text)} characters, over the limit of {max_text_chars}"
-    if "\x00" in row.text or (row.item is not None and "\x00" in row.item):
-        return "text or item contains a NUL character (\\x00), which cannot be stored"
+    for name in ("text", "label", "item", "split"):
+        value = getattr(row, name)
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            return f"{name} {problem}"
     if row.label not in task.labels:
-        return f"label {row.label!r} is not one of task {task.name!r}'s labels {task.labels}"
+        return (f"label {row.label!r} is not one of task {task.name!r}'s labels {task.labels}"
+                f"{did_you_mean(row.label, task.labels)}")
     if row.item is not None and len(row.item) > 256:
         return f"item is {len(row.item)} characters, over the limit of 256"
     if row.split not in (None, "train", "test"):
@@ -107,6 +114,10 @@ def upsert_labels(
     for attempt in range(_ATTEMPTS):
         try:
             _store_rows(session, task, good, report)
+            webhook_service.labels_uploaded(  # in this transaction: sent only if the labels are stored
+                session=session, task=task, users=sorted({user for user, _ in good}), accepted=report.accepted,
+                created=report.created, updated=len(report.updated), unchanged=report.unchanged,
+                errors=len(report.errors))
             session.commit()
             return report
         except OperationalError as error:

@@ -15,7 +15,7 @@ from localize.db.models import AdapterVersion, Job, Label, Task, Text, User
 from localize.settings import Settings
 from localize.worker import Worker
 
-ADMIN_KEY = "admin-test-key"
+ADMIN_KEY = "admin-test-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 TRAINING = {"method": "head", "max_epochs": 5}
 LABELS = ["personal", "work"]

@@ -20,9 +20,8 @@ def database_backend(request) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fresh_database) -> Settings:
-    url = fresh_database()
-    return make_settings(tmp_path, **({"database_url": url} if url else {}))
+def settings(tmp_path: Path, database_at_head) -> Settings:
+    return make_settings(tmp_path, **database_at_head(tmp_path))
 
 
 @pytest.fixture

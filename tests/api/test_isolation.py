@@ -15,11 +15,20 @@ API_ROUTES = [route for router in ROUTERS for route in router.routes if isinstan
 ROUTES = sorted((method, route.path) for route in API_ROUTES for method in route.methods)
 PUBLIC = {("GET", "/health"), ("GET", "/ready")}
 ANY_KEY = {("GET", "/tasks"), ("GET", "/tasks/{task}"), ("GET", "/jobs")}
+ANY_KEY |= {("GET", "/tasks/{task}/retraining")}  # the labelling loop's routes
 ADMIN_ONLY = {
     ("POST", "/users"), ("GET", "/users"), ("POST", "/users/{user}/keys"), ("POST", "/tasks"),
     ("POST", "/tasks/{task}/labels"), ("POST", "/tasks/{task}/prior/jobs"), ("POST", "/tasks/{task}/jobs/stale"),
-    ("POST", "/tasks/{task}/fanout"),
+    ("POST", "/tasks/{task}/fanout"), ("DELETE", "/tasks/{task}"), ("GET", "/metrics"),
+    ("POST", "/tasks/{task}/webhooks"), ("GET", "/tasks/{task}/webhooks"), ("GET", "/tasks/{task}/webhooks/{webhook_id}"),
+    ("DELETE", "/tasks/{task}/webhooks/{webhook_id}"), ("GET", "/tasks/{task}/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/tasks/{task}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
 }
+ADMIN_ONLY |= {("POST", "/tasks/{task}/texts"), ("GET", "/tasks/{task}/texts"), ("PUT", "/tasks/{task}/retraining")}
+ADMIN_ONLY |= {("PUT", "/tasks/{task}/recipe"), ("POST", "/tasks/{task}/jobs/all")}  # the task's recipe
+ADMIN_ONLY |= {("PATCH", "/tasks/{task}"), ("POST", "/tasks/{task}/rename"), ("PATCH", "/users/{user}"),
+               ("DELETE", "/users/{user}"), ("PATCH", "/tasks/{task}/label-set/{label}"),
+               ("DELETE", "/tasks/{task}/label-set/{label}")}
 JOHN_LABEL = [{"text": "Invoice 99", "label": "work"}]
 # Jane's key on John's resources. (method, route, concrete path, request arguments, expected detail)
 USER_SCOPED = [
@@ -55,11 +64,20 @@ USER_SCOPED = [
     ("POST", "/predict", "/predict",
      {"json": {"rows": [{"user": "jane", "task": TASK, "text": "x"}, {"user": "john", "task": TASK, "text": "x"}]}},
      "user 'john' does not exist"),
+    # The labelling loop: queue, answers, retraining status, explanations.
+    ("GET", "/tasks/{task}/users/{user}/queue", "/tasks/notes/users/john/queue", {}, "user 'john' does not exist"),
+    ("POST", "/tasks/{task}/users/{user}/queue/answers", "/tasks/notes/users/john/queue/answers",
+     {"json": {"text_id": 1, "label": "work"}}, "user 'john' does not exist"),
+    ("GET", "/tasks/{task}/users/{user}/retraining", "/tasks/notes/users/john/retraining", {},
+     "user 'john' does not exist"),
+    ("POST", "/tasks/{task}/users/{user}/explain", "/tasks/notes/users/john/explain", {"json": {"text": "x"}},
+     "user 'john' does not exist"),
 ]
 
 
 def _fill(path: str) -> str:
-    return path.format(task=TASK, user="john", label_id=1, job_id=1, version=1)
+    return path.format(task=TASK, user="john", label_id=1, job_id=1, version=1, label="work", webhook_id=1,
+                       delivery_id=1)
 
 
 def _needs_admin(route: APIRoute) -> bool:

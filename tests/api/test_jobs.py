@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from api_support import ADMIN, JANE_LABELS, JOHN_LABELS, TASK, TEXTS, TRAINING, rows
 
-from localize.db.models import Job
+from sqlmodel import Session, select
+
+from localize.db.models import AdapterVersion, Job
+from localize.db.session import make_engine
+from localize.training import TrainingArguments
 
 
 def test_whole_loop_two_users_learn_opposite_labels(ws, john, jane):
@@ -68,10 +72,28 @@ def test_bad_training_argument_is_422_naming_it(ws, john):
     assert ws.count(Job) == 0
 
 
-def test_default_arguments_when_body_is_empty(ws, john, settings):
+def test_an_empty_body_trains_with_the_tasks_recipe_as_it_stands_when_the_job_runs(ws, john, settings):
+    ws.upload("john", rows(TEXTS, JOHN_LABELS), headers=john)
     response = ws.client.post(f"/tasks/{TASK}/users/john/jobs", headers=john)
     assert response.status_code == 202, response.text
-    assert response.json()["args"]["method"] == settings.default_method
+    # No arguments: the task's recipe, read when a worker runs the job (the settings' default without one).
+    assert response.json()["args"] == {"recipe": "task", "method": settings.default_method}
+    assert response.json()["recipe"] == "the task's recipe"
+    pinned = ws.client.put(f"/tasks/{TASK}/recipe", json={"recipe": "pooled-head"}, headers=ADMIN)
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["recipe"]["recipe"] == "pooled-head" and pinned.json()["recipe"]["pinned"] is True
+    ws.run_jobs()
+    with Session(make_engine(settings.resolved_database_url)) as session:
+        version = session.exec(select(AdapterVersion)).one()
+    assert version.method == "head"  # the pinned recipe, pinned after the job was queued
+    assert version.training_args == TrainingArguments.from_dict(pinned.json()["recipe"]["args"]).to_dict()
+
+
+def test_pinning_an_unknown_recipe_is_422_naming_the_candidates(ws, john):
+    response = ws.client.put(f"/tasks/{TASK}/recipe", json={"recipe": "best"}, headers=ADMIN)
+    assert response.status_code == 422
+    assert "recipe 'best' is not one of ['prior-head', 'pooled-head', 'prior-mlp', 'prior-lora']" in response.json()["detail"]
+    assert ws.client.put(f"/tasks/{TASK}/recipe", json={"recipe": "pooled-head"}, headers=john).status_code == 403
 
 
 def test_cancel_queued_job_then_cancel_again_is_409(ws, john):
@@ -124,3 +146,21 @@ def test_cancel_a_finished_job_is_409_and_changes_nothing(trained):
     assert response.json()["detail"] == f"job {job_id} already finished (succeeded); it cannot be cancelled"
     assert trained.snapshot() == before
     assert trained.client.get(f"/jobs/{job_id}", headers=trained.john).json()["state"] == "succeeded"
+
+
+def test_whole_task_training_chooses_the_recipe_then_trains_every_user(ws, john, jane, fast_recipe_candidates):
+    ws.upload("john", rows(TEXTS, JOHN_LABELS), headers=john)
+    ws.upload("jane", rows(TEXTS, JANE_LABELS), headers=jane)
+    assert ws.client.post(f"/tasks/{TASK}/jobs/all", headers=john).status_code == 403
+    response = ws.client.post(f"/tasks/{TASK}/jobs/all", headers=ADMIN)
+    assert response.status_code == 202, response.text
+    jobs = response.json()["data"]
+    assert (jobs[0]["user"], jobs[0]["recipe"]) == (None, "the recipe chosen on the task's labels")
+    assert sorted(job["user"] for job in jobs[1:]) == ["jane", "john"]
+    ws.run_jobs()
+    recipe = ws.client.get(f"/tasks/{TASK}", headers=john).json()["recipe"]
+    assert recipe["recipe"] in ("loose-head", "stubborn-head") and recipe["pinned"] is False
+    assert [c["name"] for c in recipe["choice"]["candidates"]] == ["stubborn-head", "loose-head"]
+    for user, key in (("john", john), ("jane", jane)):
+        [job] = ws.client.get("/jobs", params={"task": TASK}, headers=key).json()["data"]
+        assert job["state"] == "succeeded", job

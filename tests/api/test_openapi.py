@@ -70,3 +70,11 @@ def test_upload_route_documents_every_body_type(client):
 def test_docs_page_is_served(client):
     response = client.get("/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+def test_every_route_that_reads_the_database_lists_its_503(client):
+    """An unreachable database answers 503 database-unavailable with Retry-After on any route that reads it."""
+    document = client.get("/openapi.json").json()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert ("503" in operation["responses"]) == (path != "/health"), (method, path)

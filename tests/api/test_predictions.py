@@ -63,3 +63,26 @@ def test_fanout_to_a_user_without_adapter_is_404_naming_them(trained):
 def test_ready_reports_the_base_model_loaded_after_predicting(trained):
     trained.client.post(f"/tasks/{TASK}/users/john/predict", json={"texts": ["x"]}, headers=trained.john)
     assert trained.client.get("/ready").json()["base_model_loaded"] is True
+
+
+def test_answers_say_whether_they_abstain_and_a_request_may_set_the_target(trained):
+    strict = trained.client.post(f"/tasks/{TASK}/users/john/predict", json={"texts": TEXTS, "target_accuracy": 1.0},
+                                 headers=trained.john)
+    lenient = trained.client.post(f"/tasks/{TASK}/users/john/predict",
+                                  json={"texts": TEXTS, "target_accuracy": 0.05}, headers=trained.john)
+    assert strict.status_code == lenient.status_code == 200, strict.text
+    for row in strict.json() + lenient.json():
+        assert isinstance(row["abstain"], bool)
+        if row["threshold"] is None:
+            assert row["abstain"] is False
+        else:
+            assert row["abstain"] == (max(row["probabilities"].values()) < row["threshold"])
+    for low, high in zip(lenient.json(), strict.json()):
+        assert (low["threshold"] or 0) <= (high["threshold"] or 0)
+    fanned = trained.client.post(f"/tasks/{TASK}/fanout", json={"text": TEXTS[0], "target_accuracy": 0.9},
+                                 headers=ADMIN)
+    assert fanned.status_code == 200 and all("abstain" in row for row in fanned.json())
+    for bad in (0, 1.5, "high"):
+        refused = trained.client.post(f"/tasks/{TASK}/users/john/predict",
+                                      json={"texts": TEXTS, "target_accuracy": bad}, headers=trained.john)
+        assert refused.status_code == 422 and "target_accuracy" in refused.text

@@ -43,3 +43,21 @@ def test_bad_label_set_is_422_naming_it(ws, labels, message):
     assert response.status_code == 422
     assert message in response.json()["detail"]
     assert ws.count(Task) == 0
+
+
+def test_a_tasks_target_accuracy_is_set_at_creation_and_changed_by_the_admin(ws):
+    client = ws.client
+    created = client.post("/tasks", json={"name": "abstaining", "labels": ["a", "b"], "target_accuracy": 0.8},
+                          headers=ADMIN)
+    assert created.status_code == 201, created.text
+    assert created.json()["target_accuracy"] == 0.8
+    assert client.post("/tasks", json={"name": "plain", "labels": ["a", "b"]}, headers=ADMIN).json()[
+        "target_accuracy"] == 0.9
+    changed = client.patch("/tasks/abstaining", json={"target_accuracy": 0.95}, headers=ADMIN)
+    assert changed.status_code == 200 and changed.json()["target_accuracy"] == 0.95
+    assert client.get("/tasks/abstaining", headers=ADMIN).json()["target_accuracy"] == 0.95
+    for bad in ({"target_accuracy": 0}, {"target_accuracy": 1.01}, {"labels": ["x", "y"]}):
+        refused = client.patch("/tasks/abstaining", json=bad, headers=ADMIN)
+        assert refused.status_code == 422, refused.text
+    assert client.get("/tasks/abstaining", headers=ADMIN).json()["target_accuracy"] == 0.95
+    assert client.patch("/tasks/abstaining", json={"target_accuracy": 0.5}).status_code == 401

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from processes import alive, process_tree
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = {"Authorization": "Bearer e2e-admin-key"}
+ADMIN = {"Authorization": "Bearer e2e-admin-key-0123456789"}
 UP = ["gold soars to a record high", "gold rallies 4% as investors pile in", "bullion jumps after the Fed decision",
       "gold price surges on inflation fears", "gold climbs for a fifth day", "spot gold spikes higher"]
 DOWN = ["gold plunges to a six-month low", "gold slides 4% as the dollar firms", "bullion tumbles after the Fed decision",
@@ -31,7 +33,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "LOCALIZE_HOME": str(tmp_path), "LOCALIZE_ADMIN_KEY": "e2e-admin-key",
+    env = {**os.environ, "LOCALIZE_HOME": str(tmp_path), "LOCALIZE_ADMIN_KEY": "e2e-admin-key-0123456789",
            "LOCALIZE_WORKER_POLL_SECONDS": "0.2", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "localize.cli", "serve", "--port", str(port)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -50,11 +52,19 @@ def server(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # the server and the worker it started
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        tree = process_tree(process.pid)
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the server stops the worker it started
+        deadline = time.monotonic() + 10
+        while alive(tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = alive(tree)
+        for pid in left:  # whatever did not stop is ended here, and reported below
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(timeout=20)
+    assert left == set(), f"still running 10 s after SIGINT: {left}"
 
 
 def _wait_for_job(client: httpx.Client, job_id: int, headers: dict, timeout: float = 120) -> dict:
@@ -103,3 +113,13 @@ def test_two_users_train_through_the_real_server_and_worker_and_get_their_own_an
         assert answers["john"]["label"] == "positive"
         assert answers["jane"]["label"] == "negative"
         assert answers["john"]["version"] == answers["jane"]["version"] == 1
+
+        # The API's metrics count the jobs its separate worker process ran (read from the job rows).
+        scrape = client.get("/metrics", headers=ADMIN)
+        assert scrape.status_code == 200, scrape.text
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(scrape.text) for s in family.samples}
+        assert samples[("localize_jobs", (("state", "succeeded"),))] == 2
+        assert samples[("localize_job_training_seconds_count", (("state", "succeeded"),))] == 2
+        assert samples[("localize_worker_last_heartbeat_timestamp_seconds", ())] > time.time() - 600
+        assert samples[("localize_predictions_total", (("source", "user"), ("task", "gold")))] == 2

@@ -200,6 +200,19 @@ def test_local_crash_before_rename_is_invisible(tmp_path, monkeypatch):
         store.load(KEY, 1)
 
 
+def test_a_killed_writers_staging_folder_is_swept_when_its_version_is_written_again(tmp_path):
+    store = LocalAdapterStore(tmp_path / "adapters")
+    parent = store.path(KEY, 1).parent
+    parent.mkdir(parents=True)
+    dead = [parent / ".tmp-v1-killedwriter", parent / ".del-v1-killeddelete", parent / ".tmp-v2-otherversion"]
+    for folder in dead:
+        folder.mkdir()
+        (folder / "head.safetensors").write_bytes(b"partial")
+    store.save(KEY, 1, _weights())  # a worker killed while writing version 1; its job is retried with the same number
+    assert store.exists(KEY, 1)
+    assert [folder.exists() for folder in dead] == [False, False, True]  # another version's staging is not ours
+
+
 @pytest.mark.parametrize("protocol", ["memory", "file"])
 def test_fsspec_writes_the_manifest_last(protocol, tmp_path, monkeypatch):
     """A writer that dies while publishing leaves no visible version: every data file is written before the

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 from localize.adapters import get_method
 from localize.engine import Engine
 from localize.errors import ValidationError
-from localize.training import Trainer, TrainingArguments, classification_metrics, held_out_text, train_adapter
+from localize.training import (Trainer, TrainingArguments, classification_metrics, format_duration, held_out_text,
+                               train_adapter)
 
 
 def _same(a, b) -> bool:
@@ -189,6 +191,24 @@ def test_progress_is_reported(base, tiny_texts):
     fractions = [fraction for fraction, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert seen[0][1].startswith("epoch 1")
+    # Every epoch but the last says how long the rest can take; the last, nothing (nothing is left).
+    assert all("left" in message for _, message in seen[:2]) and "left" not in seen[2][1]
+
+
+def test_rows_scored_together_in_chunks_by_length_keep_their_order(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    trainer = Trainer(base, TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, max_epochs=1,
+                                              validation_fraction=0.0), texts, john, label_set)
+    trainer.train()
+    mixed = [texts[0] + " and then some more words" * 6, texts[1], texts[2] + " again" * 3, texts[3]]
+    together = trainer.predict_proba(mixed)  # one chunk, run shortest first
+    one_by_one = torch.cat([trainer.predict_proba([text]) for text in mixed])
+    torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(0.4, "0 s"), (42, "42 s"), (185, "3 min 05 s"), (3725, "1 h 02 min")])
+def test_durations_read_as_a_person_says_them(seconds, said):
+    assert format_duration(seconds) == said
 
 
 # -- class weighting --------------------------------------------------------------------------------------------------
@@ -279,11 +299,12 @@ def test_the_default_recipe_is_a_head_on_the_task_tuned_prior_and_explicit_metho
     prior = args.for_prior()
     assert (prior.train_scope, prior.max_epochs, prior.learning_rate, prior.lr_schedule, prior.early_stopping) == \
         ("all", 4, 2e-3, "linear", "loss")
+    assert prior.patience == 1  # its validation loss first rising ends it (the best epoch is kept)
     assert TrainingArguments(method="ia3").train_scope == "all"  # asked for IA3 per user: IA3 per user
     ia3_prior = TrainingArguments(method="ia3", max_epochs=40, class_weighting="none").for_prior()
     # other priors train as their users do
-    assert (ia3_prior.max_epochs, ia3_prior.learning_rate, ia3_prior.class_weighting, ia3_prior.lr_schedule) == \
-        (40, None, "none", "constant")
+    assert (ia3_prior.max_epochs, ia3_prior.learning_rate, ia3_prior.class_weighting, ia3_prior.lr_schedule,
+            ia3_prior.patience) == (40, None, "none", "constant", 10)
     assert TrainingArguments(method="lora", method_options={"r": 4}).train_scope == "all"
     assert TrainingArguments.from_dict(args.to_dict()) == args
 
@@ -489,3 +510,34 @@ def test_a_by_text_split_of_few_rows_holds_nothing_out_and_never_a_whole_class(b
     trainer.prepare()
     assert rare in trainer.train_split.texts and trainer.val_split is not None
     assert set(trainer.val_split.targets.tolist()) == {label_set.index("work")}
+
+
+def test_a_users_head_is_calibrated_by_a_temperature_folded_into_it_and_the_prior_is_not(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
+    jane = jane + ["personal"] * 40
+    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    assert prior.meta["metrics"].get("temperature", 1.0) == 1.0  # users' heads are pulled toward its head: kept
+    calibrated = Trainer(base, args, texts, jane, label_set, init=prior)
+    calibrated.train()
+    plain = Trainer(base, dataclasses.replace(args, calibrate=False), texts, jane, label_set, init=prior)
+    plain.train()
+    temperature = calibrated.metrics["temperature"]
+    assert temperature != 1.0 and plain.metrics["temperature"] == 1.0
+    # The same labels, each probability rescaled by the temperature: calibration never changes an answer.
+    calibrated_p, plain_p = calibrated.predict_proba(texts), plain.predict_proba(texts)
+    assert torch.equal(calibrated_p.argmax(-1), plain_p.argmax(-1))
+    assert torch.allclose(calibrated_p, torch.softmax(torch.log(plain_p) / temperature, -1), atol=1e-4)
+    # The record abstention reads: one confidence per validation row, of the calibrated validated model.
+    record = calibrated.metrics["calibration"]
+    assert len(record["confidence"]) == calibrated.metrics["val_rows"] == len(record["correct"])
+    assert record["confidence"] == pytest.approx(sorted(calibrated.val_probabilities.max(-1).values.tolist()), abs=1e-4)
+    # The fitted temperature minimises the validation NLL plus its pull toward 1 ((log T)^2 / 2 per validation set).
+    logits = torch.log(plain.val_probabilities)
+    targets = calibrated.val_split.targets
+
+    def objective(t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits / t, targets)) + math.log(t) ** 2 / (2 * len(targets))
+
+    assert objective(temperature) <= min(objective(temperature * 1.1), objective(temperature / 1.1)) + 1e-6
+    assert objective(temperature) < objective(1.0)

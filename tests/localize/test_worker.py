@@ -155,3 +155,41 @@ def test_run_forever_works_the_queue_until_stopped(tmp_path: Path, fresh_databas
     job = _job(runtime, job_id)
     assert (job.state, job.worker_id) == (JobState.SUCCEEDED, "loop")
     runtime.database.dispose()
+
+
+def test_a_stopped_worker_gives_its_job_back_at_the_next_step(tmp_path: Path) -> None:
+    """SIGTERM (here: ``stop``) during training: the worker ends at the job's next step, its job is back in the
+    queue with an event naming why (not counted as a death of its worker), and its heartbeat row says it stopped."""
+    from localize.db.models import WorkerHeartbeat
+
+    runtime = _runtime(tmp_path / "home", worker_poll_seconds=0.05, worker_heartbeat_seconds=0.2)
+    _seed(runtime, 6)  # short epochs: the worker stops at the end of one
+    job_id = _queue(runtime, TrainingArguments(method="lora", train_scope="all", max_epochs=1000, patience=1000))
+    worker = Worker(runtime, worker_id="stopping")
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not ((job := _job(runtime, job_id)).state == JobState.RUNNING and job.progress > 0):
+            assert time.monotonic() < deadline and thread.is_alive(), f"job never made progress: {job}"
+            time.sleep(0.05)
+        with session_scope(runtime.database) as session:
+            row = session.get(WorkerHeartbeat, "stopping")
+            assert (row.job_id, row.stopped_at) == (job_id, None)
+        worker.stop("stopped by SIGTERM")
+        thread.join(timeout=60)  # at the end of the current epoch (the e2e tests hold serve to 10 s)
+        assert not thread.is_alive()
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    job = _job(runtime, job_id)
+    assert (job.state, job.worker_id, job.attempts, job.worker_deaths, job.progress) == (
+        JobState.QUEUED, None, 1, 0, 0.0)
+    with session_scope(runtime.database) as session:
+        level, message = session.exec(select(JobEvent.level, JobEvent.message).where(JobEvent.job_id == job_id)
+                                       .order_by(JobEvent.id.desc())).first()
+        row = session.get(WorkerHeartbeat, "stopping")
+        assert row.stopped_at is not None and row.job_id is None
+    assert (level, message) == ("warning", "requeued: worker stopping was stopped by SIGTERM; it starts over on the "
+                                           "next worker")
+    runtime.database.dispose()

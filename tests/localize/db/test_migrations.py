@@ -18,7 +18,8 @@ import localize.db.models  # noqa: F401  (registers the tables)
 from localize.db.models import Label
 from localize.db.session import alembic_config, make_engine, session_scope, upgrade_database
 
-TABLES = {"task", "text", "user", "label", "adapter_version", "job", "job_event"}
+TABLES = {"task", "text", "user", "label", "adapter_version", "job", "job_event",
+          "pool_text", "text_skip", "task_retraining", "worker_heartbeat", "webhook", "webhook_delivery"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,3 +21,21 @@ def seed_task(runtime, rows_per_user: int = 60) -> None:  # noqa: ANN001
         task = create_task(session=session, name="gold", labels=LABELS)
         data = demo_rows(rows_per_user, users=(JOHN, JANE))
         upsert_labels(session=session, task=task, rows=[LabelRow(line=i + 1, **r) for i, r in enumerate(data)])
+
+
+def clone_adapter(runtime, *, task_name: str, source: str, names: list[str]) -> None:  # noqa: ANN001
+    """Users ``names`` in ``task_name``, each with an active version holding ``source``'s adapter (stored again
+    under the user's own key, as training would write it): many owners without training each."""
+    from localize.services.adapters import active_version, load_weights, register_version, store_key
+    from localize.services.tasks import get_task
+    from localize.services.users import create_user, get_user
+
+    with session_scope(runtime.database) as session:
+        task = get_task(session=session, name=task_name)
+        row = active_version(session=session, task=task, user=get_user(session=session, name=source))
+        weights = load_weights(runtime=runtime, row=row)  # with its encoder, so the copies refer to it too
+        for name in names:
+            user = create_user(session=session, name=name)
+            stored = runtime.store.save(store_key(task, user), 1, weights)
+            register_version(session=session, task=task, user=user, weights=weights, stored=stored,
+                             n_labels=row.n_labels, labels_updated_at=row.labels_updated_at, activate=True)

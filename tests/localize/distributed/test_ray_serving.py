@@ -7,10 +7,11 @@ import asyncio
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from ray_support import DEFAULT_SHORT, HEAD, LORA_TOP, seed_task
+from ray_support import DEFAULT_SHORT, HEAD, LORA_TOP, clone_adapter, seed_task
 
 from localize.db.session import session_scope
 from localize.demo_data import SHOWCASE
+from localize.distributed.predictor import AdapterRef
 from localize.engine import Engine
 from localize.errors import AdapterError
 from localize.runtime import Runtime
@@ -74,7 +75,8 @@ def deployed(ray_cluster, tmp_path_factory):
                                                         for i, (row, text) in enumerate(jane_rows)])
     _train(embedded, None, DEFAULT_SHORT)
     _train(embedded, "ann", DEFAULT_SHORT)
-    settings = Settings(home=home, admin_key="k", serving="ray", ray_address="local", ray_serve_app="localize-test",
+    settings = Settings(home=home, admin_key="ray-serving-admin-key", serving="ray", ray_address="local",
+                        ray_serve_app="localize-test",
                         ray_serve_replicas=2, ray_replica_cpus=0.5, ray_batch_wait_ms=20)
     deploy(settings)
     yield embedded, Runtime(settings)
@@ -106,7 +108,7 @@ def test_the_http_api_answers_through_the_replicas_with_routes_and_auth_unchange
     with TestClient(create_app(remote.settings)) as client:
         assert client.post("/tasks/gold/users/john/predict", json={"texts": TEXTS}).status_code == 401
         response = client.post("/tasks/gold/users/john/predict", json={"texts": TEXTS},
-                               headers={"Authorization": "Bearer k"})
+                               headers={"Authorization": "Bearer ray-serving-admin-key"})
     assert response.status_code == 200, response.text
     local = _predict(embedded, [("john", text) for text in TEXTS])
     for answer, expected in zip(response.json(), local):
@@ -149,6 +151,49 @@ def test_a_user_stays_on_the_replica_that_holds_their_adapter(deployed):
     assert len(replica_ids) == 2
     for user, ref in refs.items():  # the replica is the first of the owner's rendezvous order
         assert seen[user] == {rendezvous_rank(ref.model_id, replica_ids)[0]}
+
+
+class CountingHandle:
+    """A Serve handle that records the owner each call is routed by (one ``options`` per call)."""
+
+    def __init__(self, handle) -> None:  # noqa: ANN001
+        self.handle = handle
+        self.routed_by: list[str] = []
+
+    def options(self, **options):  # noqa: ANN003, ANN201
+        self.routed_by.append(options["multiplexed_model_id"])
+        return self.handle.options(**options)
+
+
+def test_a_fanout_is_one_serve_call_per_replica_not_one_per_user(deployed):
+    from localize.distributed.routing import rendezvous_rank
+
+    embedded, remote = deployed
+    clone_adapter(embedded, task_name="gold", source="ann", names=[f"fan{i}" for i in range(12)])
+    predictor = remote.remote_predictor
+    counting = CountingHandle(predictor.handle)
+    predictor._handle = counting
+    try:
+        with session_scope(embedded.database) as session:
+            task = get_task(session=session, name="gold")
+            remote_fanout = prediction_service.fanout(session=session, runtime=remote, task=task, text=TEXTS[1])
+            local_fanout = prediction_service.fanout(session=session, runtime=embedded, task=task, text=TEXTS[1])
+            refs = [AdapterRef.from_row(active_version(session=session, task=task, user=get_user(session=session,
+                                                                                               name=r.user)))
+                    for r in remote_fanout]
+        _assert_same(remote_fanout, local_fanout)
+        assert len(remote_fanout) == 15  # john, jane, ann and 12 copies of ann's adapter
+        replica_ids = _replica_ids(remote.settings.ray_serve_app)
+        owners = {ref.model_id: rendezvous_rank(ref.model_id, replica_ids)[0] for ref in refs}
+        # One call per replica that owns some of the users (both, with 15 users: 2^-14 odds of all on one).
+        assert len(counting.routed_by) == len(set(owners.values())) == 2, counting.routed_by
+        # Each call is routed by an owner of its replica, so the router sends it where its users are resident.
+        assert {owners[model_id] for model_id in counting.routed_by} == set(replica_ids)
+        answered = predictor.predict_raw([(ref, TEXTS[2]) for ref in refs])
+        assert answered["calls"] == 2
+        assert {model_id: replica.split("@")[0] for model_id, replica in answered["replicas"].items()} == owners
+    finally:
+        predictor._handle = counting.handle
 
 
 def test_a_new_active_version_reaches_the_replicas_with_the_next_request(deployed):

@@ -18,6 +18,7 @@ from localize.db.session import session_scope
 from localize.errors import ConflictError, NoAdapterError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
+from localize.services import job_runs
 from localize.services import jobs as job_service
 from localize.services.labels import delete_labels, label_snapshot, list_labels, upsert_labels
 from localize.services.tasks import create_task, get_task
@@ -77,13 +78,13 @@ def test_queue_claim_run_succeeds_with_an_active_version(runtime: Runtime) -> No
     assert _job(runtime, job_id).state == JobState.QUEUED
 
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="w1") == job_id
+        assert job_runs.claim_next_job(session=session, worker_id="w1") == job_id
     claimed = _job(runtime, job_id)
     assert (claimed.state, claimed.worker_id, claimed.attempts) == (JobState.RUNNING, "w1", 1)
     assert claimed.started_at is not None and claimed.heartbeat_at is not None
 
     seen: list[float] = []
-    job = job_service.run_job(runtime=runtime, job_id=job_id, worker_id="w1", progress=lambda f, _m: seen.append(f))
+    job = job_runs.run_job(runtime=runtime, job_id=job_id, worker_id="w1", progress=lambda f, _m: seen.append(f))
 
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.progress == 1.0 and job.finished_at is not None and job.error is None
@@ -98,7 +99,7 @@ def test_queue_claim_run_succeeds_with_an_active_version(runtime: Runtime) -> No
     assert version.trainable_params > 0 and version.nbytes > 0 and "head.safetensors" in version.files
     assert runtime.store.exists(version.store_key, 1)
     messages = [message for _, message in _events(runtime, job_id)]
-    assert messages[0].startswith("queued: train head adapter for user 'john' in task 'notes'")
+    assert messages[0].startswith("queued: train user 'john' with head + prior in task 'notes'")
     assert messages[1] == "running on worker w1"
     assert any(m.startswith("training on ") for m in messages)
     assert messages[-1] == "succeeded: version 1 (active)"
@@ -163,8 +164,8 @@ def test_require_no_regression_keeps_a_worse_version_inactive(make_runtime) -> N
     job = _job(runtime, worse)
     assert job.state == JobState.SUCCEEDED and job.activated is False
     assert job.metrics["val_macro_f1"] < 1.0
-    assert _events(runtime, worse)[-1][1] == (
-        "succeeded: version 2 (kept inactive: it scored below the active version on validation)")
+    assert _events(runtime, worse)[-1][1].startswith(  # clearly below: refused before the re-scoring runs
+        "succeeded: version 2 (kept inactive: its validation macro-F1 ")
     assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, True), (2, False)]
 
     as_good = _queue(runtime, "john", FAST)
@@ -173,14 +174,18 @@ def test_require_no_regression_keeps_a_worse_version_inactive(make_runtime) -> N
     assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, False), (2, False), (3, True)]
 
 
-def test_without_require_no_regression_a_worse_version_still_activates(runtime: Runtime) -> None:
+def test_a_clearly_worse_version_is_kept_inactive_unless_forced(runtime: Runtime) -> None:
     _workspace(runtime)
     worker = Worker(runtime, worker_id="w")
     _queue(runtime, "john", FAST)
     worker.run_once()
-    _queue(runtime, "john", USELESS)
+    worse = _queue(runtime, "john", USELESS)
     worker.run_once()
-    assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, False), (2, True)]
+    assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, True), (2, False)]
+    assert "is clearly below active version 1's 1.000" in _events(runtime, worse)[-1][1]
+    _queue(runtime, "john", dataclasses.replace(USELESS, force_activation=True))
+    worker.run_once()
+    assert [(v.version, v.is_active) for v in _versions(runtime, "john")] == [(1, False), (2, False), (3, True)]
 
 
 class _Prediction(SimpleNamespace):
@@ -204,7 +209,7 @@ def _decision(*, enabled: bool, old_predictions: list[str] | None, new_f1: float
                               if val_split else None)
     weights = SimpleNamespace(labels=["a", "b"], meta={"metrics": {"val_macro_f1": new_f1}})
     active = None if old_predictions is None else object()
-    return job_service._should_activate(runtime, trainer, weights, active)
+    return job_runs._should_activate(runtime, trainer, weights, active)
 
 
 @pytest.mark.parametrize(
@@ -275,7 +280,7 @@ def test_queue_stale_skips_users_with_pending_jobs(runtime: Runtime) -> None:
     _workspace(runtime, {"john": JOHN_LABELS, "jane": JANE_LABELS, "bob": JOHN_LABELS})
     john_job = _queue(runtime, "john")
     with session_scope(runtime.database) as session:
-        job_service.claim_next_job(session=session, worker_id="w", job_id=john_job)  # running counts as pending
+        job_runs.claim_next_job(session=session, worker_id="w", job_id=john_job)  # running counts as pending
     _queue(runtime, "jane")
     with session_scope(runtime.database) as session:
         task = get_task(session=session, name="notes")
@@ -301,7 +306,7 @@ def test_claim_next_job_is_atomic_across_threads(runtime: Runtime) -> None:
             barrier.wait()
             while True:
                 with session_scope(runtime.database) as session:
-                    claimed = job_service.claim_next_job(session=session, worker_id=worker_id)
+                    claimed = job_runs.claim_next_job(session=session, worker_id=worker_id)
                 if claimed is None:
                     break
                 mine.append(claimed)
@@ -341,25 +346,25 @@ def test_claim_a_named_job_and_nothing_when_it_is_not_queued(runtime: Runtime) -
     _workspace(runtime, {"john": JOHN_LABELS, "jane": JOHN_LABELS})
     first, second = _queue(runtime, "john"), _queue(runtime, "jane")
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="w", job_id=second) == second
-        assert job_service.claim_next_job(session=session, worker_id="w", job_id=second) is None
-        assert job_service.claim_next_job(session=session, worker_id="w", job_id=999) is None
-        assert job_service.claim_next_job(session=session, worker_id="w") == first
-        assert job_service.claim_next_job(session=session, worker_id="w") is None
+        assert job_runs.claim_next_job(session=session, worker_id="w", job_id=second) == second
+        assert job_runs.claim_next_job(session=session, worker_id="w", job_id=second) is None
+        assert job_runs.claim_next_job(session=session, worker_id="w", job_id=999) is None
+        assert job_runs.claim_next_job(session=session, worker_id="w") == first
+        assert job_runs.claim_next_job(session=session, worker_id="w") is None
 
 
 def test_requeue_dead_jobs_only_requeues_silent_workers(runtime: Runtime) -> None:
     _workspace(runtime, {"john": JOHN_LABELS, "jane": JOHN_LABELS})
     dead, alive = _queue(runtime, "john"), _queue(runtime, "jane")
     with session_scope(runtime.database) as session:
-        job_service.claim_next_job(session=session, worker_id="dead-worker", job_id=dead)
-        job_service.claim_next_job(session=session, worker_id="live-worker", job_id=alive)
+        job_runs.claim_next_job(session=session, worker_id="dead-worker", job_id=dead)
+        job_runs.claim_next_job(session=session, worker_id="live-worker", job_id=alive)
         session.exec(update(Job).where(Job.id == dead).values(heartbeat_at=utcnow() - timedelta(seconds=60),
                                                               progress=0.4))
         session.commit()
 
-        assert job_service.requeue_dead_jobs(session=session, dead_after_seconds=30) == [dead]
-        assert job_service.requeue_dead_jobs(session=session, dead_after_seconds=30) == []
+        assert job_runs.requeue_dead_jobs(session=session, dead_after_seconds=30) == [dead]
+        assert job_runs.requeue_dead_jobs(session=session, dead_after_seconds=30) == []
 
     requeued, running = _job(runtime, dead), _job(runtime, alive)
     assert (requeued.state, requeued.worker_id, requeued.progress, requeued.heartbeat_at) == (
@@ -369,7 +374,7 @@ def test_requeue_dead_jobs_only_requeues_silent_workers(runtime: Runtime) -> Non
     assert level == "warning" and message.startswith("requeued: worker dead-worker stopped sending heartbeats")
     assert all("requeued" not in message for _, message in _events(runtime, alive))
     with session_scope(runtime.database) as session:  # and it can be claimed again, as a second attempt
-        assert job_service.claim_next_job(session=session, worker_id="new", job_id=dead) == dead
+        assert job_runs.claim_next_job(session=session, worker_id="new", job_id=dead) == dead
     assert _job(runtime, dead).attempts == 2
 
 
@@ -378,16 +383,16 @@ def test_a_dead_workers_job_with_a_cancel_request_ends_cancelled(runtime: Runtim
     _workspace(runtime)
     job_id = _queue(runtime, "john")
     with session_scope(runtime.database) as session:
-        job_service.claim_next_job(session=session, worker_id="dead-worker", job_id=job_id)
+        job_runs.claim_next_job(session=session, worker_id="dead-worker", job_id=job_id)
         job_service.cancel_job(session=session, job=session.get(Job, job_id))
         session.exec(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(seconds=60)))
         session.commit()
-        assert job_service.requeue_dead_jobs(session=session, dead_after_seconds=30) == []
+        assert job_runs.requeue_dead_jobs(session=session, dead_after_seconds=30) == []
     job = _job(runtime, job_id)
     assert job.state == JobState.CANCELLED and job.finished_at is not None
     assert "dead-worker" in _events(runtime, job_id)[-1][1]
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="w") is None
+        assert job_runs.claim_next_job(session=session, worker_id="w") is None
 
 
 # -- cancellation and failure -------------------------------------------------------------------------------------
@@ -399,7 +404,7 @@ def test_cancel_a_queued_job_then_a_finished_one_conflicts(runtime: Runtime) -> 
         assert job.state == JobState.CANCELLED and job.finished_at is not None
         with pytest.raises(ConflictError, match=f"job {job_id} already finished \\(cancelled\\)"):
             job_service.cancel_job(session=session, job=job)
-        assert job_service.claim_next_job(session=session, worker_id="w") is None  # never runs
+        assert job_runs.claim_next_job(session=session, worker_id="w") is None  # never runs
     assert _events(runtime, job_id)[-1][1] == "cancelled before it started"
     assert _versions(runtime, "john") == []
 
@@ -409,7 +414,7 @@ def test_cancel_a_running_job_stops_it_without_a_version(make_runtime) -> None:
     _workspace(runtime)
     job_id = _queue(runtime, "john")
     with session_scope(runtime.database) as session:
-        job_service.claim_next_job(session=session, worker_id="w", job_id=job_id)
+        job_runs.claim_next_job(session=session, worker_id="w", job_id=job_id)
         job = job_service.cancel_job(session=session, job=session.get(Job, job_id))
         assert (job.state, job.cancel_requested) == (JobState.RUNNING, True)
 
@@ -418,7 +423,7 @@ def test_cancel_a_running_job_stops_it_without_a_version(make_runtime) -> None:
         [beat] = [t for t in threading.enumerate() if t.name == f"heartbeat-{job_id}"]
         assert beat.cancelled.wait(30)
 
-    job = job_service.run_job(runtime=runtime, job_id=job_id, worker_id="w", progress=wait_for_the_heartbeat)
+    job = job_runs.run_job(runtime=runtime, job_id=job_id, worker_id="w", progress=wait_for_the_heartbeat)
 
     assert job.state == JobState.CANCELLED and job.adapter_version_id is None
     assert _versions(runtime, "john") == []
@@ -456,12 +461,12 @@ def test_a_job_taken_over_by_another_worker_registers_no_version(runtime: Runtim
     _workspace(runtime)
     job_id = _queue(runtime, "john")
     with session_scope(runtime.database) as session:
-        job_service.claim_next_job(session=session, worker_id="w1", job_id=job_id)
+        job_runs.claim_next_job(session=session, worker_id="w1", job_id=job_id)
         # As if w1 were declared dead and w2 had claimed the job meanwhile.
         session.exec(update(Job).where(Job.id == job_id).values(worker_id="w2"))
         session.commit()
 
-    job = job_service.run_job(runtime=runtime, job_id=job_id, worker_id="w1")
+    job = job_runs.run_job(runtime=runtime, job_id=job_id, worker_id="w1")
 
     assert (job.state, job.worker_id, job.adapter_version_id) == (JobState.RUNNING, "w2", None)
     assert _versions(runtime, "john") == []
@@ -484,9 +489,9 @@ def test_a_user_job_starts_from_the_task_prior(runtime: Runtime) -> None:
     assert (prior.user_id, prior.version, prior.is_active, prior.n_labels) == (None, 1, True, 2 * len(TEXTS))
     assert "the task prior" in _events(runtime, prior_job)[0][1]
 
-    # A vanishing learning rate: what the user's adapter holds is where it started.
-    from_prior = _queue(runtime, "john", dataclasses.replace(USELESS, init_from_prior=True))
-    from_scratch = _queue(runtime, "jane", dataclasses.replace(USELESS, init_from_prior=False))
+    # A vanishing learning rate and no calibration (which rescales a head): what the adapter holds is where it started.
+    from_prior = _queue(runtime, "john", dataclasses.replace(USELESS, init_from_prior=True, calibrate=False))
+    from_scratch = _queue(runtime, "jane", dataclasses.replace(USELESS, init_from_prior=False, calibrate=False))
     worker.run_once()
     worker.run_once()
 
@@ -531,7 +536,7 @@ def test_running_locally_takes_over_a_job_whose_worker_died(make_runtime) -> Non
     _workspace(runtime)
     job_id = _queue(runtime, "john")
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="cli-that-was-killed", job_id=job_id) == job_id
+        assert job_runs.claim_next_job(session=session, worker_id="cli-that-was-killed", job_id=job_id) == job_id
         session.exec(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(seconds=5)))
         session.commit()
         pending = job_service.queue_or_pending(session=session, task=get_task(session=session, name="notes"),
@@ -549,11 +554,11 @@ def test_a_users_job_queued_after_the_priors_waits_for_it_whatever_the_workers(r
     _workspace(runtime)
     prior_job, john_job = _queue(runtime, None), _queue(runtime, "john")
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="w1") == prior_job
-        assert job_service.claim_next_job(session=session, worker_id="w2") is None  # john waits for the prior
-    assert job_service.run_job(runtime=runtime, job_id=prior_job, worker_id="w1").state == JobState.SUCCEEDED
+        assert job_runs.claim_next_job(session=session, worker_id="w1") == prior_job
+        assert job_runs.claim_next_job(session=session, worker_id="w2") is None  # john waits for the prior
+    assert job_runs.run_job(runtime=runtime, job_id=prior_job, worker_id="w1").state == JobState.SUCCEEDED
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="w2") == john_job
+        assert job_runs.claim_next_job(session=session, worker_id="w2") == john_job
 
 
 def test_queueing_users_with_the_default_recipe_queues_the_prior_first_when_the_task_has_none(runtime: Runtime) -> None:

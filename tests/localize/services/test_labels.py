@@ -139,8 +139,21 @@ def test_a_nul_character_is_refused_per_row_and_the_other_rows_are_kept(session:
     report = upsert_labels(session=session, task=task, rows=rows)
     assert report.created == 1
     assert [(e.line, e.message) for e in report.errors] == [
-        (2, "text or item contains a NUL character (\\x00), which cannot be stored"),
-        (3, "text or item contains a NUL character (\\x00), which cannot be stored"),
+        (2, "text holds a NUL character (\\u0000) at character 3, which cannot be stored"),
+        (3, "item holds a NUL character (\\u0000) at character 4, which cannot be stored"),
+    ]
+    assert [body for _, body in list_labels(session=session, task=task, user=get_user(session=session, name="john"))[0]] == [TEXTS[0]]
+
+
+def test_a_lone_surrogate_is_refused_per_row_and_the_other_rows_are_kept(session: Session, task) -> None:
+    """A JSON escape such as \\udc00 decodes to half a character: no database can store it, no response can hold it."""
+    rows = label_rows("john", ["lone \udc00 x", TEXTS[0]], JOHN_LABELS[:2])
+    rows.append(LabelRow(line=3, user="john", text=TEXTS[1], label="work\ud800"))
+    report = upsert_labels(session=session, task=task, rows=rows)
+    assert report.created == 1
+    assert [(e.line, e.message.split(":")[0]) for e in report.errors] == [
+        (1, "text holds a lone surrogate U+DC00 at character 5"),
+        (3, "label holds a lone surrogate U+D800 at character 4"),
     ]
     assert [body for _, body in list_labels(session=session, task=task, user=get_user(session=session, name="john"))[0]] == [TEXTS[0]]
 

@@ -20,6 +20,7 @@ from localize.db.session import make_engine, session_scope
 from localize.errors import ConflictError
 from localize.labels_io import LabelRow
 from localize.runtime import Runtime
+from localize.services import job_runs
 from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
 from localize.services.tasks import create_task, get_task
@@ -50,7 +51,7 @@ def _claim_and_finish(engine, worker_id: str, limit: int | None) -> list[int]:  
     claimed = []
     while limit is None or len(claimed) < limit:
         with session_scope(engine) as session:
-            job_id = job_service.claim_next_job(session=session, worker_id=worker_id)
+            job_id = job_runs.claim_next_job(session=session, worker_id=worker_id)
             if job_id is None:
                 break
             _finish(session, job_id, worker_id)
@@ -195,8 +196,8 @@ def test_a_claim_skips_jobs_another_worker_holds_locked(runtime: Runtime) -> Non
         assert holder.execute(text("SELECT id FROM job WHERE id = :id FOR UPDATE"), {"id": first}).scalar() == first
         with session_scope(runtime.database) as session:
             session.exec(text("SET LOCAL lock_timeout = '2s'"))
-            assert job_service.claim_next_job(session=session, worker_id="b") == second
+            assert job_runs.claim_next_job(session=session, worker_id="b") == second
         holder.execute(text("ROLLBACK"))
     with session_scope(runtime.database) as session:
-        assert job_service.claim_next_job(session=session, worker_id="c") == first
+        assert job_runs.claim_next_job(session=session, worker_id="c") == first
         assert session.get(Job, first).worker_id == "c" and session.get(Job, second).worker_id == "b"

@@ -183,3 +183,24 @@ def test_concurrent_requests_go_through_the_micro_batcher(trained: Runtime) -> N
         assert [(r.label, r.version) for r in answers[name]] == [(r.label, r.version) for r in alone[name]]
         for got, expected in zip(answers[name], alone[name]):
             assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-5)
+
+
+def test_answers_abstain_below_the_threshold_for_the_tasks_target_or_the_requests(trained, session):
+    pairs = [(user, text) for text in UNSEEN for user in ("john", "jane")]
+    by_target = {target: _ask(session, trained, pairs, target_accuracy=target) for target in (0.5, 0.99, 1.0)}
+    for results in by_target.values():
+        for result in results:
+            assert result.threshold is not None  # every version here held validation rows out
+            assert result.abstain == (max(result.probabilities.values()) < result.threshold)
+    # A higher target never lowers a threshold.
+    for low, high in zip(by_target[0.5], by_target[1.0]):
+        assert low.threshold <= high.threshold and (high.abstain or not low.abstain)
+    # Without an override, the task's own target applies.
+    task = get_task(session=session, name="notes")
+    saved = task.target_accuracy
+    try:
+        task.target_accuracy = 0.99
+        default = _ask(session, trained, pairs)
+    finally:
+        task.target_accuracy = saved
+    assert [(r.threshold, r.abstain) for r in default] == [(r.threshold, r.abstain) for r in by_target[0.99]]

@@ -1,0 +1,88 @@
+"""Served confidence: probabilities calibrated on a version's own validation rows, and abstention below a threshold
+that reaches a target accuracy there.
+
+Training fits one temperature per version on its validation logits (temperature scaling: the labels' order, and so
+accuracy, never changes) and folds it into the head, so serving pays nothing for it. It also keeps a compact record of
+what the calibrated model said on those rows (each row's confidence and whether it was right), from which the
+threshold for any target accuracy is read at serving time: a task sets its target, a request may override it.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy and torch are imported where a record is made or read, not by database-only commands
+    import numpy as np
+    import torch
+
+# A temperature is fitted on a user's validation rows, often 20-60 of them: bounded, and pulled toward 1 (no change)
+# in proportion to how few rows there are, so a user whose few rows were all right is not made near-certain.
+TEMPERATURE_RANGE = (0.25, 4.0)
+_GRID = 241
+MAX_RECORD_ROWS = 300
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The temperature T minimising the validation rows' negative log-likelihood of ``softmax(logits / T)``
+    (``logits [rows, labels]``, ``targets [rows]`` label indexes or ``[rows, labels]`` label shares), plus a
+    ``(log T)^2 / 2`` penalty per validation set, over a log-spaced grid of ``TEMPERATURE_RANGE``."""
+    import torch
+
+    rows = logits.shape[0]
+    if rows == 0:
+        return 1.0
+    logits = logits.detach().double().cpu()
+    shares = targets.detach().double().cpu() if targets.dim() == 2 else \
+        torch.nn.functional.one_hot(targets.detach().long().cpu(), logits.shape[1]).double()
+    log_t = torch.linspace(math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1]), _GRID, dtype=torch.float64)
+    scaled = logits.unsqueeze(0) / log_t.exp().view(-1, 1, 1)  # [grid, rows, labels]
+    nll = -(torch.log_softmax(scaled, dim=-1) * shares.unsqueeze(0)).sum(-1).mean(-1)  # [grid]
+    objective = nll + log_t.pow(2) / (2 * rows)
+    return float(log_t[int(objective.argmin())].exp())
+
+
+def calibration_record(probabilities: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """What a model said on its validation rows, kept with the version: each row's top-label confidence (ascending)
+    and whether that label was right. At most ``MAX_RECORD_ROWS`` rows (an even subsample beyond)."""
+    import numpy as np
+
+    probabilities, truth = np.asarray(probabilities, dtype=np.float64), np.asarray(truth)
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == truth
+    order = np.argsort(confidence, kind="stable")
+    if len(order) > MAX_RECORD_ROWS:
+        order = order[np.linspace(0, len(order) - 1, MAX_RECORD_ROWS).round().astype(int)]
+    return {"confidence": [round(float(c), 5) for c in confidence[order]],
+            "correct": [int(c) for c in correct[order]]}
+
+
+def threshold_for(record: dict[str, Any] | None, target_accuracy: float) -> float | None:
+    """The lowest confidence at which the recorded rows answered at or above it reach ``target_accuracy``; ``None``
+    when there is no record (no validation rows: nothing to abstain on), and just above the highest recorded
+    confidence when no threshold reaches the target (abstain on everything the rows could judge)."""
+    import numpy as np
+
+    if not record or not record.get("confidence"):
+        return None
+    confidence = np.asarray(record["confidence"], dtype=np.float64)
+    correct = np.asarray(record["correct"], dtype=np.float64)
+    order = np.argsort(confidence, kind="stable")
+    confidence, correct = confidence[order], correct[order]
+    # Accuracy of the rows at or above each row's confidence: suffix sums over the ascending order.
+    answered_right = np.cumsum(correct[::-1])[::-1]
+    answered = np.arange(len(correct), 0, -1)
+    for index in range(len(confidence)):
+        if index > 0 and confidence[index] == confidence[index - 1]:
+            continue  # ties are answered together
+        if answered_right[index] / answered[index] >= target_accuracy:
+            return float(confidence[index])
+    return float(np.nextafter(confidence[-1], np.inf))
+
+
+def check_target_accuracy(value: float, *, name: str = "target_accuracy") -> float:
+    if not (isinstance(value, (int, float)) and 0.0 < float(value) <= 1.0):
+        raise ValueError(f"{name}={value!r} must be a number in (0, 1]")
+    return float(value)
+
+
+__all__ = ["calibration_record", "check_target_accuracy", "fit_temperature", "threshold_for"]

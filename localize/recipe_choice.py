@@ -1,0 +1,342 @@
+"""Choosing a task's recipe on its own labels: each candidate trains on part of the task's texts and is scored on
+the rest, pooled over every user; the best mean of per-user accuracy and macro-F1 wins.
+
+No recipe is best everywhere: heads on a LoRA task prior win on large tasks, a head pulled toward one pooled head
+wins where a prior overfits a few hundred texts, an MLP head wins where a user's truth is an interaction (gold *and*
+up). So whole-task training tries a few and keeps the winner.
+
+Validation is by text (a text is held out for every user at once), with a split of its own (``choice_fold``, not
+the trainers' ``held_out_text``), so no candidate's prior has trained on, or early-stopped on, a row it is scored on:
+
+- a large task (``SMALL_TASK_TEXTS`` distinct texts or more) holds out one ``HOLDOUT_FRACTION`` of its texts;
+- a small one uses ``FOLDS`` folds by text, so every row is scored once and the choice rests on all of them.
+
+How stable the choice is: the winner of each fold, and the share of user resamples (bootstrap) each candidate wins.
+Nothing here touches the database; ``localize.services.recipe_choice`` runs it as a job and stores the result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+from localize.activations import ActivationCache
+from localize.base_model import BaseModel
+from localize.engine import AdapterWeights
+from localize.training import Trainer, TrainingArguments, format_duration
+
+logger = logging.getLogger(__name__)
+
+SMALL_TASK_TEXTS = 1500
+FOLDS = 3  # each fold trains the candidates' priors again: three score every row once at three priors' cost
+HOLDOUT_FRACTION = 0.2
+BOOTSTRAP_RESAMPLES = 200
+# Users whose fits score the candidates: beyond this many, a fixed sample (by a hash of the name). Every prior still
+# trains on every user's labels; the sample bounds the per-user fits (an MLP head by epochs: seconds per user).
+CHOICE_USERS = 200
+# A per-user encoder (LoRA) runs the tuned layers every epoch, minutes per user on a CPU: it stays a candidate
+# only while its users' fits so far, times the fits the choice needs, project under this many seconds.
+ENCODER_SECONDS_BUDGET = 600.0
+BUDGET_PROBE_USERS = 1  # fits timed before a per-user encoder's projected cost is judged (each one after)
+PROGRESS_SECONDS = 5.0  # how often a long run of users' fits reports how far it is
+
+
+class _OverBudget(Exception):
+    pass
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    args: TrainingArguments
+    description: str
+    per_user_encoder: bool = False  # trains encoder weights per user: minutes per user on a CPU
+
+    def uses_prior(self) -> bool:
+        return self.args.init_from_prior
+
+
+def candidate_recipes() -> list[Candidate]:
+    """The recipes whole-task training compares; the first is the default (``prior-head``)."""
+    default = TrainingArguments()
+    return [
+        Candidate("prior-head", default, "a linear head per user (MAP, pulled toward the prior's head) on a task "
+                  "prior: LoRA on the base's top four layers, trained on every user's labels"),
+        Candidate("pooled-head", TrainingArguments(method="head", method_options={}, train_scope="head",
+                                                   prior_max_epochs=60, prior_class_weighting="sqrt"),
+                  "a linear head per user (MAP) on the frozen base, pulled toward one head fitted on every user's "
+                  "labels: no encoder is tuned"),
+        Candidate("prior-mlp", dataclasses.replace(default, head_hidden=256),
+                  "a residual MLP head per user (AdamW epochs) on the same task prior: can express interactions "
+                  "(gold and up) that a linear head cannot"),
+        Candidate("prior-lora", dataclasses.replace(default, train_scope="all", max_epochs=8),
+                  "LoRA per user, started from the task prior (the prior's layers tuned on the user's own labels)",
+                  per_user_encoder=True),
+    ]
+
+
+def candidate_named(name: str) -> Candidate:
+    for candidate in candidate_recipes():
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"recipe {name!r} is not one of {[c.name for c in candidate_recipes()]}")
+
+
+def configured_candidates(names: str | None) -> list[Candidate]:
+    """The candidates a comma-separated list names (the ``recipe_candidates`` setting), in the default order; all
+    of them when it is unset or empty."""
+    wanted = [name.strip() for name in (names or "").split(",") if name.strip()]
+    for name in wanted:
+        candidate_named(name)  # an unknown name is an error that lists the known ones
+    return [c for c in candidate_recipes() if not wanted or c.name in wanted]
+
+
+def choice_fold(text: str, folds: int) -> int:
+    """Which fold ``text`` belongs to: a fixed function of the text, independent of the trainers' own split."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, person=b"localize-pick").digest()
+    return int.from_bytes(digest, "big") % folds
+
+
+@dataclass(frozen=True)
+class Row:
+    user: str
+    text: str
+    label: str
+
+
+@dataclass
+class CandidateResult:
+    name: str
+    description: str
+    accuracy: float | None = None  # mean over users of validation accuracy
+    macro_f1: float | None = None
+    score: float | None = None  # (accuracy + macro_f1) / 2: what the choice maximises
+    users: int = 0
+    seconds: float = 0.0  # priors and every user's fits, over all folds
+    fold_scores: list[float] = field(default_factory=list)
+    skipped: str | None = None  # why a candidate was not tried
+    per_user: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "per_user"}
+
+
+@dataclass
+class RecipeChoice:
+    winner: str
+    winner_args: TrainingArguments
+    candidates: list[CandidateResult]
+    folds: int  # 1: one held-out share of the texts
+    users_scored: int  # users whose held-out rows scored every tried candidate
+    users: int  # users whose labels the priors trained on
+    validation_texts: int
+    validation_rows: int
+    fold_winners: list[str]
+    bootstrap_wins: dict[str, float]
+    seconds: float
+    # The winner's prior trained on the texts outside the held-out share (large tasks only: production reuses it
+    # rather than training another on every text); None when folds > 1 or the winner reads no prior.
+    reusable_prior: AdapterWeights | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.winner,
+            "args": self.winner_args.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "folds": self.folds,
+            "users_scored": self.users_scored,
+            "users": self.users,
+            "validation_texts": self.validation_texts,
+            "validation_rows": self.validation_rows,
+            "fold_winners": self.fold_winners,
+            "bootstrap_wins": self.bootstrap_wins,
+            "seconds": self.seconds,
+            "criterion": "mean over users of (validation accuracy + validation macro-F1) / 2",
+        }
+
+
+def choose_recipe(
+    base: BaseModel,
+    rows: Sequence[Row],
+    label_set: list[str],
+    *,
+    candidates: list[Candidate] | None = None,
+    cache: ActivationCache | None = None,
+    progress: Progress | None = None,
+    folds: int | None = None,
+) -> RecipeChoice:
+    """Scores every candidate on held-out texts of ``rows`` (every user's labels of one task) and picks one."""
+    started = time.perf_counter()
+    progress = progress or (lambda message: None)
+    candidates = candidates or candidate_recipes()
+    texts = sorted({r.text for r in rows})
+    if folds is None:
+        folds = FOLDS if len(texts) < SMALL_TASK_TEXTS else 1
+    if folds == 1:
+        held = {t for t in texts if choice_fold(t, round(1 / HOLDOUT_FRACTION)) == 0}
+        splits = [held]
+    else:
+        splits = [{t for t in texts if choice_fold(t, folds) == k} for k in range(folds)]
+    results = [CandidateResult(c.name, c.description) for c in candidates]
+    scored_users = _sample_users(sorted({r.user for r in rows}))
+    fits = len(scored_users) * len(splits)  # per candidate: one fit per scored user and fold
+    truth: dict[str, dict[str, list[int]]] = {r.name: {} for r in results}  # candidate -> user -> targets
+    guess: dict[str, dict[str, list[int]]] = {r.name: {} for r in results}
+    fold_scores: dict[str, list[float]] = {r.name: [] for r in results}
+    priors: dict[str, AdapterWeights] = {}
+    for index, held in enumerate(splits):
+        train_rows = [r for r in rows if r.text not in held]
+        val_rows = [r for r in rows if r.text in held and r.user in scored_users]
+        priors = {}  # a fold's priors: trained on its training texts only
+        for candidate, result in zip(candidates, results):
+            if result.skipped:
+                continue
+            tick = time.perf_counter()
+            where = f"fold {index + 1}/{len(splits)}" if len(splits) > 1 else "held-out texts"
+            try:
+                init = _prior(base, candidate.args, train_rows, label_set, cache, priors, progress,
+                              f"{candidate.name}, {where}") if candidate.uses_prior() else None
+                budget = ENCODER_SECONDS_BUDGET if candidate.per_user_encoder and index == 0 else None
+                per_user = _fit_users(base, candidate.args, train_rows, val_rows, label_set, init, cache,
+                                      budget_seconds=budget, fits=fits,
+                                      progress=lambda message: progress(f"{candidate.name}, {where}: {message}"))
+            except _OverBudget as over:
+                result.skipped = str(over)
+                progress(f"{candidate.name} skipped: {over}")
+                continue
+            except Exception as error:  # noqa: BLE001  (a candidate that cannot train loses; the others go on)
+                logger.exception("recipe %s failed", candidate.name)
+                result.skipped = f"failed: {type(error).__name__}: {error}"
+                continue
+            for user, (targets, predicted) in per_user.items():
+                truth[candidate.name].setdefault(user, []).extend(targets)
+                guess[candidate.name].setdefault(user, []).extend(predicted)
+            fold_scores[candidate.name].append(_score(per_user, len(label_set))[2])
+            result.seconds += time.perf_counter() - tick
+            progress(f"{candidate.name}, {where}: score {fold_scores[candidate.name][-1]:.3f} "
+                     f"({time.perf_counter() - tick:.0f} s)")
+    tried = [r for r in results if not r.skipped]
+    if not tried:
+        raise ValueError("no recipe could be trained on this task's labels: "
+                         + "; ".join(f"{r.name}: {r.skipped}" for r in results))
+    # Users every tried candidate scored, so all are compared on the same rows.
+    common = set.intersection(*(set(truth[r.name]) for r in tried))
+    for result in tried:
+        scored = {u: (truth[result.name][u], guess[result.name][u]) for u in common}
+        result.per_user = {u: _user_scores(t, p, len(label_set)) for u, (t, p) in scored.items()}
+        result.accuracy, result.macro_f1, result.score = _score(scored, len(label_set))
+        result.users = len(scored)
+        result.fold_scores = fold_scores[result.name]
+    order = {c.name: i for i, c in enumerate(candidates)}
+    by_name = {c.name: c for c in candidates}
+    winner = max(tried, key=lambda r: (r.score, -order[r.name]))  # a tie goes to the candidate listed first
+    fold_winners = [max(tried, key=lambda r: r.fold_scores[k]).name for k in range(len(splits))
+                    if all(len(r.fold_scores) > k for r in tried)]
+    reusable = None
+    if len(splits) == 1 and by_name[winner.name].uses_prior():
+        reusable = priors.get(_prior_key(by_name[winner.name].args))
+    return RecipeChoice(
+        winner=winner.name, winner_args=by_name[winner.name].args, candidates=results, folds=len(splits),
+        users_scored=len(common), users=len({r.user for r in rows}),
+        validation_texts=sum(len(h) for h in splits),
+        validation_rows=sum(1 for r in rows if r.user in common and any(r.text in h for h in splits)),
+        fold_winners=fold_winners, bootstrap_wins=_bootstrap_wins(tried, sorted(common)),
+        seconds=time.perf_counter() - started, reusable_prior=reusable)
+
+
+def _sample_users(users: list[str]) -> set[str]:
+    """Every user, or ``CHOICE_USERS`` of them chosen by a hash of the name (the same sample on every run)."""
+    if len(users) <= CHOICE_USERS:
+        return set(users)
+    rank = sorted(users, key=lambda u: hashlib.blake2b(u.encode("utf-8"), digest_size=8, person=b"localize-who").digest())
+    return set(rank[:CHOICE_USERS])
+
+
+def _prior_key(args: TrainingArguments) -> str:
+    return repr(args.for_prior().to_dict())
+
+
+def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], label_set: list[str],
+           cache: ActivationCache | None, priors: dict[str, AdapterWeights], progress: Progress,
+           what: str) -> AdapterWeights:
+    """The task prior ``args`` read, trained on ``rows`` (shared by candidates whose priors train alike)."""
+    key = _prior_key(args)
+    if key not in priors:
+        progress(f"{what}: training the task prior ({args.method}) on {len(rows):,} pooled rows")
+        trainer = Trainer(base, args.for_prior(), [r.text for r in rows], [r.label for r in rows], label_set,
+                          cache=cache, annotators=[r.user for r in rows],
+                          progress=lambda fraction, message: progress(f"{what}: task prior, {message}"))
+        priors[key] = trainer.train()
+    return priors[key]
+
+
+def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], val_rows: list[Row],
+               label_set: list[str], init: AdapterWeights | None, cache: ActivationCache | None, *,
+               budget_seconds: float | None = None, fits: int = 0,
+               progress: Progress | None = None) -> dict[str, tuple[list[int], list[int]]]:
+    """Per user with held-out rows and enough training rows: (targets, predictions) on the held-out rows. With
+    ``budget_seconds``, once a few users are fitted, their mean time times ``fits`` is the projected cost: over the
+    budget, nothing more is trained. ``progress`` hears how many users are done (at most
+    every few seconds)."""
+    train_by_user: dict[str, list[Row]] = {}
+    for r in train_rows:
+        train_by_user.setdefault(r.user, []).append(r)
+    val_by_user: dict[str, list[Row]] = {}
+    for r in val_rows:
+        val_by_user.setdefault(r.user, []).append(r)
+    out = {}
+    started = reported = time.perf_counter()
+    for done, (user, held) in enumerate(sorted(val_by_user.items())):
+        if progress is not None and done and time.perf_counter() - reported >= PROGRESS_SECONDS:
+            reported = time.perf_counter()
+            left = (reported - started) / done * (len(val_by_user) - done)
+            progress(f"{done:,}/{len(val_by_user):,} users fitted; about {format_duration(left)} left")
+        own = train_by_user.get(user, [])
+        if len(own) < args.min_labels or len({r.label for r in own}) < 2:
+            continue
+        trainer = Trainer(base, args, [r.text for r in own], [r.label for r in own], label_set, init=init, cache=cache)
+        trainer.train()
+        predicted = trainer.predict_proba([r.text for r in held]).argmax(1).tolist()
+        out[user] = ([label_set.index(r.label) for r in held], predicted)
+        if budget_seconds is not None and len(out) >= BUDGET_PROBE_USERS:
+            spent = time.perf_counter() - started
+            projected = spent / len(out) * fits
+            if projected > budget_seconds:
+                who = "first user's fit" if len(out) == 1 else f"first {len(out)} users' fits"
+                raise _OverBudget(f"its {who} took {spent:.0f} s; {fits} fits would take "
+                                  f"about {projected / 60:.0f} min, over the budget of {budget_seconds / 60:.0f} min")
+    return out
+
+
+def _user_scores(targets: list[int], predicted: list[int], num_labels: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 over the labels in the user's truth or predictions (as ``localize eval`` scores)."""
+    return (float(accuracy_score(targets, predicted)),
+            float(f1_score(targets, predicted, average="macro", zero_division=0)))
+
+
+def _score(per_user: dict[str, tuple[list[int], list[int]]], num_labels: int) -> tuple[float, float, float]:
+    if not per_user:
+        return 0.0, 0.0, 0.0
+    scores = np.array([_user_scores(t, p, num_labels) for t, p in per_user.values()])
+    accuracy, macro_f1 = float(scores[:, 0].mean()), float(scores[:, 1].mean())
+    return accuracy, macro_f1, (accuracy + macro_f1) / 2
+
+
+def _bootstrap_wins(results: list[CandidateResult], users: list[str]) -> dict[str, float]:
+    """The share of user resamples (with replacement) on which each candidate scores best."""
+    if not users:
+        return {}
+    rng = np.random.default_rng(0)
+    table = np.array([[sum(r.per_user[u]) / 2 for u in users] for r in results])  # [candidate, user]
+    picks = rng.integers(0, len(users), size=(BOOTSTRAP_RESAMPLES, len(users)))
+    winners = table[:, picks].mean(axis=2).argmax(axis=0)
+    return {r.name: float((winners == i).mean()) for i, r in enumerate(results)}

@@ -1,0 +1,51 @@
+"""Chooses the labelling queue's mix (uncertainty, disagreement with the prior, random share) by the active-learning
+simulation on MD-Agreement users that the committed report leaves out: the report simulates the first 24 users
+(by name) with at least 200 train rows, this script the others, so the choice never sees the reported users.
+
+    python research/queue_mix_on_held_out_users.py --data ../shared/data/md_agreement --skip 24 [--users N] --cache DIR
+
+Prints, per mix, the labels active order needs to reach random order's 200-label macro-F1 and the mean macro-F1 over
+the curve's points (higher: learns faster), as JSON lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from localize.base_model import get_base_model
+from localize.evaluation.active_learning import cached_encoder, simulate
+from localize.evaluation.data import load_eval_data
+
+MIXES = {
+    "default (0.5 / 0.5 / 0.2)": {},
+    "uncertainty only": {"uncertainty_weight": 1.0, "disagreement_weight": 0.0},
+    "disagreement only": {"uncertainty_weight": 0.0, "disagreement_weight": 1.0},
+    "more random (0.5 / 0.5 / 0.5)": {"random_share": 0.5},
+    "less random (0.5 / 0.5 / 0.1)": {"random_share": 0.1},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--skip", type=int, default=24, help="eligible users the report simulates (left out here)")
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--users", type=int, default=None, help="only the first N of the users left")
+    options = parser.parse_args()
+    data = load_eval_data(options.data)
+    encode = cached_encoder(get_base_model(), options.cache)
+    for name, mix in MIXES.items():
+        curves = simulate(data, encode, skip_users=options.skip, limit_users=options.users, queue_options=mix)
+        target = curves.macro_f1["random"][-1]
+        print(json.dumps({"mix": name, "users": len(curves.users),
+                          "labels_to_reach_random_200": curves.labels_to_reach("active", target),
+                          "random_200": round(target, 4),
+                          "active_curve_mean": round(float(np.mean(curves.macro_f1["active"])), 4),
+                          "random_curve_mean": round(float(np.mean(curves.macro_f1["random"])), 4)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Whole-task training: a job chooses the task's recipe on its labels, stores the choice on the task and registers
+the winner's task prior; users' jobs queued beside it wait for it and train with the winner. A pinned recipe skips
+the choice. Runs with two fast candidates in place of the real ones (those train LoRA priors: minutes)."""
+from __future__ import annotations
+
+import pytest
+
+from localize.db.models import JobState
+from localize.db.session import session_scope
+from localize.errors import ValidationError
+from localize.jobrunner import run_jobs_locally
+from localize.runtime import Runtime
+from localize.services import adapters as adapter_service
+from localize.services import jobs as job_service
+from localize.services import task_recipes
+from localize.services.labels import upsert_labels
+from localize.services.tasks import create_task, get_task
+from localize.services.users import get_user
+
+from .support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS, label_rows
+
+USERS = {"john": JOHN_LABELS, "ann": JOHN_LABELS, "bob": JOHN_LABELS, "jane": JANE_LABELS}
+
+
+@pytest.fixture
+def database_backend() -> str:
+    """SQLite only: the API's whole-task test runs on PostgreSQL too, and each run here trains three folds."""
+    return "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def candidates(fast_recipe_candidates):
+    return fast_recipe_candidates
+
+
+def _whole_task(runtime: Runtime) -> list[int]:
+    with session_scope(runtime.database) as session:
+        task = create_task(session=session, name="notes", labels=LABELS)
+        for name, values in USERS.items():
+            upsert_labels(session=session, task=task, rows=label_rows(name, TEXTS, values))
+        users = [get_user(session=session, name=name) for name in USERS]
+        return [job.id for job in job_service.queue_whole_task(session=session, task=task, users=users)]
+
+
+def test_whole_task_training_chooses_stores_and_trains_every_user_with_the_winner(runtime: Runtime, candidates) -> None:
+    _, loose = candidates
+    job_ids = _whole_task(runtime)
+    with session_scope(runtime.database) as session:
+        jobs = [job_service.get_job(session=session, job_id=i) for i in job_ids]
+        assert jobs[0].user_id is None and jobs[0].args == {"recipe": "choose"}
+        assert all(job.args == {"recipe": "task"} for job in jobs[1:]) and len(jobs) == 1 + len(USERS)
+    finished = run_jobs_locally(runtime=runtime, job_ids=job_ids)
+    assert [job.state for job in finished] == [JobState.SUCCEEDED] * len(job_ids), [j.error for j in finished]
+    assert finished[0].metrics["recipe_chosen"] == "loose-head"
+
+    with session_scope(runtime.database) as session:
+        task = get_task(session=session, name="notes")
+        recipe = task.recipe
+        assert recipe["recipe"] == "loose-head" and recipe["pinned"] is False
+        assert recipe["args"] == loose.args.to_dict()
+        choice = recipe["choice"]
+        assert [c["name"] for c in choice["candidates"]] == ["stubborn-head", "loose-head"]
+        assert choice["folds"] == 3 and choice["prior"] == "trained again on every text"
+        scores = {c["name"]: c for c in choice["candidates"]}
+        assert scores["loose-head"]["score"] > scores["stubborn-head"]["score"]
+        prior = adapter_service.active_version(session=session, task=task, user=None)
+        assert prior.method == "head" and prior.n_labels == len(USERS) * len(TEXTS)
+        for name in USERS:
+            [version] = adapter_service.list_versions(session=session, task=task, user=get_user(session=session, name=name))
+            assert version.training_args == loose.args.to_dict(), name
+        events = [e.message for e in job_service.job_public(session=session, job=finished[0], with_events=True).events]
+    assert any(m.startswith("recipe chosen: loose-head (validation accuracy / macro-F1: stubborn-head 0.") for m in events)
+
+
+def test_a_pinned_recipe_skips_the_choice_and_users_train_with_it(runtime: Runtime, candidates) -> None:
+    stubborn, _ = candidates
+    with session_scope(runtime.database) as session:
+        task = create_task(session=session, name="notes", labels=LABELS)
+        for name, values in USERS.items():
+            upsert_labels(session=session, task=task, rows=label_rows(name, TEXTS, values))
+        task_recipes.pin_recipe(session=session, task=task, name="stubborn-head")
+        users = [get_user(session=session, name=name) for name in USERS]
+        jobs = job_service.queue_whole_task(session=session, task=task, users=users)
+        assert jobs[0].user_id is None and jobs[0].args == {"recipe": "task"}  # the pinned recipe's prior, no choice
+        job_ids = [job.id for job in jobs]
+    finished = run_jobs_locally(runtime=runtime, job_ids=job_ids)
+    assert all(job.state == JobState.SUCCEEDED for job in finished), [j.error for j in finished]
+    with session_scope(runtime.database) as session:
+        task = get_task(session=session, name="notes")
+        assert task.recipe["recipe"] == "stubborn-head" and "choice" not in task.recipe
+        [version] = adapter_service.list_versions(session=session, task=task, user=get_user(session=session, name="jane"))
+        assert version.training_args == stubborn.args.to_dict()
+        unpinned = task_recipes.pin_recipe(session=session, task=task, name=None)
+        assert unpinned.recipe["pinned"] is False and unpinned.recipe["recipe"] == "stubborn-head"
+        with pytest.raises(ValidationError, match=r"recipe 'nope' is not one of \['stubborn-head', 'loose-head'\]"):
+            task_recipes.pin_recipe(session=session, task=task, name="nope")

@@ -1,0 +1,105 @@
+"""Choosing a task's recipe: no candidate is scored on a row any of its trainers (its task prior included) saw,
+small tasks use folds by text and large ones one held-out share, the better candidate wins whatever the order,
+and a per-user encoder that would take too long is skipped with the reason."""
+from __future__ import annotations
+
+import pytest
+
+from localize import recipe_choice
+from localize.recipe_choice import Candidate, Row, choice_fold, choose_recipe
+from localize.training import Trainer, TrainingArguments
+
+from services.support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS
+
+POOLED = Candidate("pooled-head", TrainingArguments(method="head", method_options={}, train_scope="head",
+                                                    prior_max_epochs=5, head_prior_strength=0.1),
+                   "MAP heads, pulled lightly toward a pooled head")
+# Held at the pooled head, which follows the majority: Jane, who labels the other way, is always wrong. It must lose.
+MUTE = Candidate("mute-head", TrainingArguments(method="head", method_options={}, train_scope="head",
+                                                prior_max_epochs=5, head_prior_strength=1e6),
+                 "heads held at the pooled head")
+
+
+def _rows() -> list[Row]:
+    """John and two others file the notes one way, Jane the other way."""
+    return ([Row(user, t, label) for user in ("john", "ann", "bob") for t, label in zip(TEXTS, JOHN_LABELS)]
+            + [Row("jane", t, label) for t, label in zip(TEXTS, JANE_LABELS)])
+
+
+@pytest.fixture
+def trainers(monkeypatch) -> list[dict]:
+    """Every trainer the choice builds: the texts it trained on and the texts it was asked to predict."""
+    made: list[dict] = []
+
+    class Spy(Trainer):
+        def __init__(self, base, args, texts, *rest, **options):  # noqa: ANN001
+            super().__init__(base, args, texts, *rest, **options)
+            made.append({"trained": set(texts), "predicted": set(), "prior": options.get("annotators") is not None})
+            self._log = made[-1]
+
+        def predict_proba(self, texts):  # noqa: ANN001, ANN201
+            self._log["predicted"] |= set(texts)
+            return super().predict_proba(texts)
+
+    monkeypatch.setattr(recipe_choice, "Trainer", Spy)
+    return made
+
+
+def test_a_small_task_is_scored_on_every_row_by_folds_no_trainer_saw(base, trainers) -> None:
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[MUTE, POOLED])
+    assert choice.folds == recipe_choice.FOLDS == 3
+    assert choice.validation_rows == 4 * len(TEXTS) and choice.validation_texts == len(TEXTS)
+    assert choice.winner == "pooled-head"  # listed second: order does not decide
+    folds = recipe_choice.FOLDS
+    for trainer in trainers:
+        missing = set(range(folds)) - {choice_fold(t, folds) for t in trainer["trained"]}
+        assert len(missing) == 1, "a trainer (a prior included) saw rows of every fold"
+        if trainer["predicted"]:
+            assert {choice_fold(t, folds) for t in trainer["predicted"]} == missing
+    assert any(t["prior"] for t in trainers)  # the pooled head's prior trained, on every fold but one
+    pooled, mute = (next(c for c in choice.candidates if c.name == name) for name in ("pooled-head", "mute-head"))
+    assert pooled.score > mute.score and pooled.users == mute.users == 4
+    assert mute.per_user["jane"][0] < 0.5 <= pooled.per_user["jane"][0]
+    assert len(pooled.fold_scores) == folds and len(choice.fold_winners) == folds
+    assert sum(choice.bootstrap_wins.values()) == pytest.approx(1.0)
+    assert choice.reusable_prior is None  # folds: production trains the winner's prior again on every text
+    record = choice.to_dict()
+    assert record["recipe"] == "pooled-head" and record["args"] == POOLED.args.to_dict()
+
+
+def test_a_large_task_holds_out_a_fifth_of_its_texts_and_keeps_the_winners_prior(base, trainers, monkeypatch) -> None:
+    monkeypatch.setattr(recipe_choice, "SMALL_TASK_TEXTS", 10)
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[POOLED, MUTE])
+    held = {t for t in TEXTS if choice_fold(t, 5) == 0}
+    assert choice.folds == 1 and choice.validation_texts == len(held) > 0
+    assert choice.validation_rows == 4 * len(held)
+    for trainer in trainers:
+        assert not trainer["trained"] & held
+        assert trainer["predicted"] <= held
+    assert choice.winner == "pooled-head" and choice.reusable_prior is not None
+    assert choice.reusable_prior.method.name == "head"
+
+
+def test_a_per_user_encoder_over_the_time_budget_is_skipped_with_the_reason(base, monkeypatch) -> None:
+    monkeypatch.setattr(recipe_choice, "ENCODER_SECONDS_BUDGET", 0.0)
+    slow = Candidate("slow", POOLED.args, "stands in for per-user LoRA", per_user_encoder=True)
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[slow, MUTE])
+    skipped = next(c for c in choice.candidates if c.name == "slow")
+    assert skipped.skipped.startswith("its first user's fit took") and "over the budget of 0 min" in skipped.skipped
+    assert skipped.score is None and choice.winner == "mute-head" and choice.fold_winners == ["mute-head"] * 3
+
+
+def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch) -> None:
+    monkeypatch.setattr(recipe_choice, "PROGRESS_SECONDS", 0.0)
+    heard: list[str] = []
+    choose_recipe(base, _rows(), LABELS, candidates=[POOLED], progress=heard.append)
+    assert any(m.startswith("pooled-head, fold 1/3: task prior, epoch 1/5") and "left" in m for m in heard)
+    assert any(m.startswith("pooled-head, fold 1/3: ") and "users fitted; about" in m for m in heard)
+
+
+def test_the_candidates_are_named_and_the_default_comes_first() -> None:
+    names = [c.name for c in recipe_choice.candidate_recipes()]
+    assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-lora"]
+    assert recipe_choice.candidate_named("prior-head").args == TrainingArguments()
+    with pytest.raises(ValueError, match="recipe 'best' is not one of"):
+        recipe_choice.candidate_named("best")
