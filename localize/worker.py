@@ -14,6 +14,7 @@ import socket
 import threading
 import uuid
 from types import FrameType
+from typing import Any
 
 from localize.db.models import JobState
 from localize.db.session import session_scope
@@ -36,6 +37,7 @@ class Worker:
         self.stop_reason: str | None = None
         self.current_job: int | None = None
         self._parent = os.getppid()
+        self._previous_handlers: dict[int, Any] = {}
 
     # -- one job ------------------------------------------------------------------------------------------------
     def run_once(self) -> int | None:
@@ -149,7 +151,15 @@ class Worker:
                 timer.start()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers.setdefault(signum, signal.getsignal(signum))
             signal.signal(signum, handle)
+
+    def restore_signal_handlers(self) -> None:
+        """Puts back what SIGTERM and SIGINT did before :meth:`install_signal_handlers` (a ``--once`` run in a
+        process that goes on, such as a test runner or a notebook, gets its Ctrl-C back)."""
+        while self._previous_handlers:
+            signum, previous = self._previous_handlers.popitem()
+            signal.signal(signum, previous)
 
 
 def worker_process_main(worker_id: str, threads: int | None = None) -> None:

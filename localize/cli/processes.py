@@ -43,7 +43,10 @@ def worker(
             for outcome in runner.run_until_idle():
                 out().print(f"job {outcome['job_id']}: {outcome.get('state')}")
         else:
-            runner.run_once()
+            try:
+                runner.run_once()
+            finally:
+                runner.restore_signal_handlers()
         return
     try:
         runner.run_forever()

@@ -3,6 +3,7 @@ job at once and a running one at its next step, with clear errors for a finished
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +82,15 @@ def test_cancel_a_running_job_asks_its_worker(home: Home) -> None:
     with session_scope(database) as session:
         assert session.get(Job, job_id).cancel_requested
     database.dispose()
+
+
+def test_worker_once_runs_the_queued_job_and_gives_the_signals_back(home: Home) -> None:
+    """While its job runs, Ctrl-C and SIGTERM give the job back to the queue; once it is done, a process that goes
+    on (a notebook, a test runner) gets its own handlers back."""
+    job_id = home.queue()
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    result = home("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+    job = json.loads(home("jobs", "show", str(job_id), "--json").output)
+    assert job["state"] == "succeeded", job["events"]

@@ -68,7 +68,7 @@ def _interrupt_once_training(runtime: Runtime, job_id: int, interrupt: Callable[
 @pytest.fixture
 def python_sigint():
     """Ctrl-C as a fresh ``localize`` process gets it (KeyboardInterrupt), whatever an earlier in-process test
-    (a worker run through the CLI installs its own handler) left behind."""
+    left behind."""
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, before)
