@@ -48,6 +48,13 @@ class Figures:
     replica_base_bytes: float = field(default=549_426_972.0, metadata={
         "help": "Memory of a replica process with the base model loaded and no adapter.",
         "keys": ("serve_replica_base_bytes",)})
+    replica_loaded_base_bytes: float = field(default=1_433_926_072.0, metadata={
+        "help": "Memory of a replica, adapters aside, after serving passes of loaded_rows_per_pass rows: the base "
+                "model plus the working set those passes left (activations, memory the allocator keeps).",
+        "keys": ("serve_replica_loaded_base_bytes",)})
+    loaded_rows_per_pass: float = field(default=50.27, metadata={
+        "help": "Rows per forward pass of the passes behind replica_loaded_base_bytes.",
+        "keys": ("serve_rows_per_forward_pass",)})
     adapter_load_ms: float = field(default=0.422, metadata={
         "help": "Replica time to load one stored adapter (read, hash check, parse).",
         "keys": ("serve_adapter_load_ms", "adapter_load_ms_p50")})

@@ -11,8 +11,12 @@ workload itself:
   ``exp(-p_i T)``, where the characteristic time ``T`` solves ``sum_i (1 - exp(-p_i T)) = cache``. The cache
   starts empty, as in the simulation: until it fills (the draw count at which the expected distinct users reach
   its size) only first draws miss;
-- **memory per replica**: ``replica_base_bytes`` + resident owners x ``resident_adapter_bytes``, with resident
-  owners the smaller of the cache and the distinct users a replica sees (``sum_i 1 - (1 - p_i)^draws``, split);
+- **memory per replica**: ``replica_base_bytes`` + the passes' working set + resident owners x
+  ``resident_adapter_bytes``, with resident owners the smaller of the cache and the distinct users a replica sees
+  (``sum_i 1 - (1 - p_i)^draws``, split). The working set grows with the rows a pass holds: ``ray_fanout``
+  measures a replica after passes of about one text (``replica_base_bytes``) and after passes of
+  ``loaded_rows_per_pass`` rows (``replica_loaded_base_bytes``), and the workload's rows per pass (a property of
+  how its requests arrived, as below) places it on the line between the two, capped at the larger;
 - **rows per CPU-second per replica**: the rows over the replica CPU time they take: ``serve_pass_ms`` per
   forward pass (the passes: the rows over the rows per pass the replicas formed, a property of how the requests
   arrived), ``serve_row_ms`` per row of single requests and mixed batches, ``fanout_row_ms`` per fan-out row,
@@ -89,11 +93,12 @@ def predict(measured: dict[str, Any], figures: Figures) -> dict[str, dict[str, f
     misses = lru_misses(p, replicas * per_replica, draws)
     miss_ratio = misses / draws if draws else 0.0
     resident = min(per_replica, expected_distinct(p, draws) / replicas)
-    memory = figures.replica_base_bytes + resident * figures.resident_adapter_bytes
+    per_pass = float(measured.get("simulate_engine_rows_per_pass") or 1.0)
+    memory = (figures.replica_base_bytes + working_set_bytes(figures, per_pass)
+              + resident * figures.resident_adapter_bytes)
     rows = measured.get("simulate_rows") or {}
     fanout_rows, other_rows = rows.get("fanout", 0), rows.get("single", 0) + rows.get("batch", 0)
     total = fanout_rows + other_rows
-    per_pass = float(measured.get("simulate_engine_rows_per_pass") or 1.0)
     cpu_ms = (total / per_pass * figures.serve_pass_ms + other_rows * figures.serve_row_ms
               + fanout_rows * figures.fanout_row_ms + misses * figures.adapter_load_ms)
     rows_per_cpu_second = 1000.0 * total / cpu_ms if cpu_ms else None
@@ -110,6 +115,15 @@ def predict(measured: dict[str, Any], figures: Figures) -> dict[str, dict[str, f
     return {name: {"predicted": predicted, "measured": value,
                    "error": None if not value or predicted is None else predicted / value - 1}
             for name, (predicted, value) in out.items()}
+
+
+def working_set_bytes(figures: Figures, rows_per_pass: float) -> float:
+    """What passes of ``rows_per_pass`` rows leave in a replica beyond its base: linear between the two measured
+    points (passes of one row: nothing; passes of ``loaded_rows_per_pass``: the loaded base's excess), capped."""
+    excess = max(0.0, figures.replica_loaded_base_bytes - figures.replica_base_bytes)
+    if figures.loaded_rows_per_pass <= 1:
+        return excess
+    return excess * min(1.0, max(0.0, (rows_per_pass - 1) / (figures.loaded_rows_per_pass - 1)))
 
 
 def _mean(values) -> float | None:  # noqa: ANN001

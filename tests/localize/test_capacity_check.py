@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from localize.capacity import Figures, Workload, at_scale, latest_results
-from localize.capacity_check import expected_distinct, lru_misses, predict, zipf_probabilities
+from localize.capacity_check import (
+    expected_distinct,
+    lru_misses,
+    predict,
+    working_set_bytes,
+    zipf_probabilities,
+)
 
 
 def _lru_trace_misses(probabilities, cache: int, draws: int, seed: int) -> int:  # noqa: ANN001
@@ -55,19 +61,29 @@ SIMULATED = {
 
 def test_the_prediction_covers_every_measured_figure_from_the_figures_alone():
     figures = Figures(replica_base_bytes=500e6, resident_adapter_bytes=1e6, serve_row_ms=20.0, fanout_row_ms=2.0,
-                      adapter_load_ms=5.0, serve_pass_ms=40.0)
+                      adapter_load_ms=5.0, serve_pass_ms=40.0, replica_loaded_base_bytes=850e6, loaded_rows_per_pass=36)
     check = predict(SIMULATED, figures)
     assert set(check) == {"miss ratio", "adapter loads / s", "resident adapters / replica", "memory / replica (bytes)",
                           "rows / CPU-second / replica", "rows / s / replica (wall)"}
     miss = check["miss ratio"]["predicted"]
     assert 0 < miss < 1
     assert check["resident adapters / replica"]["predicted"] == 100  # 2,000 Zipf users fill 100 slots
-    assert check["memory / replica (bytes)"]["predicted"] == pytest.approx(500e6 + 100 * 1e6)
+    # Passes of 8 rows: a fifth of the way from passes of 1 row to passes of 36, so a fifth of the 350e6 excess.
+    assert check["memory / replica (bytes)"]["predicted"] == pytest.approx(500e6 + 70e6 + 100 * 1e6)
     # 4,000 rows in passes of 8: 500 passes; fan-out rows cost their own figure; each miss a load.
     row_ms = (500 * 40.0 + 3000 * 20.0 + 1000 * 2.0 + miss * 4000 * 5.0) / 4000
     assert check["rows / CPU-second / replica"]["predicted"] == pytest.approx(1000 / row_ms)
     assert check["rows / s / replica (wall)"]["predicted"] == pytest.approx(1000 / row_ms * 0.65)
     assert check["miss ratio"]["error"] == pytest.approx(miss / 0.3 - 1)
+
+
+def test_the_working_set_lies_between_the_two_measured_bases_and_stops_at_the_larger():
+    figures = Figures(replica_base_bytes=500e6, replica_loaded_base_bytes=900e6, loaded_rows_per_pass=51)
+    assert working_set_bytes(figures, 1) == 0
+    assert working_set_bytes(figures, 26) == pytest.approx(200e6)
+    assert working_set_bytes(figures, 51) == working_set_bytes(figures, 500) == pytest.approx(400e6)
+    # a loaded base measured below the base (noise) adds nothing
+    assert working_set_bytes(Figures(replica_base_bytes=500e6, replica_loaded_base_bytes=450e6), 40) == 0
 
 
 def test_plans_at_scale_keep_the_rate_per_user():
