@@ -1,5 +1,6 @@
 """Helpers for benchmarks that run the product in other processes: a clean environment for a child, a free port,
-a workspace with one task and head adapters, and a real server started and always stopped."""
+a workspace with one task and head adapters, and a real server started and always stopped (the end-to-end tests
+start their servers with these too)."""
 from __future__ import annotations
 
 import contextlib

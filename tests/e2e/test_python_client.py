@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
+from localize.bench.server import child_env, free_port, localize_command, running_server
 from localize.client import (
     AsyncClient,
     AuthenticationError,
@@ -38,40 +33,13 @@ SECRET = "e2e-webhook-secret-0123456789"
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("client-e2e")
-    port = _free_port()
-    env = {**os.environ, "LOCALIZE_HOME": str(home), "LOCALIZE_ADMIN_KEY": ADMIN_KEY,
-           "LOCALIZE_WORKER_POLL_SECONDS": "0.1", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "localize.cli", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-                pytest.fail(f"server did not come up (exit {process.poll()}):\n{output[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # the server and the worker it started
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    port = free_port()
+    env = child_env(home, LOCALIZE_ADMIN_KEY=ADMIN_KEY, LOCALIZE_WORKER_POLL_SECONDS="0.1")
+    with running_server(localize_command("serve", "--port", str(port)), env, port, log_path=home / "server.log") as url:
+        yield url  # stopped afterwards with the worker it started
 
 
 class Receiver:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from localize.bench.server import child_env, free_port, localize_command, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -39,35 +39,15 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path):
     """``localize serve`` with the resources the document's examples name: task gold-sentiment, users john and
     jane with labels."""
-    port = _free_port()
-    env = {**os.environ, "LOCALIZE_HOME": str(tmp_path / "home"), "LOCALIZE_ADMIN_KEY": ADMIN_KEY,
-           "LOCALIZE_WORKER_POLL_SECONDS": "0.5", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("LOCALIZE_DATABASE_URL", None)
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115  (closed below)
-    process = subprocess.Popen([sys.executable, "-m", "localize.cli", "serve", "--port", str(port)], env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not come up:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+    port = free_port()
+    home = tmp_path / "home"
+    env = child_env(home, LOCALIZE_ADMIN_KEY=ADMIN_KEY, LOCALIZE_WORKER_POLL_SECONDS="0.5", OMP_NUM_THREADS="1")
+    with running_server(localize_command("serve", "--port", str(port)), env, port,
+                        log_path=tmp_path / "server.log") as url:
         with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as client:
             created = client.post("/tasks", json={"name": "gold-sentiment",
                                                   "labels": ["negative", "neutral", "positive"]})
@@ -76,14 +56,7 @@ def server(tmp_path: Path):
                 assert client.post("/users", json={"name": name}).status_code == 201
                 rows = [{"text": f"gold moves {i}", "label": label} for i in range(6)]
                 assert client.post(f"/tasks/gold-sentiment/users/{name}/labels", json={"labels": rows}).status_code == 200
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+        yield url  # stopped afterwards with the worker it started
 
 
 def test_the_server_does_what_its_openapi_document_says(server: str, tmp_path: Path) -> None:

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from localize.bench.server import child_env, free_port, localize_command, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -46,12 +43,6 @@ def truth(text: str) -> str:
     return "work" if text in WORK else "personal"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not Path(CHROMIUM).exists():
@@ -59,34 +50,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI", "").lower() in ("1", "true"):
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
+    port = free_port()
     home = tmp_path_factory.mktemp("web")
-    env = {**os.environ, "LOCALIZE_HOME": str(home), "LOCALIZE_ADMIN_KEY": ADMIN_KEY,
-           "LOCALIZE_WORKER_POLL_SECONDS": "0.2", "HF_HUB_OFFLINE": "1"}
-    env.pop("LOCALIZE_DATABASE_URL", None)
-    log_path = home / "server.log"  # a file, not a pipe: nobody drains a pipe while the tests run
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "localize.cli", "serve", "--port", str(port)], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not come up (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # the server and the worker it started
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    env = child_env(home, LOCALIZE_ADMIN_KEY=ADMIN_KEY, LOCALIZE_WORKER_POLL_SECONDS="0.2")
+    with running_server(localize_command("serve", "--port", str(port)), env, port, log_path=home / "server.log") as url:
+        yield url  # stopped afterwards with the worker it started
 
 
 @pytest.fixture(scope="module")
