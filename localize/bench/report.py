@@ -137,6 +137,10 @@ def render(results: dict[str, Any], *, plot: str | None) -> str:
              results.get("startup_tasks_list_cpu_seconds"), "< 1", results["startup_heavy_imports"]],
             ["`python -c pass` (the interpreter alone)", results["startup_interpreter_seconds"], "", "", ""],
         ]))
+        if results.get("startup_modules_without_bytecode"):
+            out += ["", f"{results['startup_modules_without_bytecode']} of localize's modules had no compiled "
+                        "bytecode, so each run compiled them again (about 7% of the command's work): run "
+                        "`python -m compileall -q localize` (scripts/setup.sh does)."]
 
     breakdown = results.get("cold_start_breakdown")
     if breakdown:

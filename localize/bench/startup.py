@@ -2,6 +2,7 @@
 stay well under a second (it needs no model, so it must not import torch)."""
 from __future__ import annotations
 
+import importlib.util
 import re
 import resource
 import statistics
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import localize
 from localize.bench.context import BenchContext
 from localize.bench.registry import Benchmark, Goal, register_benchmark
 from localize.bench.server import child_env
@@ -55,13 +57,27 @@ def run(ctx: BenchContext) -> None:
         "startup_tasks_list_cpu_seconds": round(statistics.median(command_cpu), 3),
         "startup_interpreter_seconds": round(statistics.median(floor), 3),
         "startup_heavy_imports": ",".join(sorted(module for module in HEAVY if module in imported)) or "none",
+        "startup_modules_without_bytecode": modules_without_bytecode(Path(localize.__file__).parent),
     })
     ctx.notes["startup"] = (
         f"`localize {' '.join(COMMAND)}` ({'the installed entry point' if command[0] != sys.executable else 'python -m localize.cli'}) "
         f"as a fresh process on a workspace whose schema is current, median of {repeats} runs after one untimed "
         "(spawn to exit, output captured); startup_tasks_list_cpu_seconds: the child's user + system CPU time "
         "(median); baseline startup_interpreter_seconds: `python -c pass`; "
-        f"startup_heavy_imports: which of {', '.join(HEAVY)} the command imports (python -X importtime)")
+        f"startup_heavy_imports: which of {', '.join(HEAVY)} the command imports (python -X importtime); "
+        "startup_modules_without_bytecode: localize's modules with no current compiled bytecode, which every run "
+        "compiles again where PYTHONDONTWRITEBYTECODE is set (about 7% of the command's instructions; "
+        "scripts/setup.sh compiles them)")
+
+
+def modules_without_bytecode(package: Path) -> int:
+    """How many of the package's modules have no compiled bytecode as current as their source."""
+    missing = 0
+    for source in package.rglob("*.py"):
+        compiled = Path(importlib.util.cache_from_source(str(source)))
+        if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+            missing += 1
+    return missing
 
 
 def _children_cpu_seconds() -> float:

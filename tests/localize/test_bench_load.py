@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+import py_compile
+import time
 
 import pytest
 from rich.console import Console
 
 from localize.bench import BenchSizes, run_benchmarks
 from localize.bench.load import count_labels
+from localize.bench.startup import modules_without_bytecode
 
 TINY = BenchSizes(batch=8, registered_users=16, repeats=1, warmup=1)
 
@@ -70,3 +74,16 @@ def test_startup_check_times_a_database_only_command_without_torch(base, tmp_pat
     assert json.loads(printed.getvalue())["startup_tasks_list_seconds"] == results["startup_tasks_list_seconds"]
     assert "met?" not in printed.getvalue()  # no table
     assert "| `localize tasks list` | " in (tmp_path / "speed.md").read_text()
+
+
+def test_startup_check_counts_modules_whose_bytecode_is_missing_or_stale(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("compiled.py", "sub/never.py", "stale.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    py_compile.compile(str(tmp_path / "compiled.py"))
+    py_compile.compile(str(tmp_path / "stale.py"))
+    assert modules_without_bytecode(tmp_path) == 1
+
+    later = time.time() + 10  # the source edited after it was compiled
+    os.utime(tmp_path / "stale.py", (later, later))
+    assert modules_without_bytecode(tmp_path) == 2
