@@ -235,7 +235,13 @@ class BaseModel:
             value = torch.cat([prefix_value.to(value.dtype), value], dim=2)
             key_mask = torch.cat([mask.new_ones(batch, prefix_key.shape[2]), mask], dim=1)
         attend = key_mask[:, None, None, :].bool()  # [batch, 1, 1, keys]
-        context = F.scaled_dot_product_attention(query, key, value, attn_mask=attend)
+        if query.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU attention's backward in bfloat16 is about ten times slower than in float32 (torch 2.13): under
+            # mixed precision only the linear maps, where bf16 pays, compute in it.
+            with torch.autocast("cpu", enabled=False):
+                context = F.scaled_dot_product_attention(query.float(), key.float(), value.float(), attn_mask=attend)
+        else:
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=attend)
         context = context.transpose(1, 2).reshape(batch, seq, heads * head_dim)
         attended = linear("attention_output", attention.output.dense, context)
         attended = attention.output.LayerNorm(attended + x)

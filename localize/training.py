@@ -15,6 +15,7 @@ so no user is validated on a text the prior learnt.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -49,6 +50,7 @@ VALIDATION_SPLITS = ("by_text", "stratified")
 STOPPING_METRICS = ("macro_f1", "loss")
 LR_SCHEDULES = ("constant", "linear")
 HEAD_FITS = ("map", "epochs")
+MIXED_PRECISIONS = ("auto", "bf16", "no")
 TRAIN_SCOPES = ("head", "all")
 ALL_SITES = ["query", "key", "value", "attention_output", "intermediate", "output"]
 # Options a method gets when the arguments name none (``method_options=None``); explicit ``{}`` means the
@@ -139,6 +141,12 @@ class TrainingArguments:
     calibrate: bool = field(default=True, metadata={"help": "Fit a temperature on the validation rows and fold it "
                             "into the head, so served probabilities are calibrated (the chosen labels never change); "
                             "the task prior is never rescaled (users' heads are pulled toward its head)."})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto: bfloat16 autocast on a GPU that has it, "
+                                 "float32 on a CPU. bf16: on a CPU too, training steps that run encoder layers (a "
+                                 "task prior, per-user LoRA) compute their linear maps in bfloat16 (weights, attention "
+                                 "and the loss stay float32): about 15% less time per prior epoch on a CPU with AMX "
+                                 "or AVX512-BF16 (not measured on one without). no: float32 everywhere. Validation, "
+                                 "calibration and serving always compute in float32."})
     refit_on_all: bool | None = field(default=None, metadata={"help": "After validation, train the final adapter on "
                                       "the training and validation labels together (epoch training: from the start, "
                                       "for the epochs validation chose). None: yes for a MAP head (nothing is chosen "
@@ -180,6 +188,8 @@ class TrainingArguments:
              f"prior_class_weighting={self.prior_class_weighting!r} must be one of {CLASS_WEIGHTINGS}"),
             (0 <= self.pooled_dropout < 1, f"pooled_dropout={self.pooled_dropout} must be in [0, 1)"),
             (self.head_fit in HEAD_FITS, f"head_fit={self.head_fit!r} must be one of {HEAD_FITS}"),
+            (self.mixed_precision in MIXED_PRECISIONS,
+             f"mixed_precision={self.mixed_precision!r} must be one of {MIXED_PRECISIONS}"),
             (self.head_prior_strength >= 0, f"head_prior_strength={self.head_prior_strength} must be >= 0"),
             (0 <= self.head_hidden <= 8192, f"head_hidden={self.head_hidden} must be in 0..8192"),
             (self.annotator_loss_weight >= 0, f"annotator_loss_weight={self.annotator_loss_weight} must be >= 0"),
@@ -505,7 +515,7 @@ class Trainer:
         rows as it goes (at most once a second), so a long epoch (a task prior's) shows how far it is."""
         total, seen, reported = 0.0, 0, time.perf_counter()
         for batch in self._batches(split, rng):
-            with accelerator.autocast():
+            with self._autocast(split, accelerator):
                 pooled = self._pooled(split, batch, training=True)
                 logits = apply_head(pooled, self.head["weight"], self.head["bias"])
                 targets = self._loss_targets(split, batch).to(logits.device)
@@ -526,6 +536,19 @@ class Trainer:
                 self.progress(done, f"epoch {epoch + 1}/{self.args.max_epochs}: {seen:,}/{len(split.texts):,} rows"
                               + self._eta(done))
         return total / max(1, len(split.texts))
+
+    def _autocast(self, split: _Split, accelerator: Any) -> contextlib.AbstractContextManager:
+        """The training step's precision (``mixed_precision``). Rows that are pooled vectors (a head) are too
+        little work to gain from bf16 and stay float32."""
+        mode = self.args.mixed_precision
+        if mode == "no":
+            return contextlib.nullcontext()
+        if self.base.device.type != "cpu":
+            return accelerator.autocast()  # bf16 where the GPU has it (accelerate's choice), else float32
+        runs_layers = self.method.embeds_inputs or (bool(split.inputs) and split.inputs[0].dim() > 1)
+        if mode == "bf16" and runs_layers:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _eta(self, done: float) -> str:
         """``done`` of the epoch cap so far: the time left at most (early stopping may end sooner)."""

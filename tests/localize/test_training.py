@@ -83,6 +83,7 @@ def test_unknown_argument_is_named(tmp_path):
         ({"prior_max_epochs": 0}, r"prior_max_epochs=0 must be >= 1"),
         ({"pooled_dropout": 1.0}, r"pooled_dropout=1\.0 must be in \[0, 1\)"),
         ({"min_labels": 1}, r"min_labels=1 must be >= 2"),
+        ({"mixed_precision": "fp8"}, r"mixed_precision='fp8' must be one of \('auto', 'bf16', 'no'\)"),
     ],
 )
 def test_invalid_arguments_are_rejected(values, match):
@@ -153,6 +154,58 @@ def test_same_seed_same_adapter_with_default_dropout(base, tiny_texts):
     first = train_adapter(base, args, texts, john, label_set)
     torch.rand(3)  # any other use of the global RNG in between (another request, another job)
     assert _same(first, train_adapter(base, args, texts, john, label_set))
+
+
+# -- precision --------------------------------------------------------------------------------------------------------
+def _autocasts(trainer: Trainer) -> bool:
+    with trainer._autocast(trainer.train_split, accelerator=None):
+        return torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+
+    def prepared(method, mixed_precision, **options):
+        trainer = Trainer(base, TrainingArguments(method=method, mixed_precision=mixed_precision, max_epochs=1,
+                                                  **options), texts, john, label_set)
+        trainer.prepare()
+        return trainer
+
+    assert _autocasts(prepared("lora", "bf16", method_options={"layers": [-1]}))
+    assert not _autocasts(prepared("lora", "auto", method_options={"layers": [-1]}))  # a CPU: float32 unless asked
+    assert not _autocasts(prepared("lora", "no", method_options={"layers": [-1]}))
+    # A head reads pooled vectors: too little work for bf16 to pay, so it stays float32 even when asked.
+    assert not _autocasts(prepared("head", "bf16", method_options=_linear_head_options()))
+
+
+def test_bf16_training_learns_what_float32_learns_and_keeps_float32_weights(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+
+    def run(mixed_precision):
+        args = TrainingArguments(method="lora", method_options={"layers": [-2, -1], "dropout": 0.0}, max_epochs=3,
+                                 pooled_dropout=0.0, mixed_precision=mixed_precision, seed=0)
+        return train_adapter(base, args, texts, john, label_set)
+
+    full, mixed = run("no"), run("bf16")
+    assert all(value.dtype == torch.float32 for value in [*mixed.params.values(), *mixed.head.values()])
+    losses = [(a["train_loss"], b["train_loss"]) for a, b in zip(full.meta["history"], mixed.meta["history"])]
+    assert losses and all(math.isfinite(b) and abs(a - b) <= 0.02 * a for a, b in losses), losses
+    assert not _same(full, mixed)  # it did compute in another precision
+    engine = Engine(base, capacity=2)
+    served = engine.predict([(engine.adapter("mixed", lambda: mixed), text) for text in texts[:8]])
+    assert all(math.isfinite(p) for row in served for p in row.probabilities.values())
+
+
+def test_attention_under_cpu_autocast_runs_in_float32(base):
+    hidden = torch.randn(2, 7, base.dims.hidden_size, requires_grad=True)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    exact = base.run_layers(hidden, mask, start=4, stop=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = base.run_layers(hidden, mask, start=4, stop=6)
+    mixed.float().sum().backward()
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
+    assert torch.allclose(mixed.float(), exact, atol=0.1), (mixed.float() - exact).abs().max()
 
 
 # -- early stopping ---------------------------------------------------------------------------------------------------
