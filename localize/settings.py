@@ -116,7 +116,8 @@ class Settings(BaseSettings):
         None, ge=1, description="Most training jobs one Ray worker runs at once; unset: as many as the cluster's "
         "CPUs (and GPUs) hold.")
     ray_max_attempts: int = Field(3, ge=1, description="A job whose Ray task crashed (process or node lost) is "
-                                  "requeued until it has been tried this often, then failed.")
+                                  "requeued until it has been tried this often, then failed; so is one whose Ray "
+                                  "tasks stopped sending heartbeats this often.")
     serving: str = Field("embedded", description="Where the API's forward passes run: 'embedded' (this process) "
                          "or 'ray' (the Ray Serve application `ray_serve_app`; `localize serve --ray` sets it).")
     ray_serve_app: str = Field("localize", description="Name of the Ray Serve application of prediction replicas.")

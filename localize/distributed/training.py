@@ -11,7 +11,8 @@ concurrency limit, so many users' jobs train in parallel across the cluster. Job
   is not mistaken for a dead one;
 - a task that crashes (worker process killed, node lost, out of memory) is requeued at once, up to
   ``ray_max_attempts`` attempts; if the dispatcher itself dies, Ray stops its tasks (they share its fate), the
-  heartbeats stop, and any worker requeues the jobs after ``worker_dead_after_seconds``.
+  heartbeats stop, and the next dispatcher requeues the jobs after ``worker_dead_after_seconds`` (failing one
+  whose tasks went silent ``ray_max_attempts`` times).
 """
 from __future__ import annotations
 
@@ -154,8 +155,10 @@ class RayWorker:
         settings = self.runtime.settings
         submitted = []
         with session_scope(self.runtime.database) as session:
+            # A job whose Ray tasks went silent this many times fails, as one whose tasks crashed does.
             requeued = job_runs.requeue_dead_jobs(session=session,
-                                                  dead_after_seconds=settings.worker_dead_after_seconds)
+                                                  dead_after_seconds=settings.worker_dead_after_seconds,
+                                                  max_attempts=settings.ray_max_attempts)
             if requeued:
                 logger.warning("requeued jobs %s of silent workers", requeued)
         while len(self.in_flight) < self.resources.max_concurrent and not self.stopping.is_set():

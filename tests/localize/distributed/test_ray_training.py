@@ -111,6 +111,31 @@ def test_a_crashed_task_requeues_its_job_and_the_next_attempt_finishes_it(ray_cl
     assert "Ray task failed after 2 attempt(s)" in job.error
 
 
+def test_a_job_whose_ray_tasks_went_silent_as_often_as_the_attempt_limit_fails_instead_of_requeueing(
+        ray_cluster, make_runtime):
+    """A task that hangs a node (no crash Ray reports, only heartbeats that stop) must not be requeued for ever."""
+    runtime = make_runtime(ray_max_attempts=2)
+    seed_task(runtime, rows_per_user=30)
+    job_ids = [_queue(runtime, "john"), _queue(runtime, "jane")]
+    stale = utcnow() - timedelta(hours=1)
+    with session_scope(runtime.database) as session:  # both claimed by a dispatcher that went silent
+        for job_id, deaths in zip(job_ids, (1, 0)):  # john's job: its second run; jane's: its first
+            session.exec(update(Job).where(Job.id == job_id).values(
+                state=JobState.RUNNING, worker_id="silent-1", attempts=deaths + 1, worker_deaths=deaths,
+                heartbeat_at=stale))
+        session.commit()
+
+    worker = RayWorker(runtime, address="local", max_concurrent=1)
+    submitted = worker.dispatch()
+    failed, events = _job(runtime, job_ids[0])
+    assert failed.state == JobState.FAILED and failed.attempts == 2, events
+    assert "stopped sending heartbeats" in failed.error
+    assert submitted == [job_ids[1]]  # below the limit: requeued, then claimed again
+    worker.run_until_idle(timeout=300)
+    retried, events = _job(runtime, job_ids[1])
+    assert retried.state == JobState.SUCCEEDED and retried.attempts == 2, events
+
+
 @pytest.mark.parametrize(("cluster", "cpus", "gpus", "limit", "expected"), [
     ({"CPU": 8.0}, 1.0, None, None, RayResources(1.0, 0.0, 8)),
     ({"CPU": 8.0}, 2.0, None, None, RayResources(2.0, 0.0, 4)),
