@@ -14,7 +14,7 @@ python -m pip install -q -e ".[quant,dev,ray,s3,otel]"
 # pip compiles the dependencies' bytecode but not an editable project's; where PYTHONDONTWRITEBYTECODE is set
 # nothing writes it later either, and every run of `localize` would compile its modules again (about 7% of the work
 # of a database-only command such as `localize tasks list`).
-python -m compileall -q localize
+python -m compileall -q localize adapters api migrations  # the folders the package installs from
 # scripts/quickstart.sh (the README's tour, run by the tests) talks to the server with curl.
 if ! command -v curl >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

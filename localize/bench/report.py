@@ -140,7 +140,7 @@ def render(results: dict[str, Any], *, plot: str | None) -> str:
         if results.get("startup_modules_without_bytecode"):
             out += ["", f"{results['startup_modules_without_bytecode']} of localize's modules had no compiled "
                         "bytecode, so each run compiled them again (about 7% of the command's work): run "
-                        "`python -m compileall -q localize` (scripts/setup.sh does)."]
+                        "`python -m compileall -q localize adapters api migrations` (scripts/setup.sh does)."]
 
     breakdown = results.get("cold_start_breakdown")
     if breakdown:

@@ -2,8 +2,6 @@
 not exist, and nothing changes; no key or a bad key is 401; a user key on an admin route is 403."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from api_support import ADMIN, TASK, TEXTS, make_settings
 from fastapi.routing import APIRoute
@@ -90,11 +88,12 @@ def _needs_admin(route: APIRoute) -> bool:
     return False
 
 
-def test_every_route_is_classified():
+def test_every_route_is_classified(tmp_path):
     scoped = {(method, route) for method, route, *_ in USER_SCOPED}
     assert set(ROUTES) == PUBLIC | ANY_KEY | ADMIN_ONLY | scoped
     # ROUTERS is what the app serves: the OpenAPI document (built from the app) lists the same operations.
-    paths = create_app(make_settings(Path("unused"))).openapi()["paths"]  # building an app touches no disk
+    # Building the app creates its workspace's (empty, private) database file: in a temporary folder, not the checkout.
+    paths = create_app(make_settings(tmp_path / "unused")).openapi()["paths"]
     assert {(method.upper(), path) for path, operations in paths.items() for method in operations} == set(ROUTES)
     admin_routes = {(method, route.path) for route in API_ROUTES if _needs_admin(route) for method in route.methods}
     assert admin_routes == ADMIN_ONLY
