@@ -2,9 +2,11 @@
 that reaches a target accuracy there.
 
 Training fits one temperature per version on its validation logits (temperature scaling: the labels' order, and so
-accuracy, never changes) and folds it into the head, so serving pays nothing for it. It also keeps a compact record of
-what the calibrated model said on those rows (each row's confidence and whether it was right), from which the
-threshold for any target accuracy is read at serving time: a task sets its target, a request may override it.
+accuracy, never changes) and folds it into the head, so serving pays nothing for it; with it, a uniform share
+that the engine spreads evenly over the labels after the softmax (annotators' own inconsistency). It also keeps a
+compact record of what the calibrated model said on those rows (each row's confidence and whether it was right), from
+which the threshold for any target accuracy is read at serving time: a task sets its target, a request may override
+it.
 """
 from __future__ import annotations
 
@@ -17,28 +19,54 @@ if TYPE_CHECKING:  # numpy and torch are imported where a record is made or read
 
 # A temperature is fitted on a user's validation rows, often 20-60 of them: bounded, and pulled toward 1 (no change)
 # in proportion to how few rows there are, so a user whose few rows were all right is not made near-certain.
-TEMPERATURE_RANGE = (0.25, 4.0)
-_GRID = 241
+TEMPERATURE_RANGE = (0.25, 16.0)
+_GRID = 321
+# People do not always give the same text the same label: a share of each answer's probability is spread evenly over
+# the labels (at most half, pulled toward none), so a model that is sure of its reading is not surer than its
+# annotator. A temperature alone cannot say this: fitted to noisy rows it flattens the right answers too.
+UNIFORM_SHARE_RANGE = (0.0, 0.5)
+_SHARES = 26
 MAX_RECORD_ROWS = 300
+_SHARE_SCALE = 0.1  # the pull toward no share: a Gaussian penalty of this width, per validation set
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """The temperature T minimising the validation rows' negative log-likelihood of ``softmax(logits / T)``
-    (``logits [rows, labels]``, ``targets [rows]`` label indexes or ``[rows, labels]`` label shares), plus a
-    ``(log T)^2 / 2`` penalty per validation set, over a log-spaced grid of ``TEMPERATURE_RANGE``."""
+    """The temperature of :func:`fit_calibration` with no uniform share."""
+    return fit_calibration(logits, targets, shares=False)[0]
+
+
+def fit_calibration(logits: torch.Tensor, targets: torch.Tensor, *, shares: bool = True) -> tuple[float, float]:
+    """``(T, s)`` minimising the validation rows' negative log-likelihood of ``(1 - s) softmax(logits / T) + s / K``
+    (``logits [rows, K]``, ``targets [rows]`` label indexes or ``[rows, K]`` label shares), plus ``(log T)^2 / 2``
+    and ``(s / 0.1)^2 / 2`` penalties per validation set, over a grid of ``TEMPERATURE_RANGE`` (log-spaced) and
+    ``UNIFORM_SHARE_RANGE``. ``shares=False`` fits the temperature alone."""
     import torch
 
-    rows = logits.shape[0]
+    rows, labels = logits.shape
     if rows == 0:
-        return 1.0
+        return 1.0, 0.0
     logits = logits.detach().double().cpu()
-    shares = targets.detach().double().cpu() if targets.dim() == 2 else \
-        torch.nn.functional.one_hot(targets.detach().long().cpu(), logits.shape[1]).double()
+    targets = targets.detach().double().cpu() if targets.dim() == 2 else \
+        torch.nn.functional.one_hot(targets.detach().long().cpu(), labels).double()
     log_t = torch.linspace(math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1]), _GRID, dtype=torch.float64)
-    scaled = logits.unsqueeze(0) / log_t.exp().view(-1, 1, 1)  # [grid, rows, labels]
-    nll = -(torch.log_softmax(scaled, dim=-1) * shares.unsqueeze(0)).sum(-1).mean(-1)  # [grid]
-    objective = nll + log_t.pow(2) / (2 * rows)
-    return float(log_t[int(objective.argmin())].exp())
+    probabilities = torch.softmax(logits.unsqueeze(0) / log_t.exp().view(-1, 1, 1), dim=-1)  # [grid, rows, labels]
+    best = (math.inf, 1.0, 0.0)
+    for share in torch.linspace(*UNIFORM_SHARE_RANGE, _SHARES, dtype=torch.float64).tolist() if shares else [0.0]:
+        spread = probabilities * (1 - share) + share / labels
+        nll = -(spread.clamp_min(1e-300).log() * targets.unsqueeze(0)).sum(-1).mean(-1)  # [grid]
+        objective = nll + (log_t.pow(2) + (share / _SHARE_SCALE) ** 2) / (2 * rows)
+        index = int(objective.argmin())
+        if float(objective[index]) < best[0]:
+            best = (float(objective[index]), float(log_t[index].exp()), share)
+    return best[1], best[2]
+
+
+def spread_evenly(probabilities: torch.Tensor, share: float) -> torch.Tensor:
+    """``(1 - share) * probabilities + share / labels`` over the last dimension: the served form of a fitted
+    uniform share (the top label never changes)."""
+    if not share:
+        return probabilities
+    return probabilities * (1 - share) + share / probabilities.shape[-1]
 
 
 def calibration_record(probabilities: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
@@ -85,4 +113,5 @@ def check_target_accuracy(value: float, *, name: str = "target_accuracy") -> flo
     return float(value)
 
 
-__all__ = ["calibration_record", "check_target_accuracy", "fit_temperature", "threshold_for"]
+__all__ = ["calibration_record", "check_target_accuracy", "fit_calibration", "fit_temperature", "spread_evenly",
+           "threshold_for"]

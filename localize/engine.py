@@ -26,6 +26,7 @@ from localize.adapters import AdapterMethod
 from localize.adapters.base import apply_head
 from localize import metrics, tracing
 from localize.base_model import BaseModel
+from localize.calibration import spread_evenly
 from localize.errors import AdapterError
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,12 @@ class AdapterWeights:
     @property
     def trainable_params(self) -> int:
         return sum(t.numel() for t in self.params.values()) + sum(t.numel() for t in self.head.values())
+
+    @property
+    def uniform_share(self) -> float:
+        """The share of each answer's probability spread evenly over the labels, fitted with the temperature on
+        validation rows (localize.calibration); 0 for versions trained before it existed."""
+        return float((self.meta.get("metrics") or {}).get("uniform_share", 0.0))
 
     @property
     def nbytes(self) -> int:
@@ -435,7 +442,7 @@ class Engine:
         probabilities = torch.softmax(logits, dim=-1).cpu()
         predictions = []
         for row, (weights, _) in enumerate(rows):
-            probs = probabilities[row, : len(weights.labels)].tolist()
+            probs = spread_evenly(probabilities[row, : len(weights.labels)], weights.uniform_share).tolist()
             best = max(range(len(probs)), key=probs.__getitem__)
             predictions.append(
                 Prediction(weights.labels[best], dict(zip(weights.labels, probs)), weights.version)

@@ -294,6 +294,7 @@ def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], 
     for r in val_rows:
         val_by_user.setdefault(r.user, []).append(r)
     out = {}
+    args = dataclasses.replace(args, calibrate=False)  # calibration never changes an answer: the choice skips it
     started = reported = time.perf_counter()
     for done, (user, held) in enumerate(sorted(val_by_user.items())):
         if progress is not None and done and time.perf_counter() - reported >= PROGRESS_SECONDS:

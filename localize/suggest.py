@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -23,12 +24,19 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 def lookalike_pairs(names: Iterable[str]) -> list[tuple[str, str]]:
     """Pairs of distinct names within one small edit of each other (``postive`` and ``positive``), as typos in a
-    label set look."""
+    label set look. A name that is the other with whole words added (``not_offensive`` beside ``offensive``,
+    ``very positive`` beside ``positive``) is a label of its own, not a typo."""
     unique = sorted(dict.fromkeys(names))
     pairs = []
     for i, first in enumerate(unique):
         for second in unique[i + 1:]:
             a, b = first.lower(), second.lower()
-            if a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.8:
+            if a == b or (not _adds_words(a, b) and difflib.SequenceMatcher(None, a, b).ratio() >= 0.8):
                 pairs.append((first, second))
     return pairs
+
+
+def _adds_words(a: str, b: str) -> bool:
+    """Whether one name's words (split on anything but letters and digits) are the other's with some added."""
+    words_a, words_b = set(re.findall(r"[^\W_]+", a)), set(re.findall(r"[^\W_]+", b))
+    return words_a != words_b and (words_a <= words_b or words_b <= words_a)

@@ -37,7 +37,7 @@ from localize.activations import ActivationCache, get_activation_cache, pad_hidd
 from localize.adapters import available_methods, get_method, make_method
 from localize.adapters.base import apply_head, init_head
 from localize.base_model import BaseModel
-from localize.calibration import calibration_record, fit_temperature
+from localize.calibration import calibration_record, fit_calibration, spread_evenly
 from localize.engine import AdapterWeights, forward_pooled
 from localize.recipes import DEFAULT_RECIPE, DEFAULT_RECIPE_METHOD
 from localize.errors import ValidationError
@@ -142,11 +142,12 @@ class TrainingArguments:
                             "into the head, so served probabilities are calibrated (the chosen labels never change); "
                             "the task prior is never rescaled (users' heads are pulled toward its head)."})
     mixed_precision: str = field(default="auto", metadata={"help": "auto: bfloat16 autocast on a GPU that has it, "
-                                 "float32 on a CPU. bf16: on a CPU too, training steps that run encoder layers (a "
-                                 "task prior, per-user LoRA) compute their linear maps in bfloat16 (weights, attention "
-                                 "and the loss stay float32): about 15% less time per prior epoch on a CPU with AMX "
-                                 "or AVX512-BF16 (not measured on one without). no: float32 everywhere. Validation, "
-                                 "calibration and serving always compute in float32."})
+                                 "and on a CPU with bfloat16 matrix units (Intel AMX), float32 on other CPUs. bf16: "
+                                 "on any CPU too. On a CPU, training steps that run encoder layers (a task prior, "
+                                 "per-user LoRA) compute their linear maps in bfloat16 (weights, attention and the "
+                                 "loss stay float32): about 15% less time per prior epoch with AMX, the same losses "
+                                 "to three decimals. no: float32 everywhere. Validation, calibration and serving "
+                                 "always compute in float32."})
     refit_on_all: bool | None = field(default=None, metadata={"help": "After validation, train the final adapter on "
                                       "the training and validation labels together (epoch training: from the start, "
                                       "for the epochs validation chose). None: yes for a MAP head (nothing is chosen "
@@ -341,6 +342,7 @@ class Trainer:
         self.encoder: AdapterWeights | None = None  # the prior whose encoding a head-only user reads
         self.history: list[dict[str, float]] = []
         self.metrics: dict[str, Any] = {}
+        self.temperature, self.uniform_share = 1.0, 0.0  # fitted on validation rows by fit()
         self._prepared = False
 
     # -- phases ---------------------------------------------------------------------------------------------------
@@ -419,16 +421,21 @@ class Trainer:
         self.progress(1.0, "done: " + _describe(self.metrics))
 
     def _calibrate_on_validation(self) -> None:
-        """What the validated model said on its validation rows, before they train too: a temperature fitted on
-        them (``calibrate``) and the record of calibrated confidences that abstention thresholds are read from."""
-        self.temperature, self.val_probabilities = 1.0, None
+        """What the validated model said on its validation rows, before they train too: a temperature and a
+        uniform share fitted on them (``calibrate``) and the record of calibrated confidences that abstention
+        thresholds are read from."""
+        self.temperature, self.uniform_share, self.val_probabilities = 1.0, 0.0, None
         if self.val_split is None:
             return
         logits = self._all_logits(self.val_split).float()
         if self.args.calibrate:
-            self.temperature = fit_temperature(logits, self._loss_targets(self.val_split, slice(None)))
-        self.val_probabilities = torch.softmax(logits / self.temperature, dim=-1).cpu()
+            self.temperature, self.uniform_share = fit_calibration(logits,
+                                                                   self._loss_targets(self.val_split, slice(None)))
+        self.val_probabilities = spread_evenly(torch.softmax(logits / self.temperature, dim=-1),
+                                               self.uniform_share).cpu()
         self.metrics["temperature"] = self.temperature
+        if self.uniform_share:  # read by the engine (AdapterWeights.uniform_share)
+            self.metrics["uniform_share"] = self.uniform_share
         self.metrics["calibration"] = calibration_record(self.val_probabilities.numpy(),
                                                          self.val_split.targets.numpy())
 
@@ -546,7 +553,7 @@ class Trainer:
         if self.base.device.type != "cpu":
             return accelerator.autocast()  # bf16 where the GPU has it (accelerate's choice), else float32
         runs_layers = self.method.embeds_inputs or (bool(split.inputs) and split.inputs[0].dim() > 1)
-        if mode == "bf16" and runs_layers:
+        if runs_layers and (mode == "bf16" or cpu_has_bf16_matrix_units()):
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -568,7 +575,8 @@ class Trainer:
         """Probabilities ``[len(texts), labels]`` of the adapter as trained so far, through the engine's forward on
         cached frozen activations (what :meth:`evaluate` scores)."""
         split = self._make_split_from(texts, [0] * len(texts))
-        return torch.softmax(self._all_logits(split).float(), dim=-1).cpu()
+        return spread_evenly(torch.softmax(self._all_logits(split).float(), dim=-1),
+                             self.uniform_share).cpu()
 
     def result(self) -> AdapterWeights:
         meta = {"metrics": self.metrics, "history": self.history, "training_args": self.args.to_dict()}
@@ -886,6 +894,16 @@ def _accelerator(device: torch.device):
     on_gpu = device.type == "cuda"
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
     return Accelerator(cpu=not on_gpu, mixed_precision="bf16" if bf16 else "no")
+
+
+@functools.cache
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): only there does ``mixed_precision=auto``
+    train in bfloat16 on a CPU (without it, bfloat16 is emulated and no faster)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a private check: a torch without it counts as no
+        return False
 
 
 def format_duration(seconds: float) -> str:

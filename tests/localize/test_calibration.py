@@ -10,7 +10,9 @@ from localize.calibration import (
     TEMPERATURE_RANGE,
     calibration_record,
     check_target_accuracy,
+    fit_calibration,
     fit_temperature,
+    spread_evenly,
     threshold_for,
 )
 
@@ -39,6 +41,30 @@ def test_fit_temperature_stays_near_one_on_few_rows_and_within_its_range() -> No
     assert fit_temperature(torch.empty(0, 2), torch.empty(0, dtype=torch.long)) == 1.0
     # Label shares (a task prior's soft targets) work as targets too.
     assert fit_temperature(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])) > 0
+
+
+def test_fit_calibration_finds_the_share_of_labels_an_annotator_gives_at_random() -> None:
+    # The model knows the consistent reading (labels drawn from softmax(z)), but 30% of the labels were given at
+    # random: a temperature alone would flatten every answer; the share of noise is found instead.
+    logits, labels = _overconfident(6000, scale=1.0, seed=2)
+    generator = torch.Generator().manual_seed(3)
+    noisy = torch.rand(len(labels), generator=generator) < 0.3
+    labels = torch.where(noisy, torch.randint(0, 3, (len(labels),), generator=generator), labels)
+    temperature, share = fit_calibration(logits, labels)
+    assert share == pytest.approx(0.3, abs=0.05) and temperature == pytest.approx(1.0, rel=0.15)
+    # Clean labels: no share, and the temperature alone is what fit_temperature finds.
+    logits, labels = _overconfident(4000, scale=2.0, seed=4)
+    temperature, share = fit_calibration(logits, labels)
+    assert share <= 0.02 and temperature == pytest.approx(fit_temperature(logits, labels), rel=0.05)
+    assert fit_calibration(torch.empty(0, 3), torch.empty(0, dtype=torch.long)) == (1.0, 0.0)
+
+
+def test_spreading_a_share_keeps_the_answer_and_sums_to_one() -> None:
+    probabilities = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3]])
+    spread = spread_evenly(probabilities, 0.3)
+    assert torch.allclose(spread.sum(-1), torch.ones(2)) and torch.equal(spread.argmax(-1), probabilities.argmax(-1))
+    assert spread[0].tolist() == pytest.approx([0.73, 0.17, 0.1])
+    assert spread_evenly(probabilities, 0.0) is probabilities
 
 
 def test_threshold_for_a_target_accuracy_reads_the_record() -> None:

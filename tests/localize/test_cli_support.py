@@ -45,6 +45,10 @@ def test_typo_hints() -> None:
     assert did_you_mean("zed", ["john", "jane"]) == ""
     assert lookalike_pairs(["positive", "postive", "negative", "neutral"]) == [("positive", "postive")]
     assert lookalike_pairs(["negative", "neutral", "positive"]) == []
+    # A label that adds a word to another is a label of its own (the shared data sets' offensive / not_offensive).
+    assert lookalike_pairs(["not_offensive", "offensive"]) == []
+    assert lookalike_pairs(["abusive", "not-abusive", "very positive", "positive", "Not Hate", "hate"]) == []
+    assert lookalike_pairs(["not_offensive", "not_ofensive"]) == [("not_ofensive", "not_offensive")]
 
 
 def test_activation_concern() -> None:

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from localize.adapters import get_method
+from localize.calibration import spread_evenly
 from localize.engine import Engine
 from localize.errors import ValidationError
+from localize import training
 from localize.training import (Trainer, TrainingArguments, classification_metrics, format_duration, held_out_text,
                                train_adapter)
 
@@ -172,10 +174,23 @@ def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(bas
         return trainer
 
     assert _autocasts(prepared("lora", "bf16", method_options={"layers": [-1]}))
-    assert not _autocasts(prepared("lora", "auto", method_options={"layers": [-1]}))  # a CPU: float32 unless asked
     assert not _autocasts(prepared("lora", "no", method_options={"layers": [-1]}))
     # A head reads pooled vectors: too little work for bf16 to pay, so it stays float32 even when asked.
     assert not _autocasts(prepared("head", "bf16", method_options=_linear_head_options()))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_matrix_units(base, tiny_texts, monkeypatch, amx):
+    texts, john, _, label_set = tiny_texts
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    training.cpu_has_bf16_matrix_units.cache_clear()
+    try:
+        trainer = Trainer(base, TrainingArguments(method="lora", method_options={"layers": [-1]}, max_epochs=1),
+                          texts, john, label_set)
+        trainer.prepare()
+        assert _autocasts(trainer) is amx
+    finally:
+        training.cpu_has_bf16_matrix_units.cache_clear()
 
 
 def test_bf16_training_learns_what_float32_learns_and_keeps_float32_weights(base, tiny_texts):
@@ -575,22 +590,46 @@ def test_a_users_head_is_calibrated_by_a_temperature_folded_into_it_and_the_prio
     calibrated.train()
     plain = Trainer(base, dataclasses.replace(args, calibrate=False), texts, jane, label_set, init=prior)
     plain.train()
-    temperature = calibrated.metrics["temperature"]
-    assert temperature != 1.0 and plain.metrics["temperature"] == 1.0
-    # The same labels, each probability rescaled by the temperature: calibration never changes an answer.
+    temperature, share = calibrated.metrics["temperature"], calibrated.metrics.get("uniform_share", 0.0)
+    assert temperature != 1.0 and plain.metrics["temperature"] == 1.0 and "uniform_share" not in plain.metrics
+    # The same labels, each probability rescaled by the temperature (and a share spread evenly): calibration never
+    # changes an answer.
     calibrated_p, plain_p = calibrated.predict_proba(texts), plain.predict_proba(texts)
     assert torch.equal(calibrated_p.argmax(-1), plain_p.argmax(-1))
-    assert torch.allclose(calibrated_p, torch.softmax(torch.log(plain_p) / temperature, -1), atol=1e-4)
+    assert torch.allclose(calibrated_p, spread_evenly(torch.softmax(torch.log(plain_p) / temperature, -1), share),
+                          atol=1e-4)
     # The record abstention reads: one confidence per validation row, of the calibrated validated model.
     record = calibrated.metrics["calibration"]
     assert len(record["confidence"]) == calibrated.metrics["val_rows"] == len(record["correct"])
     assert record["confidence"] == pytest.approx(sorted(calibrated.val_probabilities.max(-1).values.tolist()), abs=1e-4)
-    # The fitted temperature minimises the validation NLL plus its pull toward 1 ((log T)^2 / 2 per validation set).
+    # The fitted pair minimises the validation NLL plus its pulls toward T = 1 and no share.
     logits = torch.log(plain.val_probabilities)
     targets = calibrated.val_split.targets
 
-    def objective(t: float) -> float:
-        return float(torch.nn.functional.cross_entropy(logits / t, targets)) + math.log(t) ** 2 / (2 * len(targets))
+    def objective(t: float, s: float = share) -> float:
+        spread = spread_evenly(torch.softmax(logits / t, -1), s)
+        nll = float(torch.nn.functional.nll_loss(torch.log(spread), targets))
+        return nll + (math.log(t) ** 2 + (s / 0.1) ** 2) / (2 * len(targets))
 
     assert objective(temperature) <= min(objective(temperature * 1.1), objective(temperature / 1.1)) + 1e-6
-    assert objective(temperature) < objective(1.0)
+    assert objective(temperature) < objective(1.0, 0.0)
+
+
+def test_the_engine_serves_a_versions_uniform_share_and_the_trainer_scores_with_it(base, tiny_texts):
+    """A fitted share is stored in the version's metrics; the engine spreads it after the softmax, as the trainer's
+    own probabilities (what the evaluation scores) do, and no answer changes."""
+    texts, john, jane, label_set = tiny_texts
+    args, prior = _head_on_prior(base, tiny_texts)
+    trainer = Trainer(base, args, texts, jane, label_set, init=prior)
+    user = trainer.train()
+    plain = [p.probabilities for p in Engine(base).predict([(user, t) for t in texts[:6]])]
+    share = 0.3
+    trainer.uniform_share = share
+    shared = dataclasses.replace(user, meta={**user.meta, "metrics": {**user.meta["metrics"], "uniform_share": share}})
+    assert shared.uniform_share == share and user.uniform_share == 0.0
+    served = Engine(base).predict([(shared, t) for t in texts[:6]])
+    for prediction, before, probabilities in zip(served, plain, trainer.predict_proba(texts[:6])):
+        assert prediction.probabilities == pytest.approx({k: 0.7 * v + 0.15 for k, v in before.items()}, abs=1e-6)
+        assert [prediction.probabilities[label] for label in label_set] == pytest.approx(probabilities.tolist(),
+                                                                                          abs=1e-4)
+        assert prediction.label == max(before, key=before.get)
