@@ -132,6 +132,7 @@ def _print_training_summary(public: list, task: str) -> None:  # noqa: ANN001
                          else "task prior")
         rows.append([p.id, who, p.state, version, validation, fmt(metrics.get("train_seconds"), 1)])
     print_table(["job", "who", "state", "version", "val rows: acc / macro-F1", "seconds"], rows)
+    unscored = []  # (user, labels) of new active versions scored on no validation rows
     for p in public:
         who = f"user {p.user!r}" if p.user else "the task prior"
         if p.state != "succeeded":
@@ -141,6 +142,9 @@ def _print_training_summary(public: list, task: str) -> None:  # noqa: ANN001
             if outcome is None or outcome.level != "warning":
                 continue
             note = outcome.message.split(" (", 1)[-1].removesuffix(")")
+            if p.activated and p.user and "scored on no validation rows" in note:
+                unscored.append((p.user, (p.metrics or {}).get("train_rows", "?")))
+                continue
             if p.activated:
                 err().print(f"[yellow]warning:[/yellow] version {p.adapter_version} of {who} is {note}",
                             highlight=False)
@@ -149,6 +153,23 @@ def _print_training_summary(public: list, task: str) -> None:  # noqa: ANN001
             err().print(f"[yellow]warning:[/yellow] version {p.adapter_version} of {who} is not serving: "
                         f"{note.removeprefix('kept inactive: ')}. Activate it anyway: `localize adapters activate "
                         f"--task {task} {owner} --version {p.adapter_version} --force`", highlight=False)
+    _warn_unscored(unscored)
+
+
+UNSCORED_LISTED = 10  # users named one by one; a whole task's many small users are summed up after them
+
+
+def _warn_unscored(unscored: list[tuple[str, object]]) -> None:
+    """One warning for every new active version that no validation row scored (its user had too few labels to
+    hold some out): a task of hundreds of small users gets one line, not hundreds."""
+    if not unscored:
+        return
+    named = ", ".join(f"{user} ({labels})" for user, labels in unscored[:UNSCORED_LISTED])
+    more = f" and {len(unscored) - UNSCORED_LISTED} more" if len(unscored) > UNSCORED_LISTED else ""
+    users = "1 user's new version is" if len(unscored) == 1 else f"{len(unscored)} users' new versions are"
+    err().print(f"[yellow]warning:[/yellow] {users} active, though scored on no validation rows (their labels, in "
+                f"brackets, were too few to hold some out), so their quality is unknown: {named}{more}",
+                highlight=False)
 
 
 def job_row(public) -> dict:  # noqa: ANN001

@@ -340,6 +340,19 @@ def test_a_failed_job_keeps_its_whole_reason_at_80_columns(ws: Workspace, tmp_pa
     assert " ".join(error_cells.split()) == reason
 
 
+def test_many_new_versions_scored_on_no_validation_rows_share_one_warning(ws: Workspace, tmp_path: Path) -> None:
+    labels = ["negative", "neutral", "positive", "neutral", "negative"]
+    rows = [{"user": f"small{u:02d}", "text": f"Small user {u} writes tweet {i}", "label": label}
+            for u in range(12) for i, label in enumerate(labels)]
+    _ok(ws("import", str(_write(tmp_path / "small.jsonl", rows)), "--task", "T"))
+    users = [arg for u in range(12) for arg in ("--user", f"small{u:02d}")]
+    result = _ok(ws("train", "--task", "T", *users, *TRAIN))
+    assert result.stderr.count("warning:") == 1, result.stderr
+    warning = " ".join(result.stderr[result.stderr.index("warning:"):].split())  # unwrapped
+    assert warning.startswith("warning: 12 users' new versions are active, though scored on no validation rows")
+    assert "small00 (5), small01 (5)" in warning and warning.endswith("small09 (5) and 2 more")
+
+
 # -- rename and delete --------------------------------------------------------------------------------------------
 def test_rename_a_task_and_a_user_then_delete_the_user(ws: Workspace, tmp_path: Path) -> None:
     file = _write(tmp_path / "r.jsonl", [{"user": "rex", "text": f"r {i}", "label": "a"} for i in range(3)])
