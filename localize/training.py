@@ -138,8 +138,9 @@ class TrainingArguments:
                                          "an encoding in which every annotator's view is a linear map, which a "
                                          "user's linear head can express."})
     min_labels: int = field(default=4, metadata={"help": "Fewest labels a user needs to train."})
-    calibrate: bool = field(default=True, metadata={"help": "Fit a temperature on the validation rows and fold it "
-                            "into the head, so served probabilities are calibrated (the chosen labels never change); "
+    calibrate: bool = field(default=True, metadata={"help": "Fit a temperature (folded into the head) and a uniform "
+                            "share of probability (for labels the annotator gives inconsistently) on the validation "
+                            "rows, so served probabilities are calibrated (the chosen labels never change); "
                             "the task prior is never rescaled (users' heads are pulled toward its head)."})
     mixed_precision: str = field(default="auto", metadata={"help": "auto: bfloat16 autocast on a GPU that has it, "
                                  "and on a CPU with bfloat16 matrix units (Intel AMX), float32 on other CPUs. bf16: "
