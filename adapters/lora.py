@@ -8,7 +8,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from localize.adapters.base import (
     SITE_MODULES,
     BatchHooks,
@@ -19,6 +18,7 @@ from localize.adapters.base import (
     per_row_linear,
     register_method,
 )
+from localize.adapters.dropout import dropout as fast_dropout
 
 
 @dataclass
@@ -55,7 +55,7 @@ class _LoraHooks(BatchHooks):
         a = self.params[peft_key(layer, site, "lora_A.weight")]  # [(batch,) r, in]
         b = self.params[peft_key(layer, site, "lora_B.weight")]  # [(batch,) out, r]
         dropout = self.method.config.dropout if self.training else 0.0
-        inner = per_row_linear(F.dropout(x, dropout, self.training), a)  # [batch, seq, r]
+        inner = per_row_linear(fast_dropout(x, dropout, self.training), a)  # [batch, seq, r]
         return out + per_row_linear(inner, b) * self.method.scale
 
 

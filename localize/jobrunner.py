@@ -1,4 +1,5 @@
-"""Runs queued training jobs in this process with a progress bar each (the CLI, the demo and eval use it)."""
+"""Runs queued training jobs in this process with a progress bar each, or for many jobs one overall bar and the
+running job's (the CLI, the demo and eval use it)."""
 from __future__ import annotations
 
 import re
@@ -28,6 +29,7 @@ from localize.services import jobs as job_service
 from localize.worker import new_worker_id
 
 _ROWS = re.compile(r"training on (\d+) labels, validating on (\d+)")
+MAX_BARS = 10  # more jobs than this show one overall bar and the running job's
 
 
 class Interrupted(KeyboardInterrupt):
@@ -82,12 +84,26 @@ def _run(runtime: Runtime, job_ids: list[int], worker_id: str, console: Console 
                   TextColumn("ETA"), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
                   console=console or Console(), transient=False, expand=True) as progress:
+        # Many jobs (a whole task's users) share one bar: a bar per finished job would redraw hundreds of lines
+        # on every refresh, costing the jobs CPU time; the summary after the run lists every job.
+        overall = progress.add_task(f"{len(job_ids):,} jobs", total=len(job_ids), status="") \
+            if len(job_ids) > MAX_BARS else None
+
+        def done(bar: int, job: Job, status: str) -> None:
+            finished.append(job)
+            if overall is None:
+                progress.update(bar, completed=1.0, status=status)
+                return
+            progress.remove_task(bar)
+            failed = sum(1 for j in finished if j.state != JobState.SUCCEEDED)
+            progress.update(overall, completed=len(finished),
+                            status=f"{len(finished):,} finished" + (f", {failed:,} not succeeded" if failed else ""))
+
         for job_id in job_ids:
             bar = progress.add_task(names.get(job_id, f"job {job_id}"), total=1.0, status="")
             claimed, job = _claim_or_wait(runtime, job_id, worker_id, lambda s, bar=bar: progress.update(bar, status=s))
             if claimed is None:
-                progress.update(bar, completed=1.0, status=f"{job.state} on worker {job.worker_id or '-'}")
-                finished.append(job)
+                done(bar, job, f"{job.state} on worker {job.worker_id or '-'}")
                 continue
 
             name = names.get(job_id, f"job {job_id}")
@@ -99,8 +115,7 @@ def _run(runtime: Runtime, job_ids: list[int], worker_id: str, console: Console 
                 progress.update(bar, completed=fraction, status=message)
 
             job = job_runs.run_job(runtime=runtime, job_id=job_id, worker_id=worker_id, progress=report)
-            progress.update(bar, completed=1.0, status=job.state)  # a failure's reason is printed whole after
-            finished.append(job)
+            done(bar, job, job.state)  # a failure's reason is printed whole after
     return finished
 
 

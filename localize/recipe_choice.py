@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from localize.activations import ActivationCache
 from localize.base_model import BaseModel
 from localize.engine import AdapterWeights
-from localize.training import Trainer, TrainingArguments, format_duration
+from localize.training import Trainer, TrainingArguments, classification_metrics, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -320,8 +319,8 @@ def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], 
 
 def _user_scores(targets: list[int], predicted: list[int], num_labels: int) -> tuple[float, float]:
     """Accuracy and macro-F1 over the labels in the user's truth or predictions (as ``localize eval`` scores)."""
-    return (float(accuracy_score(targets, predicted)),
-            float(f1_score(targets, predicted, average="macro", zero_division=0)))
+    scores = classification_metrics(targets, predicted, num_labels, absent_labels_score=False)
+    return scores["accuracy"], scores["macro_f1"]
 
 
 def _score(per_user: dict[str, tuple[list[int], list[int]]], num_labels: int) -> tuple[float, float, float]:

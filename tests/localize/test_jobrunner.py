@@ -100,3 +100,30 @@ def test_an_interrupted_cli_run_cancels_its_jobs(tmp_path: Path, how: str) -> No
                                            user=get_user(session=session, name="john"), args=ENDLESS)
         assert again.state == JobState.QUEUED
     runtime.database.dispose()
+
+
+def test_many_jobs_share_one_bar_that_counts_the_finished_and_failed(tmp_path: Path, monkeypatch) -> None:
+    """A whole task's hundreds of users: one overall bar, not a bar per finished job redrawn on every refresh."""
+    import io
+
+    from rich.console import Console
+
+    import localize.jobrunner as jobrunner
+
+    runtime = Runtime(Settings(home=tmp_path / "home", admin_key="k"))
+    runtime.upgrade_database()
+    with session_scope(runtime.database) as session:
+        task = create_task(session=session, name="gold", labels=LABELS)
+        data = demo_rows(12, users=(JOHN,))
+        upsert_labels(session=session, task=task, rows=[LabelRow(line=i + 1, **r) for i, r in enumerate(data)])
+        users = [get_user(session=session, name="john"), create_user(session=session, name="jane")]  # jane: no labels
+        quick = TrainingArguments(method="head", max_epochs=2)
+        job_ids = [job.id for job in job_service.queue_many(session=session, task=task, users=users, args=quick,
+                                                           prior=False)]
+    monkeypatch.setattr(jobrunner, "MAX_BARS", 1)
+    screen = io.StringIO()
+    finished = run_jobs_locally(runtime=runtime, job_ids=job_ids,
+                                console=Console(file=screen, width=160, force_terminal=False))
+    assert [job.state for job in finished] == [JobState.SUCCEEDED, JobState.FAILED]
+    shown = screen.getvalue().strip().splitlines()  # the final screen: finished jobs' bars are gone
+    assert len(shown) == 1 and "2 jobs" in shown[0] and "2 finished, 1 not succeeded" in shown[0]

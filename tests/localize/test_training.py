@@ -449,6 +449,24 @@ def test_a_prior_with_annotators_learns_each_annotators_own_labels(base, tiny_te
     assert torch.allclose(shared, torch.full_like(shared, 0.5), atol=0.1)
 
 
+def test_a_priors_figures_are_its_best_epochs_with_no_second_pass_over_its_rows(base, tiny_texts, monkeypatch):
+    texts, john, jane, label_set = tiny_texts
+    args = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, prior_max_epochs=3,
+                             validation_fraction=0.25, prior_patience=3).for_prior()
+    trainer = Trainer(base, args, texts + texts, john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24)
+    scored = []
+    original = Trainer._score
+    monkeypatch.setattr(Trainer, "_score", lambda self, split, weights: scored.append(len(split.texts))
+                        or original(self, split, weights))
+    trainer.train()
+    best = trainer.history[trainer.metrics["best_epoch"] - 1]
+    assert {k: trainer.metrics[k] for k in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")} == \
+        {k: best[k] for k in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}
+    assert "train_accuracy" not in trainer.metrics
+    # One validation pass per epoch, none over the training rows (a minute on a large task).
+    assert scored == [len(trainer.val_split.texts)] * len(trainer.history)
+
+
 def test_annotator_heads_are_off_for_one_annotator_or_weight_zero_and_annotators_must_pair_up(base, tiny_texts):
     texts, john, jane, label_set = tiny_texts
     args = TrainingArguments(method="head", max_epochs=1, validation_fraction=0.0).for_prior()
