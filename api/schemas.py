@@ -142,7 +142,7 @@ class TasksPublic(models.TasksPublic):
 
 class TaskDeletionPublic(BaseModel):
     model_config = examples({"task": "gold-sentiment", "users": 2, "labels": 600, "adapter_versions": 3, "jobs": 3,
-                             "files": ["var/adapters/task-1/user-1/v1", "var/adapters/task-1/user-1/v2",
+                             "texts": 300, "files": ["var/adapters/task-1/user-1/v1", "var/adapters/task-1/user-1/v2",
                                        "var/adapters/task-1/user-2/v1"], "files_not_removed": []})
 
     task: str
@@ -150,6 +150,7 @@ class TaskDeletionPublic(BaseModel):
     labels: int = Field(description="Labels deleted, of every user.")
     adapter_versions: int = Field(description="Adapter versions deleted (users' and the task prior's).")
     jobs: int = Field(description="Training jobs deleted, with their events.")
+    texts: int = Field(description="Texts deleted because no other task named them (labels or text pool).")
     files: list[str] = Field(description="Stored adapter versions whose files were deleted.")
     files_not_removed: list[str] = Field(description="Of those, the ones the store failed to remove (their rows are "
                                          "gone; the files are unused and may be removed by hand).")

@@ -61,6 +61,55 @@ def fit_calibration(logits: torch.Tensor, targets: torch.Tensor, *, shares: bool
     return best[1], best[2]
 
 
+def fit_calibration_correction(logits: list[np.ndarray], shares: list[float],
+                               targets: list[np.ndarray]) -> tuple[float, float]:
+    """``(c, a)``: the factor on every version's temperature and the uniform share added to every version's own
+    (``combined_share``), fitted by likelihood on rows none of the versions trained, stopped or calibrated on. One
+    ``[rows, K]`` array of served logits (temperature already applied), its uniform share and its ``[rows]`` label
+    indexes per version, pooled. Pulled toward no correction as a version's own pair is; ``(1, 0)`` without rows."""
+    import numpy as np
+
+    rows = sum(len(t) for t in targets)
+    if rows == 0:
+        return 1.0, 0.0
+    log_c = np.linspace(math.log(0.25), math.log(4.0), 161)
+    added = np.linspace(*UNIFORM_SHARE_RANGE, _SHARES)
+    nll = np.zeros((len(added), len(log_c)))
+    for z, share, y in zip(logits, shares, targets):
+        z = np.asarray(z, dtype=np.float64)[None] / np.exp(log_c)[:, None, None]  # [grid, rows, K]
+        z = np.exp(z - z.max(-1, keepdims=True))
+        picked = np.take_along_axis(z / z.sum(-1, keepdims=True), np.asarray(y)[None, :, None], -1)[..., 0]
+        for index, extra in enumerate(added):
+            total = combined_share(share, float(extra))
+            nll[index] -= np.log(np.clip(picked * (1 - total) + total / z.shape[-1], 1e-300, None)).sum(-1)
+    objective = nll / rows + (log_c[None] ** 2 + (added[:, None] / _SHARE_SCALE) ** 2) / (2 * rows)
+    share_index, scale_index = np.unravel_index(int(objective.argmin()), objective.shape)
+    return float(np.exp(log_c[scale_index])), float(added[share_index])
+
+
+def combined_share(own: float, added: float) -> float:
+    """A version's uniform share after a task-wide ``added`` share is spread over what its own share left."""
+    return 1 - (1 - own) * (1 - added)
+
+
+def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top label: the row-weighted mean gap between confidence and accuracy over equal-width bins."""
+    import numpy as np
+
+    if len(truth) == 0:
+        return float("nan")
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.sum() * abs(confidence[members].mean() - correct[members].mean())
+    return float(gap / len(truth))
+
+
 def spread_evenly(probabilities: torch.Tensor, share: float) -> torch.Tensor:
     """``(1 - share) * probabilities + share / labels`` over the last dimension: the served form of a fitted
     uniform share (the top label never changes)."""
@@ -113,5 +162,7 @@ def check_target_accuracy(value: float, *, name: str = "target_accuracy") -> flo
     return float(value)
 
 
-__all__ = ["calibration_record", "check_target_accuracy", "fit_calibration", "fit_temperature", "spread_evenly",
+__all__ = ["calibration_record", "check_target_accuracy", "expected_calibration_error", "fit_calibration",
+           "fit_calibration_correction", "fit_temperature", "combined_share",
+           "spread_evenly",
            "threshold_for"]

@@ -12,6 +12,13 @@ the trainers' ``held_out_text``), so no candidate's prior has trained on, or ear
 - a small one uses ``FOLDS`` folds by text, so every row is scored once and the choice rests on all of them.
 
 How stable the choice is: the winner of each fold, and the share of user resamples (bootstrap) each candidate wins.
+
+The held-out rows also correct calibration. A version's temperature is fitted on its own validation rows, which
+also chose its epoch (and a MAP head is refitted on them afterwards), so on unseen texts it can be surer than it
+is right; and a few dozen rows rarely show how often an annotator contradicts themselves. Each candidate's users
+are calibrated as in production, and one correction (a factor on their temperatures, a uniform share added to
+theirs) is fitted on the held-out rows they never saw; the winner's recipe carries it (``temperature_scale``,
+``added_uniform_share``) to every user's job.
 Nothing here touches the database; ``localize.services.recipe_choice`` runs it as a job and stores the result.
 """
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from localize.activations import ActivationCache
+from localize.calibration import combined_share, expected_calibration_error, fit_calibration_correction, spread_evenly
 from localize.base_model import BaseModel
 from localize.engine import AdapterWeights
 from localize.training import Trainer, TrainingArguments, classification_metrics, format_duration
@@ -123,6 +131,11 @@ class CandidateResult:
     seconds: float = 0.0  # priors and every user's fits, over all folds
     fold_scores: list[float] = field(default_factory=list)
     skipped: str | None = None  # why a candidate was not tried
+    # Calibration on the held-out rows: the correction fitted there, and ECE before and after it.
+    temperature_scale: float = 1.0
+    added_uniform_share: float = 0.0
+    held_out_ece: float | None = None
+    held_out_ece_corrected: float | None = None
     per_user: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,8 +201,7 @@ def choose_recipe(
     results = [CandidateResult(c.name, c.description) for c in candidates]
     scored_users = _sample_users(sorted({r.user for r in rows}))
     fits = len(scored_users) * len(splits)  # per candidate: one fit per scored user and fold
-    truth: dict[str, dict[str, list[int]]] = {r.name: {} for r in results}  # candidate -> user -> targets
-    guess: dict[str, dict[str, list[int]]] = {r.name: {} for r in results}
+    held_out: dict[str, dict[str, list[_HeldOut]]] = {r.name: {} for r in results}  # candidate -> user -> folds
     fold_scores: dict[str, list[float]] = {r.name: [] for r in results}
     priors: dict[str, AdapterWeights] = {}
     for index, held in enumerate(splits):
@@ -216,10 +228,10 @@ def choose_recipe(
                 logger.exception("recipe %s failed", candidate.name)
                 result.skipped = f"failed: {type(error).__name__}: {error}"
                 continue
-            for user, (targets, predicted) in per_user.items():
-                truth[candidate.name].setdefault(user, []).extend(targets)
-                guess[candidate.name].setdefault(user, []).extend(predicted)
-            fold_scores[candidate.name].append(_score(per_user, len(label_set))[2])
+            for user, rows_held in per_user.items():
+                held_out[candidate.name].setdefault(user, []).append(rows_held)
+            fold_scores[candidate.name].append(
+                _score({u: (h.targets, h.predicted) for u, h in per_user.items()}, len(label_set))[2])
             result.seconds += time.perf_counter() - tick
             progress(f"{candidate.name}, {where}: score {fold_scores[candidate.name][-1]:.3f} "
                      f"({time.perf_counter() - tick:.0f} s)")
@@ -228,13 +240,16 @@ def choose_recipe(
         raise ValueError("no recipe could be trained on this task's labels: "
                          + "; ".join(f"{r.name}: {r.skipped}" for r in results))
     # Users every tried candidate scored, so all are compared on the same rows.
-    common = set.intersection(*(set(truth[r.name]) for r in tried))
+    common = set.intersection(*(set(held_out[r.name]) for r in tried))
     for result in tried:
-        scored = {u: (truth[result.name][u], guess[result.name][u]) for u in common}
+        parts = [part for u in sorted(common) for part in held_out[result.name][u]]
+        scored = {u: (sum((h.targets for h in held_out[result.name][u]), []),
+                      sum((h.predicted for h in held_out[result.name][u]), [])) for u in common}
         result.per_user = {u: _user_scores(t, p, len(label_set)) for u, (t, p) in scored.items()}
         result.accuracy, result.macro_f1, result.score = _score(scored, len(label_set))
         result.users = len(scored)
         result.fold_scores = fold_scores[result.name]
+        _correct_calibration(result, parts)
     order = {c.name: i for i, c in enumerate(candidates)}
     by_name = {c.name: c for c in candidates}
     winner = max(tried, key=lambda r: (r.score, -order[r.name]))  # a tie goes to the candidate listed first
@@ -243,13 +258,50 @@ def choose_recipe(
     reusable = None
     if len(splits) == 1 and by_name[winner.name].uses_prior():
         reusable = priors.get(_prior_key(by_name[winner.name].args))
+    winner_args = dataclasses.replace(by_name[winner.name].args, temperature_scale=winner.temperature_scale,
+                                      added_uniform_share=winner.added_uniform_share)
     return RecipeChoice(
-        winner=winner.name, winner_args=by_name[winner.name].args, candidates=results, folds=len(splits),
+        winner=winner.name, winner_args=winner_args, candidates=results, folds=len(splits),
         users_scored=len(common), users=len({r.user for r in rows}),
         validation_texts=sum(len(h) for h in splits),
         validation_rows=sum(1 for r in rows if r.user in common and any(r.text in h for h in splits)),
         fold_winners=fold_winners, bootstrap_wins=_bootstrap_wins(tried, sorted(common)),
         seconds=time.perf_counter() - started, reusable_prior=reusable)
+
+
+@dataclass
+class _HeldOut:
+    """One user's fit scored on held-out rows: label indexes, predictions, and (when the fit was calibrated) its
+    served logits and uniform share."""
+    targets: list[int]
+    predicted: list[int]
+    logits: np.ndarray | None = None
+    share: float = 0.0
+
+
+def _correct_calibration(result: CandidateResult, parts: list[_HeldOut]) -> None:
+    """Fits the candidate's calibration correction on its calibrated fits' held-out rows, with ECE before and
+    after."""
+    parts = [p for p in parts if p.logits is not None and len(p.targets)]
+    if not parts:
+        return
+    logits, shares = [p.logits for p in parts], [p.share for p in parts]
+    targets = [np.asarray(p.targets) for p in parts]
+    scale, added = fit_calibration_correction(logits, shares, targets)
+    result.temperature_scale, result.added_uniform_share = round(scale, 4), round(added, 4)
+    truth = np.concatenate(targets)
+
+    def probabilities(scale: float, added: float) -> np.ndarray:
+        return np.concatenate([spread_evenly(_softmax(z / scale), combined_share(s, added))
+                               for z, s in zip(logits, shares)])
+
+    result.held_out_ece = round(expected_calibration_error(probabilities(1.0, 0.0), truth), 4)
+    result.held_out_ece_corrected = round(expected_calibration_error(probabilities(scale, added), truth), 4)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def _sample_users(users: list[str]) -> set[str]:
@@ -281,8 +333,8 @@ def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], label_set:
 def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], val_rows: list[Row],
                label_set: list[str], init: AdapterWeights | None, cache: ActivationCache | None, *,
                budget_seconds: float | None = None, fits: int = 0,
-               progress: Progress | None = None) -> dict[str, tuple[list[int], list[int]]]:
-    """Per user with held-out rows and enough training rows: (targets, predictions) on the held-out rows. With
+               progress: Progress | None = None) -> dict[str, _HeldOut]:
+    """Per user with held-out rows and enough training rows: what the fit said on the held-out rows. With
     ``budget_seconds``, once a few users are fitted, their mean time times ``fits`` is the projected cost: over the
     budget, nothing more is trained. ``progress`` hears how many users are done (at most
     every few seconds)."""
@@ -293,7 +345,6 @@ def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], 
     for r in val_rows:
         val_by_user.setdefault(r.user, []).append(r)
     out = {}
-    args = dataclasses.replace(args, calibrate=False)  # calibration never changes an answer: the choice skips it
     started = reported = time.perf_counter()
     for done, (user, held) in enumerate(sorted(val_by_user.items())):
         if progress is not None and done and time.perf_counter() - reported >= PROGRESS_SECONDS:
@@ -305,8 +356,10 @@ def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], 
             continue
         trainer = Trainer(base, args, [r.text for r in own], [r.label for r in own], label_set, init=init, cache=cache)
         trainer.train()
-        predicted = trainer.predict_proba([r.text for r in held]).argmax(1).tolist()
-        out[user] = ([label_set.index(r.label) for r in held], predicted)
+        logits = trainer.predict_logits([r.text for r in held]).numpy()
+        out[user] = _HeldOut([label_set.index(r.label) for r in held], logits.argmax(1).tolist(),
+                             logits if args.calibrate and trainer.val_split is not None else None,
+                             trainer.uniform_share)
         if budget_seconds is not None and len(out) >= BUDGET_PROBE_USERS:
             spent = time.perf_counter() - started
             projected = spent / len(out) * fits

@@ -72,6 +72,8 @@ def applicable_arguments(args: dict[str, Any], *, prior: bool = False) -> dict[s
     """``args`` without those the job's recipe never reads: a MAP head has no epochs, a user's job does not train
     the prior, a prior does not fit users' heads, and only a head-only recipe fits a head at all."""
     drop: set[str] = set()
+    if prior or not args.get("calibrate", True):
+        drop.update(("temperature_scale", "added_uniform_share"))  # a prior is never calibrated
     if prior:
         drop.update(_HEAD_ARGUMENTS)
         if args.get("train_scope") == "head":

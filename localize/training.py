@@ -36,7 +36,7 @@ from localize.activations import ActivationCache, get_activation_cache, pad_hidd
 from localize.adapters import available_methods, get_method, make_method
 from localize.adapters.base import apply_head, init_head
 from localize.base_model import BaseModel
-from localize.calibration import calibration_record, fit_calibration, spread_evenly
+from localize.calibration import calibration_record, combined_share, fit_calibration, spread_evenly
 from localize.engine import AdapterWeights, forward_pooled
 from localize.recipes import DEFAULT_RECIPE, DEFAULT_RECIPE_METHOD
 from localize.errors import ValidationError
@@ -141,6 +141,16 @@ class TrainingArguments:
                             "share of probability (for labels the annotator gives inconsistently) on the validation "
                             "rows, so served probabilities are calibrated (the chosen labels never change); "
                             "the task prior is never rescaled (users' heads are pulled toward its head)."})
+    temperature_scale: float = field(default=1.0, metadata={"help": "With calibrate: each version's fitted "
+                                     "temperature is multiplied by this. Whole-task training measures it on texts "
+                                     "no candidate trained, stopped or calibrated on (a version's own validation "
+                                     "rows also chose its epoch, which can leave it surer than it should be) and "
+                                     "stores it with the task's recipe; 1: no correction."})
+    added_uniform_share: float = field(default=0.0, metadata={"help": "With calibrate: a uniform share spread over "
+                                       "what each version's own fitted share leaves (measured with "
+                                       "temperature_scale, on the task's pooled held-out rows: a few dozen "
+                                       "validation rows rarely show how often an annotator contradicts "
+                                       "themselves); 0: none."})
     mixed_precision: str = field(default="auto", metadata={"help": "auto: bfloat16 autocast on a GPU that has it, "
                                  "and on a CPU with bfloat16 matrix units (Intel AMX), float32 on other CPUs. bf16: "
                                  "on any CPU too. On a CPU, training steps that run encoder layers (a task prior, "
@@ -191,6 +201,8 @@ class TrainingArguments:
             (self.head_fit in HEAD_FITS, f"head_fit={self.head_fit!r} must be one of {HEAD_FITS}"),
             (self.mixed_precision in MIXED_PRECISIONS,
              f"mixed_precision={self.mixed_precision!r} must be one of {MIXED_PRECISIONS}"),
+            (0.05 <= self.temperature_scale <= 20, f"temperature_scale={self.temperature_scale} must be in [0.05, 20]"),
+            (0 <= self.added_uniform_share < 1, f"added_uniform_share={self.added_uniform_share} must be in [0, 1)"),
             (self.head_prior_strength >= 0, f"head_prior_strength={self.head_prior_strength} must be >= 0"),
             (0 <= self.head_hidden <= 8192, f"head_hidden={self.head_hidden} must be in 0..8192"),
             (self.annotator_loss_weight >= 0, f"annotator_loss_weight={self.annotator_loss_weight} must be >= 0"),
@@ -215,7 +227,8 @@ class TrainingArguments:
         learning rate and class weighting, and stopping on validation loss (a prior learns label shares and every
         annotator's labels: distributions, for which the loss is the proper score)."""
         user_only = {name: TrainingArguments.__dataclass_fields__[name].default
-                     for name in ("head_fit", "head_prior_strength", "head_hidden")}  # how users fit heads on it
+                     for name in ("head_fit", "head_prior_strength", "head_hidden", "temperature_scale",
+                                  "added_uniform_share")}  # how users fit heads on it
         return dataclasses.replace(self, train_scope="all", init_from_prior=False, early_stopping="loss", **user_only,
                                    calibrate=False, patience=self.prior_patience or self.patience,
                                    max_epochs=self.prior_max_epochs or self.max_epochs,
@@ -453,6 +466,9 @@ class Trainer:
         if self.args.calibrate:
             self.temperature, self.uniform_share = fit_calibration(logits,
                                                                    self._loss_targets(self.val_split, slice(None)))
+            # The task's correction, measured where neither this version's epoch nor its pair was chosen.
+            self.temperature *= self.args.temperature_scale
+            self.uniform_share = combined_share(self.uniform_share, self.args.added_uniform_share)
         self.val_probabilities = spread_evenly(torch.softmax(logits / self.temperature, dim=-1),
                                                self.uniform_share).cpu()
         self.metrics["temperature"] = self.temperature
@@ -596,9 +612,13 @@ class Trainer:
     def predict_proba(self, texts: list[str]) -> torch.Tensor:
         """Probabilities ``[len(texts), labels]`` of the adapter as trained so far, through the engine's forward on
         cached frozen activations (what :meth:`evaluate` scores)."""
+        return spread_evenly(torch.softmax(self.predict_logits(texts), dim=-1), self.uniform_share)
+
+    def predict_logits(self, texts: list[str]) -> torch.Tensor:
+        """Logits ``[len(texts), labels]`` as served (a fitted temperature is folded into the head once training
+        ends); :meth:`predict_proba` spreads the uniform share over their softmax."""
         split = self._make_split_from(texts, [0] * len(texts))
-        return spread_evenly(torch.softmax(self._all_logits(split).float(), dim=-1),
-                             self.uniform_share).cpu()
+        return self._all_logits(split).float().cpu()
 
     def result(self) -> AdapterWeights:
         meta = {"metrics": self.metrics, "history": self.history, "training_args": self.args.to_dict()}

@@ -202,8 +202,9 @@ def fast_recipe_candidates(monkeypatch):
     from localize.training import TrainingArguments
 
     def head(strength: float) -> TrainingArguments:
+        # A large validation share, so users' heads are calibrated and the choice measures its correction.
         return TrainingArguments(method="head", method_options={}, train_scope="head", prior_max_epochs=5,
-                                 head_prior_strength=strength)
+                                 head_prior_strength=strength, validation_fraction=0.4)
 
     stubborn = Candidate("stubborn-head", head(1e6), "held at the pooled head: a user in the minority is always wrong")
     loose = Candidate("loose-head", head(0.1), "learns each user")

@@ -120,12 +120,12 @@ LabelId = Annotated[int, Path(ge=1, le=MAX_ID, description="The label's id.")]
 @router.delete("/users/{user}/labels/{label_id}", response_model=DeletedPublic)
 def delete_label(task: TaskDep, owner: OwnerDep, label_id: LabelId,
                  session: SessionDep) -> DeletedPublic:
-    """Delete one of a user's labels."""
+    """Delete one of a user's labels (and its text, if no other label or text pool holds it)."""
     return DeletedPublic(deleted=label_service.delete_labels(session=session, task=task, user=owner,
                                                              label_ids=[label_id]))
 
 
 @router.delete("/users/{user}/labels", response_model=DeletedPublic)
 def delete_labels(task: TaskDep, owner: OwnerDep, session: SessionDep) -> DeletedPublic:
-    """Delete all of a user's labels in a task."""
+    """Delete all of a user's labels in a task (and their texts that no other label or text pool holds)."""
     return DeletedPublic(deleted=label_service.delete_labels(session=session, task=task, user=owner))

@@ -27,12 +27,13 @@ class Rename(BaseModel):
 
 class UserDeletionPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"user": "jon", "labels": 120, "adapter_versions": 2, "jobs": 3, "files_not_removed": []}]})
+        {"user": "jon", "labels": 120, "adapter_versions": 2, "jobs": 3, "texts": 15, "files_not_removed": []}]})
 
     user: str
     labels: int = Field(description="Labels removed, over every task.")
     adapter_versions: int = Field(description="Adapter versions removed, files included.")
     jobs: int = Field(description="Training jobs removed, with their events.")
+    texts: int = Field(description="Texts removed because no other user's label and no task's text pool named them.")
     files_not_removed: list[str] = Field(description="Stored versions whose files could not be removed.")
 
 
@@ -65,8 +66,8 @@ def rename_user(user: UserName, body: Rename, session: SessionDep) -> UserPublic
 
 @router.delete("/users/{user}", response_model=UserDeletionPublic, responses=problem_responses(409))
 def delete_user(user: UserName, session: SessionDep, runtime: RuntimeDep) -> UserDeletionPublic:
-    """Delete a user with their key, labels, adapter versions (files included) and jobs, in every task; refused
-    while one of their jobs is running."""
+    """Delete a user with their key, labels, adapter versions (files included) and jobs, in every task, and the
+    texts no one else labelled and no task's pool holds; refused while one of their jobs is running."""
     row = user_service.get_user(session=session, name=user)
     return UserDeletionPublic.model_validate(renames.delete_user(session=session, runtime=runtime, user=row).to_dict())
 

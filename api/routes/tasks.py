@@ -56,7 +56,7 @@ def get_task(task: TaskDep) -> TaskPublic:
 @router.delete("/{task}", response_model=TaskDeletionPublic, responses=problem_responses(403, 404, 409, 422),
                dependencies=[AdminOnly])
 def delete_task(task: TaskDep, session: SessionDep, runtime: RuntimeDep) -> TaskDeletionPublic:
-    """Delete a task with every user's labels in it, its adapter versions and their stored files, and its jobs
-    (admin); refused while one of its jobs is running."""
+    """Delete a task with every user's labels in it, its text pool, its adapter versions and their stored files,
+    its jobs, and the texts no other task uses (admin); refused while one of its jobs is running."""
     deletion = task_service.delete_task(session=session, runtime=runtime, task=task)
     return TaskDeletionPublic.model_validate(deletion.to_dict())

@@ -55,6 +55,11 @@ def _print_choice(choice: dict | None) -> None:
     print_table(["candidate", "val accuracy", "val macro-F1", "score", "wins (user resamples)", "seconds"], rows)
     if choice.get("fold_winners") and choice["folds"] > 1:
         out().print("winner per fold: " + ", ".join(choice["fold_winners"]), highlight=False)
+    winner = next((c for c in choice["candidates"] if c["name"] == choice["recipe"]), {})
+    if winner.get("held_out_ece") is not None:
+        out().print(f"calibration, corrected on the held-out rows: temperatures x {winner['temperature_scale']:.2f}, "
+                    f"uniform share + {winner['added_uniform_share']:.2f} (ECE there {winner['held_out_ece']:.3f} -> "
+                    f"{winner['held_out_ece_corrected']:.3f})", highlight=False)
 
 
 @tasks_app.command("recipe")

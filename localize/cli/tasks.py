@@ -71,8 +71,8 @@ def tasks_delete(
     name: str,
     yes: Annotated[bool, typer.Option("--yes", help="Delete without asking for confirmation.")] = False,
 ) -> None:
-    """Delete a task with every user's labels in it, its adapter versions and their stored files, and its jobs.
-    Users, their keys and other tasks stay. Asks first unless --yes."""
+    """Delete a task with every user's labels in it, its text pool, its adapter versions and their stored files,
+    its jobs, and the texts no other task uses. Users, their keys and other tasks stay. Asks first unless --yes."""
     from localize.services.tasks import delete_task, deletion_plan
 
     with services() as (runtime, session):
@@ -87,7 +87,8 @@ def tasks_delete(
             typer.confirm(f"delete task {name!r} and all of the above?", abort=True)
         deleted = delete_task(session=session, runtime=runtime, task=task)
         out().print(f"deleted task {name!r}: {deleted.labels} label(s), {deleted.adapter_versions} adapter "
-                    f"version(s), {deleted.jobs} job(s)", highlight=False)
+                    f"version(s), {deleted.jobs} job(s), {deleted.texts} text(s) no other task uses",
+                    highlight=False)
         for location in deleted.files_not_removed:
             err().print(f"[yellow]warning:[/yellow] could not remove {location}; it is unused and can be removed "
                         "by hand")

@@ -94,6 +94,6 @@ def users_delete(
         print_json(report.to_dict())
         return
     out().print(f"deleted user {report.user!r}: {report.labels} label(s), {report.adapter_versions} adapter "
-                f"version(s), {report.jobs} job(s)")
+                f"version(s), {report.jobs} job(s), {report.texts} text(s) no one else labelled")
     for location in report.files_not_removed:
         out().print(f"[yellow]warning:[/yellow] could not remove {location}")

@@ -6,21 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
-    """ECE of the top label: the row-weighted mean gap between confidence and accuracy over equal-width bins."""
-    if len(truth) == 0:
-        return float("nan")
-    confidence = probabilities.max(1)
-    correct = probabilities.argmax(1) == truth
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    gap = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            gap += members.sum() * abs(confidence[members].mean() - correct[members].mean())
-    return float(gap / len(truth))
-
 
 def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
     """Per confidence bin: (mean confidence, accuracy, rows), for the bins that hold rows."""

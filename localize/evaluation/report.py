@@ -16,12 +16,8 @@ from localize.base_model import BaseModel
 from localize.errors import ValidationError
 from localize.evaluation.baselines import BASELINES
 from localize.evaluation.choice import candidate_runs, choose_for
-from localize.evaluation.calibration import (
-    coverage_accuracy,
-    expected_calibration_error,
-    per_user_abstention,
-    reliability,
-)
+from localize.calibration import expected_calibration_error
+from localize.evaluation.calibration import coverage_accuracy, per_user_abstention, reliability
 from localize.evaluation.data import EvalData
 from localize.evaluation.harness import Harness, MethodResult, Recipe
 
@@ -322,6 +318,19 @@ def _choice_lines(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _correction_sentence(entry: dict[str, Any]) -> str:
+    """What the choice's calibration correction did on its held-out rows (empty without one)."""
+    choice = entry.get("recipe_choice") or {}
+    winner = next((c for c in choice.get("candidates", []) if c["name"] == choice.get("recipe")), None)
+    if not winner or winner.get("held_out_ece") is None:
+        return ""
+    return (f" Each user's probabilities were calibrated on their own validation rows, then corrected task-wide "
+            f"by what the recipe choice measured on its held-out texts (rows no calibrated model had seen): "
+            f"temperatures times {winner['temperature_scale']:.2f} and a uniform share of "
+            f"{winner['added_uniform_share']:.2f} added, which took the held-out rows' ECE from "
+            f"{winner['held_out_ece']:.3f} to {winner['held_out_ece_corrected']:.3f}.")
+
+
 def _run_record(entries: list[dict[str, Any]], *, command: str | None, min_train: int,
                 min_test: int) -> dict[str, Any]:
     """How the results were produced, kept in every entry of ``accuracy.json`` so the report can be re-rendered from
@@ -459,7 +468,7 @@ def write_report(entries: list[dict[str, Any]], out_dir: Path, *, command: str |
             f"Expected calibration error of **{_display_name(calibration['method'])}** (15 bins, top label): "
             f"**{calibration['ece']:.3f}** on test rows"
             + (f", {calibration['ece_validation']:.3f} on the users' validation rows" if calibration["ece_validation"]
-               is not None else "") + ".",
+               is not None else "") + "." + _correction_sentence(entry),
             "",
             "| per-user threshold picked on the user's validation rows for | users | mean test coverage | "
             "mean test accuracy on answered rows |",

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -20,6 +20,7 @@ from localize.db.models import Label, Task, Text, User, aware, utcnow
 from localize.errors import NotFoundError, PayloadTooLargeError
 from localize.hashing import text_hash
 from localize.labels_io import LabelRow, RowError
+from localize.services import texts as text_service
 from localize.services import webhooks as webhook_service
 from localize.services.users import check_user_name
 from localize.suggest import did_you_mean
@@ -120,11 +121,14 @@ def upsert_labels(
                 errors=len(report.errors))
             session.commit()
             return report
-        except OperationalError as error:
-            # PostgreSQL may pick this transaction as a deadlock victim or fail it on serialization; nothing of it
-            # was stored, so it is run again from the start.
+        except (OperationalError, IntegrityError) as error:
+            # PostgreSQL may pick this transaction as a deadlock victim or fail it on serialization, and a text it
+            # found may have been deleted meanwhile with the last labels that named it; nothing of it was stored,
+            # so it is run again from the start.
             session.rollback()
-            if getattr(error.orig, "sqlstate", None) not in _RETRYABLE or attempt == _ATTEMPTS - 1:
+            retryable = (text_service.names_a_deleted_text(error) if isinstance(error, IntegrityError)
+                         else getattr(error.orig, "sqlstate", None) in _RETRYABLE)
+            if not retryable or attempt == _ATTEMPTS - 1:
                 raise
             report.created, report.updated, report.unchanged = 0, [], 0
             time.sleep(0.05 * (attempt + 1))
@@ -268,17 +272,22 @@ def list_labels(
 
 
 def delete_labels(*, session: Session, task: Task, user: User, label_ids: list[int] | None = None) -> int:
-    """Deletes the given labels of ``user`` (all of them when ``label_ids`` is None); returns how many."""
+    """Deletes the given labels of ``user`` (all of them when ``label_ids`` is None), and then their texts where
+    nothing else names them; returns how many labels."""
     statement = sa_delete(Label).where(Label.task_id == task.id, Label.user_id == user.id)
+    named = select(Label.id).where(Label.task_id == task.id, Label.user_id == user.id)
     if label_ids is not None:
-        owned = set(session.exec(select(Label.id).where(Label.task_id == task.id, Label.user_id == user.id,
-                                                        Label.id.in_(label_ids))))
+        owned = set(session.exec(named.where(Label.id.in_(label_ids))))
         unknown = sorted(set(label_ids) - owned)
         if unknown:
             raise NotFoundError(f"label id(s) {unknown} do not exist for user {user.name!r} in task {task.name!r}")
         statement = statement.where(Label.id.in_(label_ids))
+    else:
+        owned = set(session.exec(named))
+    text_ids = text_service.text_ids_named(session, label_ids=owned)
     deleted = session.exec(statement).rowcount
     session.commit()
+    text_service.delete_unnamed_texts(session, text_ids)
     return deleted
 
 

@@ -17,6 +17,7 @@ from localize.errors import ConflictError, NotFoundError, ValidationError
 from localize.names import NAME_RULE, is_valid_name
 from localize.services.tasks import check_label_set, find_task
 from localize.services.users import check_user_name, find_user
+from localize.services import texts as text_service
 from localize.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class UserDeletion:
     labels: int = 0
     adapter_versions: int = 0
     jobs: int = 0
+    texts: int = 0  # texts that only their labels or skips named, deleted with them
     files_not_removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -69,8 +71,8 @@ class UserDeletion:
 
 
 def delete_user(*, session: Session, runtime: Runtime, user: User) -> UserDeletion:
-    """Deletes ``user`` with their key, their labels in every task, their adapter versions (rows and files) and
-    their jobs; texts and other users' data stay. Refused while one of their jobs is running (its worker would
+    """Deletes ``user`` with their key, their labels in every task, their adapter versions (rows and files), their
+    jobs, and then the texts nothing else names (what only they labelled); other users' data stay. Refused while one of their jobs is running (its worker would
     register an adapter for a user who no longer exists). Rows go in one transaction, files after it commits."""
     running = session.exec(select(Job.id).where(Job.user_id == user.id, Job.state == JobState.RUNNING)).first()
     if running is not None:
@@ -81,6 +83,7 @@ def delete_user(*, session: Session, runtime: Runtime, user: User) -> UserDeleti
     labels = session.exec(select(func.count()).select_from(Label).where(Label.user_id == user.id)).one()
     jobs = session.exec(select(func.count()).select_from(Job).where(Job.user_id == user.id)).one()
     report = UserDeletion(user=user.name, labels=labels, adapter_versions=len(versions), jobs=jobs)
+    text_ids = text_service.text_ids_named(session, user_id=user.id)
     job_ids = select(Job.id).where(Job.user_id == user.id)
     version_ids = select(AdapterVersion.id).where(AdapterVersion.user_id == user.id)
     session.exec(delete(JobEvent).where(JobEvent.job_id.in_(job_ids)))
@@ -92,6 +95,7 @@ def delete_user(*, session: Session, runtime: Runtime, user: User) -> UserDeleti
     session.exec(delete(User).where(User.id == user.id))
     session.commit()
     session.expunge_all()
+    report.texts = text_service.delete_unnamed_texts(session, text_ids)
     store = runtime.store
     for key, version in sorted(versions):
         try:

@@ -71,7 +71,14 @@ def pin_recipe(*, session: Session, task: Task, name: str | None) -> Task:
             candidate = candidate_named(name)
         except ValueError as error:
             raise ValidationError(str(error)) from None
-        current.update(recipe=candidate.name, args=candidate.args.to_dict(), pinned=True, pinned_at=_now())
+        args = candidate.args.to_dict()
+        # The last choice's calibration correction for this recipe, when it measured one, comes with it.
+        measured = next((c for c in (current.get("choice") or {}).get("candidates", [])
+                         if c["name"] == name and c.get("held_out_ece") is not None), None)
+        if measured:
+            args.update(temperature_scale=measured["temperature_scale"],
+                        added_uniform_share=measured["added_uniform_share"])
+        current.update(recipe=candidate.name, args=args, pinned=True, pinned_at=_now())
     task.recipe = current
     flag_modified(task, "recipe")
     session.add(task)

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from localize.calibration import check_target_accuracy
 from localize.db.models import AdapterVersion, Job, JobEvent, JobState, Label, PoolText, Task, TaskRetraining, TextSkip
 from localize.names import NAME_RULE, is_valid_name
+from localize.services import texts as text_service
 from localize.errors import ConflictError, NotFoundError, ValidationError
 from localize.validation import check_text
 
@@ -112,11 +113,12 @@ class TaskDeletion:
     jobs: int = 0
     files: list[str] = field(default_factory=list)  # stored adapter versions, as the store names them
     files_not_removed: list[str] = field(default_factory=list)
+    texts: int = 0  # texts that nothing else named any more, deleted with the task
 
     def to_dict(self) -> dict:
         return {"task": self.task, "users": self.users, "labels": self.labels,
-                "adapter_versions": self.adapter_versions, "jobs": self.jobs, "files": self.files,
-                "files_not_removed": self.files_not_removed}
+                "adapter_versions": self.adapter_versions, "jobs": self.jobs, "texts": self.texts,
+                "files": self.files, "files_not_removed": self.files_not_removed}
 
 
 def deletion_plan(*, session: Session, store: AdapterStore, task: Task) -> TaskDeletion:
@@ -131,9 +133,10 @@ def deletion_plan(*, session: Session, store: AdapterStore, task: Task) -> TaskD
 
 
 def delete_task(*, session: Session, runtime: Runtime, task: Task) -> TaskDeletion:
-    """Deletes ``task`` with every user's labels in it, its adapter versions (rows and stored files), its jobs and
-    their events; users, their keys and the texts stay. Refused while a job of the task is running (cancel it
-    first): its worker would write an adapter for a task that no longer exists.
+    """Deletes ``task`` with every user's labels in it, its text pool, its adapter versions (rows and stored files),
+    its jobs and their events, and then the texts no other task names; users and their keys stay. Refused while a
+    job of the task is running (cancel it first): its worker would write an adapter for a task that no longer
+    exists.
 
     The rows go in one transaction; the files after it commits, so a failure leaves files without rows (harmless,
     reported in ``files_not_removed``), never rows without files. Adapters this process holds resident are
@@ -144,6 +147,7 @@ def delete_task(*, session: Session, runtime: Runtime, task: Task) -> TaskDeleti
         raise ConflictError(f"job {running} of task {task.name!r} is running; cancel it (or wait for it) before "
                             "deleting the task")
     plan = deletion_plan(session=session, store=store, task=task)
+    text_ids = text_service.text_ids_named(session, task_id=task.id)
     versions = [(row.store_key, row.version) for row in
                 session.exec(select(AdapterVersion).where(AdapterVersion.task_id == task.id))]
     job_ids = select(Job.id).where(Job.task_id == task.id)
@@ -160,6 +164,7 @@ def delete_task(*, session: Session, runtime: Runtime, task: Task) -> TaskDeleti
     session.exec(delete(Task).where(Task.id == task.id))
     session.commit()
     session.expunge_all()  # the deleted rows must not be flushed back
+    plan.texts = text_service.delete_unnamed_texts(session, text_ids)
     for key, version in sorted(versions):
         location = store.location(key, version)
         try:

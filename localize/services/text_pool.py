@@ -8,13 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, union
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from localize.db.models import Label, PoolText, Task, Text, TextSkip, User
 from localize.errors import PayloadTooLargeError, ValidationError
 from localize.labels_io import RowError, read_records
 from localize.validation import text_problem
+from localize.services import texts as text_service
 from localize.services.labels import _chunks, _dialect_insert, _ensure_texts
+
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,20 @@ def add_texts(
     by_text: dict[str, PoolRow] = {}
     for row in rows:
         by_text.setdefault(row.text, row)
+    for attempt in range(_ATTEMPTS):
+        try:
+            report.added = _store_pool_rows(session, task, by_text)
+            break
+        except IntegrityError as error:  # a text found was deleted meanwhile: nothing was stored, run it again
+            session.rollback()
+            if not text_service.names_a_deleted_text(error) or attempt == _ATTEMPTS - 1:
+                raise
+    report.already_in_pool = len(rows) - report.added
+    return report
+
+
+def _store_pool_rows(session: Session, task: Task, by_text: dict[str, PoolRow]) -> int:
+    """Adds the texts that are not in the pool yet and commits; returns how many."""
     text_ids = _ensure_texts(session, sorted(by_text))
     present = set()
     for chunk in _chunks(list(text_ids.values())):
@@ -117,9 +135,7 @@ def add_texts(
         else:  # a concurrent upload of the same texts is skipped, not an error
             session.exec(insert(PoolText).values(chunk).on_conflict_do_nothing(index_elements=["task_id", "text_id"]))
     session.commit()
-    report.added = len(new)
-    report.already_in_pool = len(rows) - len(new)
-    return report
+    return len(new)
 
 
 def list_pool(*, session: Session, task: Task, offset: int = 0, limit: int = 100) -> tuple[list[tuple[PoolText, str]], int]:

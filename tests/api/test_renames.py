@@ -33,7 +33,8 @@ def test_delete_a_user_with_their_labels(ws, john):
     ws.upload("john", rows(TEXTS[:6], JOHN_LABELS[:6]), headers=john)
     deleted = ws.client.delete("/users/john", headers=ADMIN)
     assert deleted.status_code == 200
-    assert deleted.json() == {"user": "john", "labels": 6, "adapter_versions": 0, "jobs": 0, "files_not_removed": []}
+    assert deleted.json() == {"user": "john", "labels": 6, "adapter_versions": 0, "jobs": 0, "texts": 6,
+                             "files_not_removed": []}
     assert ws.count(User) == 0 and ws.count(Label) == 0
     assert ws.client.get(f"/tasks/{TASK}/users/john/labels", headers=john).status_code == 401  # the key died too
 

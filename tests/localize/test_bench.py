@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from localize.bench import BENCHMARKS, BenchSizes, run_benchmarks
+from localize.bench.report import KEPT_MARKER, write_report
 
 TINY = BenchSizes(batch=8, registered_users=16, repeats=1, warmup=1, load_adapters=5, distinct_user_counts=(1, 8),
                   fanout_users=80, fanout_distinct=5, fanout_scaling=(10, 80), fanout_head_sizes=(0,), fanout_burst=2,
@@ -98,6 +99,11 @@ def test_bench_report_has_the_curve_the_scaling_table_and_the_plot(base, tmp_pat
     assert "![throughput against distinct users per batch](throughput_by_distinct_users.png)" in report
     assert (tmp_path / "throughput_by_distinct_users.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "bench.json").read_text())["fanout_users_measured"] == 80
+    # Sections measured apart from the bench, below the marker, survive the page being regenerated.
+    (tmp_path / "speed.md").write_text(report + f"\n{KEPT_MARKER}\n\n## Measured by hand\n\nkept\n")
+    write_report(results, tmp_path)
+    again = (tmp_path / "speed.md").read_text()
+    assert again.count("## Goals") == 1 and again.endswith(f"{KEPT_MARKER}\n\n## Measured by hand\n\nkept\n")
 
 
 def test_bench_sizes_take_overrides_by_name_and_refuse_unknown_ones():

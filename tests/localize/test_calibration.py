@@ -12,6 +12,8 @@ from localize.calibration import (
     check_target_accuracy,
     fit_calibration,
     fit_temperature,
+    combined_share,
+    fit_calibration_correction,
     spread_evenly,
     threshold_for,
 )
@@ -92,3 +94,29 @@ def test_a_record_is_capped_by_an_even_subsample() -> None:
 def test_a_target_accuracy_outside_zero_to_one_is_named(value: object) -> None:
     with pytest.raises(ValueError, match="target_accuracy=.* must be a number in \\(0, 1\\]"):
         check_target_accuracy(value)  # type: ignore[arg-type]
+
+
+def test_a_task_wide_correction_is_recovered_from_many_versions_held_out_rows() -> None:
+    """Versions whose own calibration left them surer than they are right by the same factor, each with its own
+    uniform share, on labels of which a share is given at random: the correction fitted on their pooled held-out
+    rows finds both, and no rows means no correction."""
+    logits, shares, targets = [], [], []
+    generator = np.random.default_rng(0)
+    for version in range(16):
+        true_logits, labels = _overconfident(400, scale=1.0, seed=10 + version)
+        noisy = labels.numpy().copy()
+        flipped = generator.random(len(noisy)) < 0.3
+        noisy[flipped] = generator.integers(0, 3, flipped.sum())
+        logits.append((true_logits * 1.8).numpy())
+        shares.append(0.0 if version % 2 else 0.05)
+        targets.append(noisy)
+    scale, added = fit_calibration_correction(logits, shares, targets)
+    assert scale == pytest.approx(1.8, rel=0.2)
+    # Each row's label is random with probability 0.3: a share of 0.3 in all, of which each version had 0 or 0.05.
+    assert combined_share(0.025, added) == pytest.approx(0.3, abs=0.08)
+    calibrated = [z / 1.8 for z in logits]
+    clean = [np.asarray(labels) for labels in (_overconfident(400, 1.0, seed=10 + v)[1].numpy() for v in range(16))]
+    scale, added = fit_calibration_correction(calibrated, [0.0] * 16, clean)
+    assert scale == pytest.approx(1.0, abs=0.15) and added <= 0.02
+    assert fit_calibration_correction([], [], []) == (1.0, 0.0)
+    assert combined_share(0.2, 0.5) == pytest.approx(0.6)

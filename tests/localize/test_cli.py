@@ -362,7 +362,8 @@ def test_rename_a_task_and_a_user_then_delete_the_user(ws: Workspace, tmp_path: 
     taken = ws("users", "rename", "rexa", "john")
     assert taken.exit_code == 1 and "user 'john' already exists" in taken.output
     deleted = json.loads(_ok(ws("users", "delete", "rexa", "--yes", "--json")).stdout)
-    assert deleted == {"user": "rexa", "labels": 3, "adapter_versions": 0, "jobs": 0, "files_not_removed": []}
+    assert deleted == {"user": "rexa", "labels": 3, "adapter_versions": 0, "jobs": 0, "texts": 3,
+                       "files_not_removed": []}
     with ws.db() as session:
         assert session.exec(select(User).where(User.name.in_(["rex", "rexa"]))).first() is None
     assert ws("users", "delete", "rexa", "--yes").exit_code == 1

@@ -18,7 +18,7 @@ from localize.demo_data import JANE, JOHN, demo_rows, write_jsonl
 def home(tmp_path: Path, monkeypatch, fast_recipe_candidates) -> Iterator[CliHome]:
     workspace = CliHome(tmp_path / "home")
     labels = tmp_path / "labels.jsonl"
-    write_jsonl(demo_rows(8, users=(JOHN, JANE)), labels)
+    write_jsonl(demo_rows(20, users=(JOHN, JANE)), labels)  # enough for validation rows, so heads calibrate
     monkeypatch.setenv("LOCALIZE_HOME", str(workspace.path))
     monkeypatch.setattr(cli, "console", Console(width=250))
     monkeypatch.setattr(cli, "err_console", Console(width=250, stderr=True))
@@ -42,6 +42,7 @@ def test_train_all_chooses_the_recipe_and_tasks_show_lists_every_candidate(home:
     assert shown.exit_code == 0, shown.output
     assert f"recipe: {winner} (chosen on the task's labels)" in shown.output
     assert "3 folds by text" in shown.output and "| stubborn-head" in shown.output.replace("│", "|")
+    assert "calibration, corrected on the held-out rows: temperatures x " in shown.output
 
 
 def test_tasks_recipe_pins_and_unpins(home: CliHome) -> None:

@@ -3,6 +3,8 @@ small tasks use folds by text and large ones one held-out share, the better cand
 and a per-user encoder that would take too long is skipped with the reason."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from localize import recipe_choice
@@ -37,9 +39,9 @@ def trainers(monkeypatch) -> list[dict]:
             made.append({"trained": set(texts), "predicted": set(), "prior": options.get("annotators") is not None})
             self._log = made[-1]
 
-        def predict_proba(self, texts):  # noqa: ANN001, ANN201
+        def predict_logits(self, texts):  # noqa: ANN001, ANN201
             self._log["predicted"] |= set(texts)
-            return super().predict_proba(texts)
+            return super().predict_logits(texts)
 
     monkeypatch.setattr(recipe_choice, "Trainer", Spy)
     return made
@@ -63,8 +65,37 @@ def test_a_small_task_is_scored_on_every_row_by_folds_no_trainer_saw(base, train
     assert len(pooled.fold_scores) == folds and len(choice.fold_winners) == folds
     assert sum(choice.bootstrap_wins.values()) == pytest.approx(1.0)
     assert choice.reusable_prior is None  # folds: production trains the winner's prior again on every text
+    assert any(t["predicted"] for t in trainers)
     record = choice.to_dict()
-    assert record["recipe"] == "pooled-head" and record["args"] == POOLED.args.to_dict()
+    assert record["recipe"] == "pooled-head"
+    assert record["args"] == dataclasses.replace(POOLED.args, temperature_scale=pooled.temperature_scale,
+                                                 added_uniform_share=pooled.added_uniform_share).to_dict()
+
+
+def test_the_winners_recipe_carries_the_calibration_correction_fitted_on_its_held_out_rows(base, monkeypatch) -> None:
+    """Each candidate's users are calibrated as in production; one correction (a factor on their temperatures, a
+    share added to theirs) is fitted on the held-out rows they never saw, stored with the candidate (with ECE
+    before and after) and in the winner's args."""
+    seen: list[tuple] = []
+    real_fit = recipe_choice.fit_calibration_correction
+
+    def spy(logits, shares, targets):  # noqa: ANN001, ANN202
+        seen.append((sum(len(t) for t in targets), len(logits)))
+        return real_fit(logits, shares, targets)
+
+    monkeypatch.setattr(recipe_choice, "fit_calibration_correction", spy)
+    validated = Candidate("pooled-head", dataclasses.replace(POOLED.args, validation_fraction=0.4), "validated")
+    uncalibrated = Candidate("uncalibrated", dataclasses.replace(MUTE.args, calibrate=False), "no calibration")
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[validated, uncalibrated])
+    pooled, plain = (next(c for c in choice.candidates if c.name == n) for n in ("pooled-head", "uncalibrated"))
+    assert seen == [(4 * len(TEXTS), 4 * recipe_choice.FOLDS)]  # every held-out row of every user and fold, once
+    assert 0.25 <= pooled.temperature_scale <= 4.0 and pooled.held_out_ece is not None
+    assert pooled.held_out_ece_corrected <= pooled.held_out_ece + 0.05
+    assert 0.0 <= pooled.added_uniform_share < 0.5
+    assert plain.temperature_scale == 1.0 and plain.held_out_ece is None  # nothing calibrated: nothing to correct
+    assert choice.winner == "pooled-head" and choice.winner_args.temperature_scale == pooled.temperature_scale
+    assert choice.winner_args.added_uniform_share == pooled.added_uniform_share
+    assert choice.to_dict()["candidates"][0]["temperature_scale"] == pooled.temperature_scale
 
 
 def test_a_large_task_holds_out_a_fifth_of_its_texts_and_keeps_the_winners_prior(base, trainers, monkeypatch) -> None:

@@ -633,6 +633,29 @@ def test_a_users_head_is_calibrated_by_a_temperature_folded_into_it_and_the_prio
     assert objective(temperature) < objective(1.0, 0.0)
 
 
+def test_a_task_wide_calibration_correction_rescales_and_spreads_and_changes_no_answer(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
+    jane = jane + ["personal"] * 40
+    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    fitted = Trainer(base, args, texts, jane, label_set, init=prior)
+    fitted.train()
+    scaled = Trainer(base, dataclasses.replace(args, temperature_scale=2.5, added_uniform_share=0.2), texts, jane,
+                     label_set, init=prior)
+    scaled.train()
+    assert scaled.metrics["temperature"] == pytest.approx(2.5 * fitted.metrics["temperature"])
+    assert scaled.uniform_share == pytest.approx(1 - (1 - fitted.uniform_share) * 0.8)
+    assert scaled.metrics["uniform_share"] == scaled.uniform_share  # what the engine serves
+    # Served logits are the fitted ones divided by the factor; the record abstention reads is of the scaled model.
+    assert torch.allclose(scaled.predict_logits(texts), fitted.predict_logits(texts) / 2.5, atol=1e-5)
+    assert torch.equal(scaled.predict_proba(texts).argmax(-1), fitted.predict_proba(texts).argmax(-1))
+    assert scaled.predict_proba(texts).max() <= 1 - 0.2 * 2 / 3 + 1e-6
+    assert max(scaled.metrics["calibration"]["confidence"]) < max(fitted.metrics["calibration"]["confidence"])
+    with pytest.raises(ValueError, match=r"temperature_scale=0.0 must be in \[0.05, 20\]"):
+        TrainingArguments(temperature_scale=0.0)
+    assert TrainingArguments(temperature_scale=3.0, added_uniform_share=0.1).for_prior() == TrainingArguments().for_prior()
+
+
 def test_the_engine_serves_a_versions_uniform_share_and_the_trainer_scores_with_it(base, tiny_texts):
     """A fitted share is stored in the version's metrics; the engine spreads it after the softmax, as the trainer's
     own probabilities (what the evaluation scores) do, and no answer changes."""

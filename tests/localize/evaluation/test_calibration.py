@@ -4,13 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from localize.evaluation.calibration import (
-    coverage_accuracy,
-    expected_calibration_error,
-    per_user_abstention,
-    pick_threshold,
-    reliability,
-)
+from localize.calibration import expected_calibration_error
+from localize.evaluation.calibration import coverage_accuracy, per_user_abstention, pick_threshold, reliability
 
 
 def test_ece_is_the_row_weighted_gap_between_confidence_and_accuracy() -> None:

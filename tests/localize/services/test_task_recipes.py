@@ -57,17 +57,24 @@ def test_whole_task_training_chooses_stores_and_trains_every_user_with_the_winne
         task = get_task(session=session, name="notes")
         recipe = task.recipe
         assert recipe["recipe"] == "loose-head" and recipe["pinned"] is False
-        assert recipe["args"] == loose.args.to_dict()
         choice = recipe["choice"]
         assert [c["name"] for c in choice["candidates"]] == ["stubborn-head", "loose-head"]
         assert choice["folds"] == 3 and choice["prior"] == "trained again on every text"
         scores = {c["name"]: c for c in choice["candidates"]}
         assert scores["loose-head"]["score"] > scores["stubborn-head"]["score"]
+        # The winner's arguments, with the calibration correction the choice measured on its held-out rows.
+        assert scores["loose-head"]["held_out_ece"] is not None
+        correction = {k: scores["loose-head"][k] for k in ("temperature_scale", "added_uniform_share")}
+        assert recipe["args"] == {**loose.args.to_dict(), **correction}
         prior = adapter_service.active_version(session=session, task=task, user=None)
         assert prior.method == "head" and prior.n_labels == len(USERS) * len(TEXTS)
         for name in USERS:
             [version] = adapter_service.list_versions(session=session, task=task, user=get_user(session=session, name=name))
-            assert version.training_args == loose.args.to_dict(), name
+            assert version.training_args == recipe["args"], name
+        # Pinning a recipe the choice measured keeps its correction.
+        pinned = task_recipes.pin_recipe(session=session, task=task, name="stubborn-head")
+        assert pinned.recipe["args"]["temperature_scale"] == scores["stubborn-head"]["temperature_scale"]
+        assert pinned.recipe["args"]["added_uniform_share"] == scores["stubborn-head"]["added_uniform_share"]
         events = [e.message for e in job_service.job_public(session=session, job=finished[0], with_events=True).events]
     assert any(m.startswith("recipe chosen: loose-head (validation accuracy / macro-F1: stubborn-head 0.") for m in events)
 
