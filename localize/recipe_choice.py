@@ -19,6 +19,7 @@ is right; and a few dozen rows rarely show how often an annotator contradicts th
 are calibrated as in production, and one correction (a factor on their temperatures, a uniform share added to
 theirs) is fitted on the held-out rows they never saw; the winner's recipe carries it (``temperature_scale``,
 ``added_uniform_share``) to every user's job.
+
 Nothing here touches the database; ``localize.services.recipe_choice`` runs it as a job and stores the result.
 """
 from __future__ import annotations

@@ -19,12 +19,13 @@ from localize.base_model import get_base_model
 from localize.evaluation.active_learning import cached_encoder, simulate
 from localize.evaluation.data import load_eval_data
 
-MIXES = {
-    "default (0.5 / 0.5 / 0.2)": {},
-    "uncertainty only": {"uncertainty_weight": 1.0, "disagreement_weight": 0.0},
-    "disagreement only": {"uncertainty_weight": 0.0, "disagreement_weight": 1.0},
-    "more random (0.5 / 0.5 / 0.5)": {"random_share": 0.5},
-    "less random (0.5 / 0.5 / 0.1)": {"random_share": 0.1},
+MIXES = {  # (uncertainty weight / disagreement weight / random share)
+    "default (0.5 / 0.5 / 0.5)": {"uncertainty_weight": 0.5, "disagreement_weight": 0.5, "random_share": 0.5},
+    "mostly disagreement (0.25 / 0.75 / 0.5)": {"uncertainty_weight": 0.25, "disagreement_weight": 0.75,
+                                                "random_share": 0.5},
+    "disagreement only (0 / 1 / 0.5)": {"uncertainty_weight": 0.0, "disagreement_weight": 1.0, "random_share": 0.5},
+    "uncertainty only (1 / 0 / 0.5)": {"uncertainty_weight": 1.0, "disagreement_weight": 0.0, "random_share": 0.5},
+    "less random (0.5 / 0.5 / 0.2)": {"uncertainty_weight": 0.5, "disagreement_weight": 0.5, "random_share": 0.2},
 }
 
 

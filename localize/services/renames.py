@@ -156,15 +156,18 @@ def rename_label(*, session: Session, task: Task, label: str, new_label: str) ->
 
 
 def delete_label(*, session: Session, task: Task, label: str) -> LabelEdit:
-    """Removes ``label`` from ``task``'s label set with every stored label that has it; the set keeps at least
-    two labels."""
+    """Removes ``label`` from ``task``'s label set with every stored label that has it (and the texts nothing else
+    names then); the set keeps at least two labels."""
     _check_label(task, label)
     labels = check_label_set([name for name in task.labels if name != label])
     users = _touched_users(session, task, label)
+    text_ids = text_service.text_ids_named(session, label_ids=session.exec(
+        select(Label.id).where(Label.task_id == task.id, Label.label == label)).all())
     rows = session.exec(delete(Label).where(Label.task_id == task.id, Label.label == label)).rowcount
     task.labels = labels
     session.add(task)
     session.commit()
     session.refresh(task)
+    text_service.delete_unnamed_texts(session, text_ids)  # texts only those labels named go with them
     return LabelEdit(task=task.name, label=label, new_label=None, labels=list(task.labels), rows=rows,
                        users=users)

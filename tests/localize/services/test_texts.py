@@ -1,5 +1,6 @@
-"""Texts go with the last thing that named them: a task's, a user's or labels' deletion removes the texts no other
-label, pool entry or skip names, keeps every other, and an upload that races such a deletion stores its text anew."""
+"""Texts go with the last thing that named them: a task's, a user's or labels' deletion (or a label's removal from
+a task's label set) removes the texts no other label, pool entry or skip names, keeps every other, and an upload
+that races such a deletion stores its text anew."""
 from __future__ import annotations
 
 from sqlmodel import Session, select
@@ -9,7 +10,7 @@ from localize.db.session import session_scope
 from localize.services import labels as label_service
 from localize.services import texts as text_service
 from localize.services.labels import delete_labels, upsert_labels
-from localize.services.renames import delete_user
+from localize.services.renames import delete_label, delete_user
 from localize.services.tasks import create_task, delete_task
 from localize.services.text_pool import PoolRow, add_texts
 from localize.services.users import get_user
@@ -52,6 +53,15 @@ def test_deleting_labels_removes_their_texts_unless_another_label_names_them(ses
     assert _bodies(session) == {TEXTS[0], *TEXTS[2:4]}  # TEXTS[0]: Jane's label names it
     assert delete_labels(session=session, task=task, user=john) == 2
     assert _bodies(session) == {TEXTS[0]}
+
+
+def test_removing_a_label_from_the_set_removes_the_texts_only_its_labels_named(session: Session, task) -> None:
+    three = create_task(session=session, name="three", labels=["personal", "work", "spam"])
+    rows = label_rows("john", TEXTS[:4], ["spam", "spam", "work", "personal"])
+    upsert_labels(session=session, task=three, rows=rows)
+    upsert_labels(session=session, task=task, rows=label_rows("jane", TEXTS[1:2], JANE_LABELS[1:2]))
+    edit = delete_label(session=session, task=three, label="spam")
+    assert edit.rows == 2 and _bodies(session) == set(TEXTS[1:4])  # TEXTS[1]: Jane's label in the other task
 
 
 def test_a_text_named_again_before_the_cleanup_is_kept(session: Session, task) -> None:
