@@ -486,6 +486,15 @@ def _head_on_prior(base, tiny_texts, **overrides):
     return args, prior
 
 
+def _jane_with_validation_rows(base, tiny_texts):
+    """Jane's labels with 40 more texts, so 30% of them make validation rows, and a prior trained on hers."""
+    texts, _, jane, label_set = tiny_texts
+    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
+    jane = jane + ["personal"] * 40
+    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    return texts, jane, label_set, args, prior
+
+
 def test_a_map_head_solves_its_objective_and_its_strength_pulls_toward_the_priors_head(base, tiny_texts):
     texts, john, jane, label_set = tiny_texts
     args, prior = _head_on_prior(base, tiny_texts)
@@ -513,10 +522,7 @@ def test_a_map_head_solves_its_objective_and_its_strength_pulls_toward_the_prior
 
 
 def test_a_map_head_validates_then_trains_on_every_label_and_epoch_heads_do_not(base, tiny_texts):
-    texts, john, jane, label_set = tiny_texts
-    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
-    jane = jane + ["personal"] * 40
-    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    texts, jane, label_set, args, prior = _jane_with_validation_rows(base, tiny_texts)
     trainer = Trainer(base, args, texts, jane, label_set, init=prior)
     trainer.train()
     assert 0 < trainer.metrics["val_rows"] and trainer.metrics["refit_rows"] == len(texts)
@@ -599,10 +605,7 @@ def test_a_by_text_split_of_few_rows_holds_nothing_out_and_never_a_whole_class(b
 
 
 def test_a_users_head_is_calibrated_by_a_temperature_folded_into_it_and_the_prior_is_not(base, tiny_texts):
-    texts, john, jane, label_set = tiny_texts
-    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
-    jane = jane + ["personal"] * 40
-    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    texts, jane, label_set, args, prior = _jane_with_validation_rows(base, tiny_texts)
     assert prior.meta["metrics"].get("temperature", 1.0) == 1.0  # users' heads are pulled toward its head: kept
     calibrated = Trainer(base, args, texts, jane, label_set, init=prior)
     calibrated.train()
@@ -634,10 +637,7 @@ def test_a_users_head_is_calibrated_by_a_temperature_folded_into_it_and_the_prio
 
 
 def test_a_task_wide_calibration_correction_rescales_and_spreads_and_changes_no_answer(base, tiny_texts):
-    texts, john, jane, label_set = tiny_texts
-    texts = texts + [f"Expense report {i} for the team offsite" for i in range(40)]
-    jane = jane + ["personal"] * 40
-    args, prior = _head_on_prior(base, (texts, jane, jane, label_set), validation_fraction=0.3)
+    texts, jane, label_set, args, prior = _jane_with_validation_rows(base, tiny_texts)
     fitted = Trainer(base, args, texts, jane, label_set, init=prior)
     fitted.train()
     scaled = Trainer(base, dataclasses.replace(args, temperature_scale=2.5, added_uniform_share=0.2), texts, jane,
