@@ -62,25 +62,47 @@ class ActivationCache:
         missing = [i for i, value in enumerate(found) if value is None]
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
+        # A text whose input to a lower layer is cached (a task prior's first tuned layer) starts there: the pooled
+        # embedding of a text a LoRA prior trained on runs four layers, not six.
+        starts = {i: self._cached_below(base, texts[i], layer) for i in missing}
         # Sorting by length keeps padding, and so wasted work, small.
-        missing.sort(key=lambda i: len(texts[i]))
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
-            input_ids, mask = base.tokenize([texts[i] for i in chunk])
-            hidden = base.run_layers(base.embed(input_ids), mask, stop=layer)
-            if layer == base.dims.num_layers:
-                outputs = list(base.pool(hidden, mask).float().cpu())
-            else:
-                lengths = mask.sum(1).tolist()
-                outputs = [hidden[row, :length].float().cpu() for row, length in enumerate(lengths)]
-            for i, value in zip(chunk, outputs):
-                value = value.clone()
-                found[i] = value
-                self._put(keys[i], value)
-            if progress is not None:
-                progress(start + len(chunk), len(missing))
+        missing.sort(key=lambda i: (starts[i][0], len(texts[i])))
+        done = 0
+        for first in sorted({start for start, _ in starts.values()}):
+            group = [i for i in missing if starts[i][0] == first]
+            for offset in range(0, len(group), batch_size):
+                chunk = group[offset : offset + batch_size]
+                if first == 0:
+                    input_ids, mask = base.tokenize([texts[i] for i in chunk])
+                    hidden = base.embed(input_ids)
+                else:
+                    hidden, mask = pad_hidden([starts[i][1] for i in chunk])
+                    hidden, mask = hidden.to(base.device), mask.to(base.device)
+                hidden = base.run_layers(hidden, mask, start=first, stop=layer)
+                if layer == base.dims.num_layers:
+                    outputs = list(base.pool(hidden, mask).float().cpu())
+                else:
+                    lengths = mask.sum(1).tolist()
+                    outputs = [hidden[row, :length].float().cpu() for row, length in enumerate(lengths)]
+                for i, value in zip(chunk, outputs):
+                    value = value.clone()
+                    found[i] = value
+                    self._put(keys[i], value)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(missing))
         return found  # type: ignore[return-value]
 
+
+    def _cached_below(self, base: BaseModel, text: str, layer: int) -> tuple[int, torch.Tensor | None]:
+        """The highest layer below ``layer`` whose frozen input for ``text`` is cached, and that input
+        (``(0, None)``: none is)."""
+        digest = text_hash(text)
+        for lower in range(min(layer, base.dims.num_layers) - 1, 0, -1):
+            value = self._get((base.dims.model_id, base.max_seq_length, lower, digest))
+            if value is not None:
+                return lower, value
+        return 0, None
 
     @torch.inference_mode()
     def encoded(self, base: BaseModel, encoder: AdapterWeights, texts: list[str], batch_size: int = 64,

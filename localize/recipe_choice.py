@@ -20,6 +20,9 @@ are calibrated as in production, and one correction (a factor on their temperatu
 theirs) is fitted on the held-out rows they never saw; the winner's recipe carries it (``temperature_scale``,
 ``added_uniform_share``) to every user's job.
 
+The winner's task prior is then trained again on every text (the held-out ones too: they are a fifth of a large
+task's texts), stopping at the epoch the choice's own priors found best (``prior_last_epoch``).
+
 Nothing here touches the database; ``localize.services.recipe_choice`` runs it as a job and stores the result.
 """
 from __future__ import annotations
@@ -137,6 +140,8 @@ class CandidateResult:
     added_uniform_share: float = 0.0
     held_out_ece: float | None = None
     held_out_ece_corrected: float | None = None
+    # The latest best epoch of its priors: where its prior, trained again on every text, would stop.
+    prior_last_epoch: int | None = None
     per_user: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,9 +161,6 @@ class RecipeChoice:
     fold_winners: list[str]
     bootstrap_wins: dict[str, float]
     seconds: float
-    # The winner's prior trained on the texts outside the held-out share (large tasks only: production reuses it
-    # rather than training another on every text); None when folds > 1 or the winner reads no prior.
-    reusable_prior: AdapterWeights | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -204,11 +206,11 @@ def choose_recipe(
     fits = len(scored_users) * len(splits)  # per candidate: one fit per scored user and fold
     held_out: dict[str, dict[str, list[_HeldOut]]] = {r.name: {} for r in results}  # candidate -> user -> folds
     fold_scores: dict[str, list[float]] = {r.name: [] for r in results}
-    priors: dict[str, AdapterWeights] = {}
+    best_epochs: dict[str, list[int]] = {r.name: [] for r in results}  # candidate -> its priors' best epochs
     for index, held in enumerate(splits):
         train_rows = [r for r in rows if r.text not in held]
         val_rows = [r for r in rows if r.text in held and r.user in scored_users]
-        priors = {}  # a fold's priors: trained on its training texts only
+        priors: dict[str, AdapterWeights] = {}  # a fold's priors: trained on its training texts only
         for candidate, result in zip(candidates, results):
             if result.skipped:
                 continue
@@ -229,6 +231,8 @@ def choose_recipe(
                 logger.exception("recipe %s failed", candidate.name)
                 result.skipped = f"failed: {type(error).__name__}: {error}"
                 continue
+            if init is not None and init.meta.get("metrics", {}).get("best_epoch"):
+                best_epochs[candidate.name].append(init.meta["metrics"]["best_epoch"])
             for user, rows_held in per_user.items():
                 held_out[candidate.name].setdefault(user, []).append(rows_held)
             fold_scores[candidate.name].append(
@@ -256,18 +260,20 @@ def choose_recipe(
     winner = max(tried, key=lambda r: (r.score, -order[r.name]))  # a tie goes to the candidate listed first
     fold_winners = [max(tried, key=lambda r: r.fold_scores[k]).name for k in range(len(splits))
                     if all(len(r.fold_scores) > k for r in tried)]
-    reusable = None
-    if len(splits) == 1 and by_name[winner.name].uses_prior():
-        reusable = priors.get(_prior_key(by_name[winner.name].args))
+    # The prior trained again on every text stops at the latest epoch the choice's priors found best: validation
+    # loss told them where to stop, and running one epoch past it to be told again costs minutes on a large task.
+    for result in tried:
+        result.prior_last_epoch = max(best_epochs[result.name], default=None)
     winner_args = dataclasses.replace(by_name[winner.name].args, temperature_scale=winner.temperature_scale,
-                                      added_uniform_share=winner.added_uniform_share)
+                                      added_uniform_share=winner.added_uniform_share,
+                                      prior_last_epoch=winner.prior_last_epoch)
     return RecipeChoice(
         winner=winner.name, winner_args=winner_args, candidates=results, folds=len(splits),
         users_scored=len(common), users=len({r.user for r in rows}),
         validation_texts=sum(len(h) for h in splits),
         validation_rows=sum(1 for r in rows if r.user in common and any(r.text in h for h in splits)),
         fold_winners=fold_winners, bootstrap_wins=_bootstrap_wins(tried, sorted(common)),
-        seconds=time.perf_counter() - started, reusable_prior=reusable)
+        seconds=time.perf_counter() - started)
 
 
 @dataclass
@@ -311,6 +317,16 @@ def _sample_users(users: list[str]) -> set[str]:
         return set(users)
     rank = sorted(users, key=lambda u: hashlib.blake2b(u.encode("utf-8"), digest_size=8, person=b"localize-who").digest())
     return set(rank[:CHOICE_USERS])
+
+
+def final_prior_note(args: TrainingArguments) -> str | None:
+    """How the chosen recipe's task prior is trained after the choice (the choice record's ``prior``)."""
+    if not args.init_from_prior:
+        return None
+    if args.prior_last_epoch is None:
+        return "trained again on every text"
+    return (f"trained again on every text (those the choice held out too), to epoch {args.prior_last_epoch}: "
+            "the latest best epoch of the choice's own priors")
 
 
 def _prior_key(args: TrainingArguments) -> str:

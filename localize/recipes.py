@@ -12,10 +12,11 @@ DEFAULT_RECIPE = "prior-head"
 DEFAULT_RECIPE_METHOD = "lora"  # the task prior's adapter method in the default recipe
 
 # Arguments read only while epochs run (AdamW, early stopping); a MAP head has none.
-_EPOCH_ARGUMENTS = ("max_epochs", "batch_size", "learning_rate", "weight_decay", "patience", "early_stopping",
-                    "lr_schedule", "pooled_dropout", "min_validation_rows")
+_EPOCH_ARGUMENTS = ("max_epochs", "last_epoch", "batch_size", "learning_rate", "weight_decay", "patience",
+                    "early_stopping", "lr_schedule", "pooled_dropout", "min_validation_rows")
 # Arguments of the task prior's own training; users' jobs only read the prior it left.
-_PRIOR_ARGUMENTS = ("prior_max_epochs", "prior_patience", "prior_learning_rate", "prior_class_weighting", "prior_lr_schedule",
+_PRIOR_ARGUMENTS = ("prior_max_epochs", "prior_patience", "prior_last_epoch", "prior_learning_rate",
+                    "prior_class_weighting", "prior_lr_schedule",
                     "merge_duplicate_texts", "annotator_loss_weight")
 # How users fit a head on the prior; a prior's own job ignores them.
 _HEAD_ARGUMENTS = ("head_fit", "head_prior_strength", "head_hidden")
@@ -77,7 +78,8 @@ def applicable_arguments(args: dict[str, Any], *, prior: bool = False) -> dict[s
     if prior:
         drop.update(_HEAD_ARGUMENTS)
         if args.get("train_scope") == "head":
-            drop.update(("max_epochs", "learning_rate", "class_weighting", "lr_schedule"))  # prior_* replace them
+            # The prior_* arguments replace these.
+            drop.update(("max_epochs", "last_epoch", "learning_rate", "class_weighting", "lr_schedule"))
     else:
         drop.update(_PRIOR_ARGUMENTS)
         if is_map_head(args):

@@ -87,6 +87,9 @@ class TrainingArguments:
                                   "of rows, drawn by seed."})
     min_validation_rows: int = field(default=4, metadata={"help": "Below this many held-out rows, no early stopping."})
     patience: int = field(default=10, metadata={"help": "Epochs without a better validation macro-F1 before stopping."})
+    last_epoch: int | None = field(default=None, metadata={"help": "Train no epoch past this one, the learning-rate "
+                                   "schedule still spanning max_epochs (the run stops where a longer one would be); "
+                                   "None: max_epochs."})
     early_stopping: str = field(default="macro_f1", metadata={"help": "What picks the best epoch: validation "
                                 "macro_f1 (loss breaks ties) or loss (for soft targets, the label shares a task prior "
                                 "learns, the loss is the proper score and far less noisy)."})
@@ -121,6 +124,10 @@ class TrainingArguments:
     prior_patience: int | None = field(default=None, metadata={"help": "Epochs without a lower validation loss "
                                        "before the task prior stops; None: the recommended recipe's (1), or "
                                        "patience."})
+    prior_last_epoch: int | None = field(default=None, metadata={"help": "The task prior's last_epoch. The recipe "
+                                         "choice sets it to the best epoch of the prior it trained on part of the "
+                                         "texts, so the prior trained again on every text stops there instead of "
+                                         "running an epoch past it to find it again; None: stop on validation loss."})
     prior_learning_rate: float | None = field(default=None, metadata={"help": "The task prior's learning rate; None: "
                                               "the recommended recipe's (2e-3), or learning_rate."})
     prior_class_weighting: str | None = field(default=None, metadata={"help": "The task prior's class weighting; "
@@ -190,6 +197,9 @@ class TrainingArguments:
             (self.patience >= 1, f"patience={self.patience} must be >= 1"),
             (self.prior_patience is None or self.prior_patience >= 1,
              f"prior_patience={self.prior_patience} must be >= 1"),
+            (self.last_epoch is None or self.last_epoch >= 1, f"last_epoch={self.last_epoch} must be >= 1"),
+            (self.prior_last_epoch is None or self.prior_last_epoch >= 1,
+             f"prior_last_epoch={self.prior_last_epoch} must be >= 1"),
             (self.early_stopping in STOPPING_METRICS,
              f"early_stopping={self.early_stopping!r} must be one of {STOPPING_METRICS}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule={self.lr_schedule!r} must be one of {LR_SCHEDULES}"),
@@ -232,6 +242,7 @@ class TrainingArguments:
         return dataclasses.replace(self, train_scope="all", init_from_prior=False, early_stopping="loss", **user_only,
                                    calibrate=False, patience=self.prior_patience or self.patience,
                                    max_epochs=self.prior_max_epochs or self.max_epochs,
+                                   last_epoch=self.prior_last_epoch,
                                    learning_rate=self.prior_learning_rate or self.learning_rate,
                                    class_weighting=self.prior_class_weighting or self.class_weighting,
                                    lr_schedule=self.prior_lr_schedule or self.lr_schedule)
@@ -506,7 +517,8 @@ class Trainer:
         self._initial_state = self._snapshot()
         self._epochs_started = time.perf_counter()
         best_score, best_epoch, best_state, stale = None, None, None, 0
-        for epoch in range(args.max_epochs):
+        epochs = self._epochs_to_run()
+        for epoch in range(epochs):
             record = {"epoch": epoch + 1, "train_loss": self._epoch(self.train_split, optimizer, accelerator,
                                                                     class_weights, self._order_rng, epoch=epoch)}
             if self.val_split is not None:
@@ -521,8 +533,8 @@ class Trainer:
                 else:
                     stale += 1
             self.history.append(record)
-            done = (epoch + 1) / args.max_epochs
-            self.progress(done, f"epoch {epoch + 1}/{args.max_epochs}: " + _describe(record) + self._eta(done))
+            done = (epoch + 1) / epochs
+            self.progress(done, f"epoch {epoch + 1}/{epochs}: " + _describe(record) + self._eta(done))
             if self.val_split is not None and stale >= args.patience:
                 break
         if best_state is not None:
@@ -530,6 +542,9 @@ class Trainer:
         for tensor in trainable:
             tensor.requires_grad_(False)
         return best_epoch
+
+    def _epochs_to_run(self) -> int:
+        return min(self.args.max_epochs, self.args.last_epoch or self.args.max_epochs)
 
     def _refit_epochs(self, split: _Split, epochs: int) -> None:
         """Trains again from the start on ``split`` for ``epochs`` epochs."""
@@ -577,8 +592,8 @@ class Trainer:
             seen += len(batch)
             if epoch is not None and time.perf_counter() - reported >= 1.0 and seen < len(split.texts):
                 reported = time.perf_counter()
-                done = (epoch + seen / len(split.texts)) / self.args.max_epochs
-                self.progress(done, f"epoch {epoch + 1}/{self.args.max_epochs}: {seen:,}/{len(split.texts):,} rows"
+                done = (epoch + seen / len(split.texts)) / self._epochs_to_run()
+                self.progress(done, f"epoch {epoch + 1}/{self._epochs_to_run()}: {seen:,}/{len(split.texts):,} rows"
                               + self._eta(done))
         return total / max(1, len(split.texts))
 

@@ -60,6 +60,8 @@ def _print_choice(choice: dict | None) -> None:
         out().print(f"calibration, corrected on the held-out rows: temperatures x {winner['temperature_scale']:.2f}, "
                     f"uniform share + {winner['added_uniform_share']:.2f} (ECE there {winner['held_out_ece']:.3f} -> "
                     f"{winner['held_out_ece_corrected']:.3f})", highlight=False)
+    if choice.get("prior"):
+        out().print(f"task prior: {choice['prior']}", highlight=False)
 
 
 @tasks_app.command("recipe")

@@ -56,6 +56,8 @@ TRAINING_BOUNDS: dict[str, Bound] = {
     "max_epochs": Bound(1, 1000),
     "prior_max_epochs": Bound(1, 1000),
     "prior_patience": Bound(1, 1000),
+    "last_epoch": Bound(1, 1000),
+    "prior_last_epoch": Bound(1, 1000),
     "patience": Bound(1, 1000),
     "batch_size": Bound(1, 4096),
     "learning_rate": Bound(0, 1, integer=False, low_open=True),

@@ -72,12 +72,14 @@ def pin_recipe(*, session: Session, task: Task, name: str | None) -> Task:
         except ValueError as error:
             raise ValidationError(str(error)) from None
         args = candidate.args.to_dict()
-        # The last choice's calibration correction for this recipe, when it measured one, comes with it.
-        measured = next((c for c in (current.get("choice") or {}).get("candidates", [])
-                         if c["name"] == name and c.get("held_out_ece") is not None), None)
-        if measured:
+        # What the last choice measured for this recipe comes with it: its calibration correction, and the epoch
+        # its task prior stopped at.
+        measured = next((c for c in (current.get("choice") or {}).get("candidates", []) if c["name"] == name), {})
+        if measured.get("held_out_ece") is not None:
             args.update(temperature_scale=measured["temperature_scale"],
                         added_uniform_share=measured["added_uniform_share"])
+        if measured.get("prior_last_epoch") is not None:
+            args.update(prior_last_epoch=measured["prior_last_epoch"])
         current.update(recipe=candidate.name, args=args, pinned=True, pinned_at=_now())
     task.recipe = current
     flag_modified(task, "recipe")
@@ -106,10 +108,9 @@ def run_choice(
     runtime: Runtime, task: Task, texts: list[str], labels: list[str], annotators: list[str],
     progress: Callable[[float, str], None],
 ) -> tuple[AdapterWeights | None, TrainingArguments, dict[str, Any]]:
-    """Chooses the task's recipe on its pooled labels; returns the winner's task prior (trained on every text,
-    or, for a large task, the one the choice trained on all but its held-out texts), the winner's arguments and
-    the choice's record."""
-    from localize.recipe_choice import Row, choose_recipe, configured_candidates
+    """Chooses the task's recipe on its pooled labels; returns the winner's task prior (trained again on every
+    text once the choice is made), the winner's arguments and the choice's record."""
+    from localize.recipe_choice import Row, choose_recipe, configured_candidates, final_prior_note
     from localize.training import Trainer
 
     started = time.perf_counter()
@@ -124,15 +125,18 @@ def run_choice(
     record = choice.to_dict()
     prior = None
     if args.init_from_prior:
-        prior = choice.reusable_prior
-        if prior is None:
-            progress(0.0, f"{choice.winner} chosen; training its task prior on all {len(texts):,} labels")
-            prior = Trainer(runtime.base, args.for_prior(), texts, labels, list(task.labels),
-                            cache=runtime.activation_cache, annotators=annotators,
-                            progress=lambda fraction, message: progress(0.0, f"task prior, {message}")).train()
-            record["prior"] = "trained again on every text"
-        else:
-            record["prior"] = "the one the choice trained (every text but the held-out share)"
+        progress(0.0, f"{choice.winner} chosen; training its task prior on all {len(texts):,} labels")
+        prior = Trainer(runtime.base, args.for_prior(), texts, labels, list(task.labels),
+                        cache=runtime.activation_cache, annotators=annotators,
+                        progress=lambda fraction, message: progress(0.0, f"task prior, {message}")).train()
+        record["prior"] = final_prior_note(args)
+        if args.train_scope == "head" and prior.params:
+            # Every user's job reads the new prior's encoding of their texts (as the trainer's encoder): computed
+            # here once, in large batches sorted by length, rather than a few dozen texts in each user's job.
+            distinct = sorted(set(texts))
+            runtime.activation_cache.encoded(
+                runtime.base, prior, distinct,
+                progress=lambda done, total: progress(0.0, f"encoding {done:,}/{total:,} texts with the task prior"))
     record["seconds"] = time.perf_counter() - started
     return prior, args, record
 

@@ -1,6 +1,7 @@
 """Choosing a task's recipe: no candidate is scored on a row any of its trainers (its task prior included) saw,
 small tasks use folds by text and large ones one held-out share, the better candidate wins whatever the order,
-and a per-user encoder that would take too long is skipped with the reason."""
+the winner's prior trained again stops where the choice's priors did, and a per-user encoder that would take too
+long is skipped with the reason."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,6 +40,11 @@ def trainers(monkeypatch) -> list[dict]:
             made.append({"trained": set(texts), "predicted": set(), "prior": options.get("annotators") is not None})
             self._log = made[-1]
 
+        def train(self):  # noqa: ANN201
+            weights = super().train()
+            self._log["best_epoch"] = self.metrics["best_epoch"]
+            return weights
+
         def predict_logits(self, texts):  # noqa: ANN001, ANN201
             self._log["predicted"] |= set(texts)
             return super().predict_logits(texts)
@@ -64,7 +70,9 @@ def test_a_small_task_is_scored_on_every_row_by_folds_no_trainer_saw(base, train
     assert mute.per_user["jane"][0] < 0.5 <= pooled.per_user["jane"][0]
     assert len(pooled.fold_scores) == folds and len(choice.fold_winners) == folds
     assert sum(choice.bootstrap_wins.values()) == pytest.approx(1.0)
-    assert choice.reusable_prior is None  # folds: production trains the winner's prior again on every text
+    # Priors this small hold no validation rows, so none found a best epoch: trained again, the prior runs its
+    # whole schedule.
+    assert [t["best_epoch"] for t in trainers if t["prior"]] == [None] * folds and pooled.prior_last_epoch is None
     assert any(t["predicted"] for t in trainers)
     record = choice.to_dict()
     assert record["recipe"] == "pooled-head"
@@ -98,17 +106,21 @@ def test_the_winners_recipe_carries_the_calibration_correction_fitted_on_its_hel
     assert choice.to_dict()["candidates"][0]["temperature_scale"] == pooled.temperature_scale
 
 
-def test_a_large_task_holds_out_a_fifth_of_its_texts_and_keeps_the_winners_prior(base, trainers, monkeypatch) -> None:
+def test_a_large_task_holds_out_a_fifth_of_its_texts_and_notes_where_its_prior_stopped(base, trainers,
+                                                                                        monkeypatch) -> None:
     monkeypatch.setattr(recipe_choice, "SMALL_TASK_TEXTS", 10)
-    choice = choose_recipe(base, _rows(), LABELS, candidates=[POOLED, MUTE])
+    validated = Candidate("pooled-head", dataclasses.replace(POOLED.args, validation_fraction=0.4), "validated")
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[validated, MUTE])
     held = {t for t in TEXTS if choice_fold(t, 5) == 0}
     assert choice.folds == 1 and choice.validation_texts == len(held) > 0
     assert choice.validation_rows == 4 * len(held)
     for trainer in trainers:
         assert not trainer["trained"] & held
         assert trainer["predicted"] <= held
-    assert choice.winner == "pooled-head" and choice.reusable_prior is not None
-    assert choice.reusable_prior.method.name == "head"
+    # The winner's prior, trained again on every text, stops at the epoch the choice's prior found best.
+    [prior] = [t for t in trainers if t["prior"] and t["best_epoch"] is not None]
+    assert choice.winner == "pooled-head" and choice.winner_args.prior_last_epoch == prior["best_epoch"]
+    assert 1 <= prior["best_epoch"] <= POOLED.args.prior_max_epochs
 
 
 def test_a_per_user_encoder_over_the_time_budget_is_skipped_with_the_reason(base, monkeypatch) -> None:

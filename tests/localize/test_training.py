@@ -83,6 +83,8 @@ def test_unknown_argument_is_named(tmp_path):
         ({"class_weighting": "inverse"}, r"class_weighting='inverse' must be one of \('balanced', 'sqrt', 'none'\)"),
         ({"train_scope": "encoder"}, r"train_scope='encoder' must be one of"),
         ({"prior_max_epochs": 0}, r"prior_max_epochs=0 must be >= 1"),
+        ({"last_epoch": 0}, r"last_epoch=0 must be >= 1"),
+        ({"prior_last_epoch": -2}, r"prior_last_epoch=-2 must be >= 1"),
         ({"pooled_dropout": 1.0}, r"pooled_dropout=1\.0 must be in \[0, 1\)"),
         ({"min_labels": 1}, r"min_labels=1 must be >= 2"),
         ({"mixed_precision": "fp8"}, r"mixed_precision='fp8' must be one of \('auto', 'bf16', 'no'\)"),
@@ -574,6 +576,37 @@ def test_a_linear_schedule_warms_up_then_decays_to_zero(base, tiny_texts):
     assert optimizer.param_groups[0]["lr"] == 0.0
     assert trainer._make_scheduler(optimizer, rows=20) is not None
     assert Trainer(base, TrainingArguments(method="head"), texts, john, label_set)._make_scheduler(optimizer, 20) is None
+
+
+def test_a_last_epoch_stops_the_run_where_a_longer_schedule_would_be(base, tiny_texts, monkeypatch):
+    """A prior trained again after the recipe choice stops at the epoch the choice found best: the schedule still
+    spans the prior's epoch cap, so its learning rate there is a longer run's (not decayed to zero)."""
+    texts, john, jane, label_set = tiny_texts
+    args = TrainingArguments(method="head", method_options=_linear_head_options(), prior_max_epochs=6,
+                             prior_patience=6, prior_last_epoch=2, lr_schedule="linear", batch_size=8,
+                             validation_fraction=0.25).for_prior()
+    assert (args.max_epochs, args.last_epoch, args.patience) == (6, 2, 6)
+    rates: list[float] = []
+    original = Trainer._epoch
+
+    def epoch(self, split, optimizer, *rest, **options):  # noqa: ANN001, ANN202
+        loss = original(self, split, optimizer, *rest, **options)
+        rates.append(optimizer.param_groups[0]["lr"])
+        return loss
+
+    monkeypatch.setattr(Trainer, "_epoch", epoch)
+    heard: list[str] = []
+    trainer = Trainer(base, args, texts + texts, john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24,
+                      progress=lambda fraction, message: heard.append(message))
+    trainer.train()
+    assert len(trainer.history) == 2 and trainer.metrics["best_epoch"] in (1, 2)
+    assert [m.split(":")[0] for m in heard if m.startswith("epoch")] == ["epoch 1/2", "epoch 2/2"]
+    assert rates[-1] > 0.5 * trainer._learning_rate()  # two sixths of a linear decay: about two thirds left
+    # Without it, the same run goes on (its patience spans every epoch).
+    full = Trainer(base, dataclasses.replace(args, last_epoch=None), texts + texts, john + jane, label_set,
+                   annotators=["john"] * 24 + ["jane"] * 24)
+    full.train()
+    assert len(full.history) == 6
 
 
 def test_stopping_on_loss_keeps_the_epoch_with_the_lowest_validation_loss(base, tiny_texts):

@@ -59,15 +59,20 @@ def test_whole_task_training_chooses_stores_and_trains_every_user_with_the_winne
         assert recipe["recipe"] == "loose-head" and recipe["pinned"] is False
         choice = recipe["choice"]
         assert [c["name"] for c in choice["candidates"]] == ["stubborn-head", "loose-head"]
-        assert choice["folds"] == 3 and choice["prior"] == "trained again on every text"
         scores = {c["name"]: c for c in choice["candidates"]}
+        # The winner's prior is trained again on every text, and stops where the choice's priors found their best.
+        last = scores["loose-head"]["prior_last_epoch"]
+        assert choice["folds"] == 3 and 1 <= last <= loose.args.prior_max_epochs
+        assert choice["prior"] == ("trained again on every text (those the choice held out too), to epoch "
+                                   f"{last}: the latest best epoch of the choice's own priors")
         assert scores["loose-head"]["score"] > scores["stubborn-head"]["score"]
         # The winner's arguments, with the calibration correction the choice measured on its held-out rows.
         assert scores["loose-head"]["held_out_ece"] is not None
         correction = {k: scores["loose-head"][k] for k in ("temperature_scale", "added_uniform_share")}
-        assert recipe["args"] == {**loose.args.to_dict(), **correction}
+        assert recipe["args"] == {**loose.args.to_dict(), **correction, "prior_last_epoch": last}
         prior = adapter_service.active_version(session=session, task=task, user=None)
         assert prior.method == "head" and prior.n_labels == len(USERS) * len(TEXTS)
+        assert prior.metrics["epochs"] == last
         for name in USERS:
             [version] = adapter_service.list_versions(session=session, task=task, user=get_user(session=session, name=name))
             assert version.training_args == recipe["args"], name
@@ -75,6 +80,7 @@ def test_whole_task_training_chooses_stores_and_trains_every_user_with_the_winne
         pinned = task_recipes.pin_recipe(session=session, task=task, name="stubborn-head")
         assert pinned.recipe["args"]["temperature_scale"] == scores["stubborn-head"]["temperature_scale"]
         assert pinned.recipe["args"]["added_uniform_share"] == scores["stubborn-head"]["added_uniform_share"]
+        assert pinned.recipe["args"]["prior_last_epoch"] == scores["stubborn-head"]["prior_last_epoch"]
         events = [e.message for e in job_service.job_public(session=session, job=finished[0], with_events=True).events]
     assert any(m.startswith("recipe chosen: loose-head (validation accuracy / macro-F1: stubborn-head 0.") for m in events)
 
@@ -101,3 +107,24 @@ def test_a_pinned_recipe_skips_the_choice_and_users_train_with_it(runtime: Runti
         assert unpinned.recipe["pinned"] is False and unpinned.recipe["recipe"] == "stubborn-head"
         with pytest.raises(ValidationError, match=r"recipe 'nope' is not one of \['stubborn-head', 'loose-head'\]"):
             task_recipes.pin_recipe(session=session, task=task, name="nope")
+
+
+def test_the_chosen_priors_encodings_are_computed_once_for_every_users_job(runtime: Runtime, monkeypatch) -> None:
+    """With a prior that tunes encoder layers, the choice job encodes every text with the prior it registers, in
+    large batches; the users' jobs then find every encoding they read in the cache."""
+    from localize import recipe_choice
+    from localize.recipe_choice import Candidate
+    from localize.training import TrainingArguments
+
+    lora = Candidate("tiny-lora-head", TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2},
+                                                        train_scope="head", prior_max_epochs=2), "a one-layer prior")
+    monkeypatch.setattr(recipe_choice, "candidate_recipes", lambda: [lora])
+    job_ids = _whole_task(runtime)
+    cache = runtime.activation_cache
+    choice_job, *user_jobs = job_ids
+    [finished] = run_jobs_locally(runtime=runtime, job_ids=[choice_job])
+    assert finished.state == JobState.SUCCEEDED, finished.error
+    misses = cache.misses
+    finished = run_jobs_locally(runtime=runtime, job_ids=user_jobs)
+    assert all(job.state == JobState.SUCCEEDED for job in finished), [j.error for j in finished]
+    assert cache.misses == misses  # every user's texts were already encoded with the registered prior

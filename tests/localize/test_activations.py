@@ -1,0 +1,41 @@
+"""The cache of frozen activations: each text's input to a layer is computed once; a pooled embedding (or a higher
+layer's input) starts from the highest lower layer already cached, and equals the one computed from scratch."""
+from __future__ import annotations
+
+import torch
+
+from localize.activations import ActivationCache
+
+
+def test_a_pooled_embedding_starts_from_a_cached_lower_layer_and_equals_the_one_from_scratch(base, tiny_texts,
+                                                                                            monkeypatch):
+    texts = tiny_texts[0]
+    top = base.dims.num_layers
+    scratch = torch.stack(ActivationCache().frozen_inputs(base, texts, top))
+    cache = ActivationCache()
+    cache.frozen_inputs(base, texts[:10], 2)  # a task prior's first tuned layer, for some of the texts
+    runs: list[tuple[int, int]] = []
+    real = type(base).run_layers
+
+    def spy(self, hidden, mask, *, start=0, stop=None, hooks=None):  # noqa: ANN001, ANN202
+        runs.append((start, hidden.shape[0]))
+        return real(self, hidden, mask, start=start, stop=stop, hooks=hooks)
+
+    monkeypatch.setattr(type(base), "run_layers", spy)
+    pooled = torch.stack(cache.frozen_inputs(base, texts, top))
+    assert torch.allclose(pooled, scratch, atol=1e-5)
+    # The ten with a cached layer-2 input ran layers 2-5; the other fourteen ran all six.
+    assert sorted(runs) == [(0, len(texts) - 10), (2, 10)]
+    runs.clear()
+    again = torch.stack(cache.frozen_inputs(base, texts, top))
+    assert runs == [] and torch.equal(again, pooled) and cache.hits == len(texts)
+
+
+def test_a_higher_layers_input_starts_from_a_lower_one(base, tiny_texts):
+    texts = tiny_texts[0][:6]
+    cache = ActivationCache()
+    cache.frozen_inputs(base, texts, 1)
+    from_lower = cache.frozen_inputs(base, texts, 4)
+    from_scratch = ActivationCache().frozen_inputs(base, texts, 4)
+    for a, b in zip(from_lower, from_scratch):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
