@@ -93,7 +93,6 @@ class ActivationCache:
                     progress(done, len(missing))
         return found  # type: ignore[return-value]
 
-
     def _cached_below(self, base: BaseModel, text: str, layer: int) -> tuple[int, torch.Tensor | None]:
         """The highest layer below ``layer`` whose frozen input for ``text`` is cached, and that input
         (``(0, None)``: none is)."""

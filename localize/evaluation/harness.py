@@ -155,10 +155,6 @@ class Harness:
             self._priors[key] = (trainer.train(), time.perf_counter() - started)
         return self._priors[key]
 
-    def use_prior(self, args: TrainingArguments, weights: AdapterWeights, seconds: float) -> None:
-        """Recipes reading ``args``' prior use ``weights`` (one trained elsewhere, as production would reuse it)."""
-        self._priors[self._prior_key(args.for_prior())] = (weights, seconds)
-
     @staticmethod
     def _prior_key(prior_args: TrainingArguments) -> str:
         return repr({**prior_args.to_dict(), "init_from_prior": False, "train_scope": "all"})
