@@ -7,6 +7,7 @@ drop in unchanged.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -14,16 +15,13 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
 from localize.errors import ConfigurationError
 from localize.hashing import text_hash  # noqa: F401 - re-exported: its users import it from here
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +261,16 @@ class BaseModel:
             ids, mask = self.tokenize(texts[start : start + batch_size])
             chunks.append(self.pool(self.run_layers(self.embed(ids), mask), mask).float())
         return torch.cat(chunks) if chunks else torch.empty(0, self.dims.hidden_size)
+
+
+@functools.cache
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): only there does ``mixed_precision=auto``
+    train in bfloat16 on a CPU (without it, bfloat16 is emulated and no faster)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a private check: a torch without it counts as no
+        return False
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from localize.activations import ActivationCache
+from localize.activations import ActivationCache, ScoringActivationCache, get_activation_cache
 from localize.calibration import combined_share, expected_calibration_error, fit_calibration_correction, spread_evenly
 from localize.base_model import BaseModel
 from localize.engine import AdapterWeights
@@ -193,6 +193,8 @@ def choose_recipe(
     started = time.perf_counter()
     progress = progress or (lambda message: None)
     candidates = candidates or candidate_recipes()
+    # The candidates' priors and fits are never served: their encodings may be computed in bfloat16.
+    cache = ScoringActivationCache(cache or get_activation_cache())
     texts = sorted({r.text for r in rows})
     if folds is None:
         folds = FOLDS if len(texts) < SMALL_TASK_TEXTS else 1
@@ -217,7 +219,7 @@ def choose_recipe(
             tick = time.perf_counter()
             where = f"fold {index + 1}/{len(splits)}" if len(splits) > 1 else "held-out texts"
             try:
-                init = _prior(base, candidate.args, train_rows, label_set, cache, priors, progress,
+                init = _prior(base, candidate.args, train_rows, texts, label_set, cache, priors, progress,
                               f"{candidate.name}, {where}") if candidate.uses_prior() else None
                 budget = ENCODER_SECONDS_BUDGET if candidate.per_user_encoder and index == 0 else None
                 per_user = _fit_users(base, candidate.args, train_rows, val_rows, label_set, init, cache,
@@ -333,10 +335,12 @@ def _prior_key(args: TrainingArguments) -> str:
     return repr(args.for_prior().to_dict())
 
 
-def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], label_set: list[str],
-           cache: ActivationCache | None, priors: dict[str, AdapterWeights], progress: Progress,
+def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], texts: list[str], label_set: list[str],
+           cache: ActivationCache, priors: dict[str, AdapterWeights], progress: Progress,
            what: str) -> AdapterWeights:
-    """The task prior ``args`` read, trained on ``rows`` (shared by candidates whose priors train alike)."""
+    """The task prior ``args`` read, trained on ``rows`` (shared by candidates whose priors train alike). When
+    users fit heads on its encoding, every one of the task's ``texts`` is encoded with it at once, in large batches
+    sorted by length, rather than a few dozen texts in each user's fit."""
     key = _prior_key(args)
     if key not in priors:
         progress(f"{what}: training the task prior ({args.method}) on {len(rows):,} pooled rows")
@@ -344,6 +348,9 @@ def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], label_set:
                           cache=cache, annotators=[r.user for r in rows],
                           progress=lambda fraction, message: progress(f"{what}: task prior, {message}"))
         priors[key] = trainer.train()
+        if args.train_scope == "head" and priors[key].params:
+            cache.encoded(base, priors[key], texts, batch_size=128,
+                          progress=lambda done, total: progress(f"{what}: encoding {done:,}/{total:,} texts"))
     return priors[key]
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from localize.activations import ActivationCache, get_activation_cache, pad_hidden
 from localize.adapters import available_methods, get_method, make_method
 from localize.adapters.base import apply_head, init_head
-from localize.base_model import BaseModel
+from localize.base_model import BaseModel, cpu_has_bf16_matrix_units
 from localize.calibration import calibration_record, combined_share, fit_calibration, spread_evenly
 from localize.engine import AdapterWeights, forward_pooled
 from localize.recipes import DEFAULT_RECIPE, DEFAULT_RECIPE_METHOD
@@ -951,16 +951,6 @@ def _accelerator(device: torch.device):
     on_gpu = device.type == "cuda"
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
     return Accelerator(cpu=not on_gpu, mixed_precision="bf16" if bf16 else "no")
-
-
-@functools.cache
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): only there does ``mixed_precision=auto``
-    train in bfloat16 on a CPU (without it, bfloat16 is emulated and no faster)."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):  # a private check: a torch without it counts as no
-        return False
 
 
 def format_duration(seconds: float) -> str:

@@ -134,7 +134,7 @@ def simulate(data: EvalData, encode, *, sizes: Sequence[int] = DEFAULT_SIZES,  #
              limit_users: int | None = None, skip_users: int = 0, queue_options: dict | None = None,
              progress=None) -> Curves:  # noqa: ANN001
     """Learning curves for active and random order over the data's users who have at least ``max(sizes)`` train
-    rows; random order is averaged over ``RANDOM_SEEDS``."""
+    rows; each order is averaged over ``RANDOM_SEEDS`` (random order's shuffles, the queue's random picks)."""
     if not any(len(data.rows(u, "train")) >= max(sizes) for u in data.users):
         raise ValueError(f"no user of {data.name!r} has {max(sizes)} train rows to reveal")
     threads = torch.get_num_threads()
@@ -159,9 +159,9 @@ def _simulate(data: EvalData, encode, *, sizes: Sequence[int], limit_users: int 
     per_order: dict[str, list[list[tuple[float, float]]]] = {"active": [], "random": []}
     for number, user in enumerate(users, 1):
         prior = simulator.prior_without(user)
-        per_order["active"].append(simulator.curve(user, sizes, "active", 0, prior, queue_options))
-        runs = [simulator.curve(user, sizes, "random", seed, prior) for seed in RANDOM_SEEDS]
-        per_order["random"].append([tuple(np.mean([run[i] for run in runs], axis=0)) for i in range(len(sizes))])
+        for order in ("active", "random"):  # both averaged over the seeds: the queue draws its random share too
+            runs = [simulator.curve(user, sizes, order, seed, prior, queue_options) for seed in RANDOM_SEEDS]
+            per_order[order].append([tuple(np.mean([run[i] for run in runs], axis=0)) for i in range(len(sizes))])
         if progress:
             progress(number, len(users), user)
     curves = Curves(data_set=data.name, users=users, sizes=list(sizes), eligible=eligible)
@@ -223,10 +223,11 @@ def write_report(results: list[Curves], out: Path, command: str) -> None:
         "mix: half the margin between the user's model's top two labels, half its disagreement with the task prior, "
         f"and a share of {DEFAULT_RANDOM_SHARE:g} of the picks at random; before a user has a model, the prior's least "
         "certain texts; the mix was chosen on other users, research/queue_mix_on_held_out_users.py) or in random "
-        "order (mean of three shuffles). The user's head is refitted every 10 labels and scored on that user's own "
-        "test rows, which no model has seen. The model is the product's MAP head on frozen base encodings, pulled "
-        "toward a prior fitted on the other users' train labels only (leave-this-user-out). Users with at least 200 "
-        "train rows take part: their pool is their own train rows.",
+        "order; each order is the mean of three seeds (random order's shuffles, the queue's random picks). The "
+        "user's head is refitted every 10 labels and scored on that user's own test rows, which no model has seen. "
+        "The model is the product's MAP head on frozen base encodings, pulled toward a prior fitted on the other "
+        "users' train labels only (leave-this-user-out). Users with at least 200 train rows take part: their pool "
+        "is their own train rows.",
         "",
         "| data set | users | random order, 200 labels | active order, 200 labels | labels active order needs to reach "
         "random order's 200-label figure | seconds |",

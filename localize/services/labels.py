@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+from localize.db.batches import in_batches
 from localize.db.models import Label, Task, Text, User, aware, utcnow
 from localize.errors import NotFoundError, PayloadTooLargeError
 from localize.hashing import text_hash
@@ -26,7 +27,6 @@ from localize.services.users import check_user_name
 from localize.suggest import did_you_mean
 from localize.validation import text_problem
 
-_CHUNK = 500  # rows per IN (...) query; well under SQLite's variable limit
 _ATTEMPTS = 3
 _RETRYABLE = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 
@@ -184,7 +184,7 @@ def _insert_new_labels(
                 inserted.add((value["user_id"], value["text_id"]))
         session.flush()
         return inserted
-    for chunk in _chunks(values):
+    for chunk in in_batches(values):
         statement = (insert(Label).values(chunk)
                      .on_conflict_do_nothing(index_elements=["user_id", "task_id", "text_id"])
                      .returning(Label.user_id, Label.text_id))
@@ -199,7 +199,7 @@ def _lock_labels(session: Session, task: Task, keys: list[tuple[int, int]]) -> d
         by_user.setdefault(user_id, []).append(text_id)
     found: dict[tuple[int, int], Label] = {}
     for user_id, text_ids in by_user.items():
-        for chunk in _chunks(text_ids):
+        for chunk in in_batches(text_ids):
             query = (select(Label).where(Label.task_id == task.id, Label.user_id == user_id, Label.text_id.in_(chunk))
                      .order_by(Label.text_id).with_for_update())
             for label in session.exec(query):
@@ -211,19 +211,14 @@ def _dialect_insert(session: Session):  # noqa: ANN202
     return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
 
 
-def _chunks(values: list, size: int = _CHUNK):
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def _ensure_users(session: Session, names: list[str]) -> dict[str, User]:
     found: dict[str, User] = {}
-    for chunk in _chunks(names):
+    for chunk in in_batches(names):
         found.update({user.name: user for user in session.exec(select(User).where(User.name.in_(chunk)))})
     missing = [name for name in names if name not in found]
     if missing:
         _insert_ignore(session, User, [{"name": name, "created_at": utcnow()} for name in missing], "name")
-        for chunk in _chunks(missing):
+        for chunk in in_batches(missing):
             found.update({user.name: user for user in session.exec(select(User).where(User.name.in_(chunk)))})
     return found
 
@@ -234,7 +229,7 @@ def _ensure_texts(session: Session, bodies: list[str]) -> dict[str, int]:
     hashes = list(by_hash)
 
     def lookup(keys: list[str]) -> None:
-        for chunk in _chunks(keys):
+        for chunk in in_batches(keys):
             for text_id, digest in session.exec(select(Text.id, Text.sha256).where(Text.sha256.in_(chunk))):
                 ids[by_hash[digest]] = text_id
 
@@ -250,7 +245,7 @@ def _ensure_texts(session: Session, bodies: list[str]) -> dict[str, int]:
 def _insert_ignore(session: Session, table: type, values: list[dict], key: str) -> None:
     """INSERT that skips rows another writer inserted first, so concurrent uploads never collide."""
     insert = _dialect_insert(session)
-    for chunk in _chunks(values):
+    for chunk in in_batches(values):
         if insert is None:
             for value in chunk:
                 session.add(table(**value))

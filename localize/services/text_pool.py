@@ -11,12 +11,13 @@ from sqlalchemy import func, union
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from localize.db.batches import in_batches
 from localize.db.models import Label, PoolText, Task, Text, TextSkip, User
 from localize.errors import PayloadTooLargeError, ValidationError
 from localize.labels_io import RowError, read_records
 from localize.validation import text_problem
 from localize.services import texts as text_service
-from localize.services.labels import _chunks, _dialect_insert, _ensure_texts
+from localize.services.labels import _dialect_insert, _ensure_texts
 
 _ATTEMPTS = 3
 
@@ -122,13 +123,13 @@ def _store_pool_rows(session: Session, task: Task, by_text: dict[str, PoolRow]) 
     """Adds the texts that are not in the pool yet and commits; returns how many."""
     text_ids = _ensure_texts(session, sorted(by_text))
     present = set()
-    for chunk in _chunks(list(text_ids.values())):
+    for chunk in in_batches(list(text_ids.values())):
         present.update(session.exec(select(PoolText.text_id).where(PoolText.task_id == task.id,
                                                                    PoolText.text_id.in_(chunk))))
     new = [{"task_id": task.id, "text_id": text_ids[text], "item": row.item}
            for text, row in by_text.items() if text_ids[text] not in present]
     insert = _dialect_insert(session)
-    for chunk in _chunks(new):
+    for chunk in in_batches(new):
         if insert is None:
             session.add_all(PoolText(**value) for value in chunk)
             session.flush()

@@ -13,11 +13,11 @@ from sqlalchemy import delete, exists, or_
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
 
+from localize.db.batches import in_batches
 from localize.db.models import Label, PoolText, Text, TextSkip
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 500
 _ATTEMPTS = 3
 _NAMERS = (Label, PoolText, TextSkip)  # every table that names a text
 
@@ -27,7 +27,7 @@ def text_ids_named(session: Session, *, task_id: int | None = None, user_id: int
     """The texts that the task's (or the user's) labels, pool entries and skips name, or the given labels name."""
     if label_ids is not None:
         ids = sorted(set(label_ids))
-        return {text_id for chunk in _chunks(ids)
+        return {text_id for chunk in in_batches(ids)
                 for text_id in session.exec(select(Label.text_id).where(Label.id.in_(chunk)))}
     found: set[int] = set()
     for table in _NAMERS:
@@ -51,7 +51,7 @@ def delete_unnamed_texts(session: Session, text_ids: Iterable[int]) -> int:
     for attempt in range(_ATTEMPTS):
         try:
             removed = 0
-            for chunk in _chunks(ids):
+            for chunk in in_batches(ids):
                 named = or_(*(exists().where(table.text_id == Text.id) for table in _NAMERS))
                 removed += session.exec(delete(Text).where(Text.id.in_(chunk), ~named)).rowcount
             session.commit()
@@ -68,8 +68,3 @@ def names_a_deleted_text(error: IntegrityError) -> bool:
     met): the write can run again from the start, which stores the text anew."""
     original = getattr(error, "orig", None)
     return getattr(original, "sqlstate", None) == "23503" or "FOREIGN KEY constraint failed" in str(original)
-
-
-def _chunks(values: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start:start + _CHUNK]

@@ -39,3 +39,35 @@ def test_a_higher_layers_input_starts_from_a_lower_one(base, tiny_texts):
     from_scratch = ActivationCache().frozen_inputs(base, texts, 4)
     for a, b in zip(from_lower, from_scratch):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_scoring_cache_computes_pooled_values_in_bf16_and_keeps_them_from_the_served_cache(base, tiny_texts,
+                                                                                            monkeypatch):
+    from localize import activations
+    from localize.activations import ScoringActivationCache
+
+    texts = tiny_texts[0]
+    top = base.dims.num_layers
+    monkeypatch.setattr(activations, "cpu_has_bf16_matrix_units", lambda: True)
+    served = ActivationCache()
+    scoring = ScoringActivationCache(served)
+    layer_two = scoring.frozen_inputs(base, texts, 2)  # a prior's first tuned layer: float32, and served's
+    assert len(served._entries) == len(texts) and len(scoring._entries) == 0
+    assert all(torch.equal(a, b) for a, b in zip(layer_two, ActivationCache().frozen_inputs(base, texts, 2)))
+    pooled = torch.stack(scoring.frozen_inputs(base, texts, top))
+    exact = torch.stack(ActivationCache().frozen_inputs(base, texts, top))
+    assert not torch.equal(pooled, exact)  # computed in bfloat16 ...
+    assert torch.nn.functional.cosine_similarity(pooled, exact).min() > 0.999  # ... to the same direction
+    assert len(scoring._entries) == len(texts) and len(served._entries) == len(texts)  # served got none of them
+    assert torch.equal(torch.stack(served.frozen_inputs(base, texts, top)), exact)
+
+
+def test_without_bf16_matrix_units_a_scoring_cache_computes_in_float32(base, tiny_texts, monkeypatch):
+    from localize import activations
+    from localize.activations import ScoringActivationCache
+
+    texts = tiny_texts[0][:8]
+    monkeypatch.setattr(activations, "cpu_has_bf16_matrix_units", lambda: False)
+    top = base.dims.num_layers
+    scored = ScoringActivationCache(ActivationCache()).frozen_inputs(base, texts, top)
+    assert all(torch.equal(a, b) for a, b in zip(scored, ActivationCache().frozen_inputs(base, texts, top)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from localize import recipe_choice
 from localize.recipe_choice import Candidate, Row, choice_fold, choose_recipe
@@ -146,3 +147,28 @@ def test_the_candidates_are_named_and_the_default_comes_first() -> None:
     assert recipe_choice.candidate_named("prior-head").args == TrainingArguments()
     with pytest.raises(ValueError, match="recipe 'best' is not one of"):
         recipe_choice.candidate_named("best")
+
+
+def test_the_candidates_encodings_are_computed_once_per_prior_in_bf16_and_never_reach_the_served_cache(
+        base, monkeypatch) -> None:
+    from localize import activations, engine
+    from localize.activations import ActivationCache
+
+    monkeypatch.setattr(activations, "cpu_has_bf16_matrix_units", lambda: True)
+    passes: list[tuple[int, bool]] = []
+    real = engine.encode_pooled
+
+    def spy(base, encoder, start_hidden, mask, **options):  # noqa: ANN001, ANN202
+        passes.append((mask.shape[0], torch.is_autocast_enabled("cpu")))
+        return real(base, encoder, start_hidden, mask, **options)
+
+    monkeypatch.setattr(engine, "encode_pooled", spy)
+    lora_head = Candidate("prior-head", TrainingArguments(method="lora", method_options={"r": 2, "layers": [-1]},
+                                                           train_scope="head", prior_max_epochs=1), "LoRA prior")
+    served = ActivationCache()
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[lora_head, POOLED], cache=served)
+    assert choice.winner in {"prior-head", "pooled-head"}
+    # One pass per fold's prior over every text (fewer than 128), none in the users' fits; all in bfloat16.
+    assert passes == [(len(TEXTS), True)] * 3
+    layers = {key[2] for key in served._entries}
+    assert layers == {base.dims.num_layers - 1}  # only the prior's frozen input, which its final training reads

@@ -84,3 +84,18 @@ def test_labels_to_reach_and_the_report_round_trip(tmp_path) -> None:  # noqa: A
     assert (tmp_path / "active_learning.png").stat().st_size > 0
     active_learning.main(["--render-from", str(tmp_path / "active_learning.json"), "--out", str(tmp_path / "again")])
     assert (tmp_path / "again" / "active_learning.md").read_text().count("| points |") == 1
+
+
+def test_both_orders_are_averaged_over_the_same_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    data, vectors = _data()
+    runs: list[tuple[str, str, int]] = []
+    original = active_learning._Simulator.curve
+
+    def recording(self, user, sizes, order, seed, prior, queue_options=None):  # noqa: ANN001, ANN202
+        runs.append((user, order, seed))
+        return original(self, user, sizes, order, seed, prior, queue_options)
+
+    monkeypatch.setattr(active_learning._Simulator, "curve", recording)
+    simulate(data, _encoder(vectors), sizes=(10, 20), limit_users=1)
+    assert sorted(runs) == sorted(("u0", order, seed) for order in ("active", "random")
+                                  for seed in active_learning.RANDOM_SEEDS)
