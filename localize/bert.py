@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 from torch import nn
 
 SUPPORTED_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "gelu_new": lambda: nn.GELU(approximate="tanh")}

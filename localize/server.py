@@ -9,7 +9,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from localize.admin_key import AdminKey, resolve_admin_key
-from localize.settings import Settings, get_settings
+from localize.settings import get_settings
 
 if TYPE_CHECKING:
     from localize.supervisor import WorkerSupervisor

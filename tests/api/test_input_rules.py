@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from api_support import ADMIN, TASK
 from test_errors import problem
 
