@@ -149,3 +149,18 @@ def test_entries_are_not_changed_by_rendering_except_for_the_run_record(tmp_path
     before = copy.deepcopy(entry)
     write_report([entry], tmp_path, command="c")
     assert {k: v for k, v in entry.items() if k != "run"} == before
+
+
+def test_a_figure_just_below_its_target_shows_the_digit_that_misses_it() -> None:
+    from localize.evaluation.report import _verdict
+
+    def summary(name: str, kind: str, accuracy: float, macro_f1: float) -> dict:
+        return {"summary": {"name": name, "kind": kind, "mean_accuracy": accuracy, "mean_macro_f1": macro_f1}}
+
+    entry = {"data_set": "md_agreement", "default": "chosen",
+             "results": [summary("chosen", "recipe", 0.80338, 0.73978), summary("stacked_lr", "baseline", 0.749, 0.633),
+                         summary("crowd", "baseline", 0.7, 0.73978)]}
+    lines = _verdict(entry)
+    assert "- target macro-f1 >= 0.74: 0.7398: **NOT met**" in lines  # 0.740 would read as met
+    assert "- target accuracy >= 0.80: 0.803: **met**" in lines
+    assert "- macro-F1 at or above the crowd oracle's (0.740): 0.740: **met**" in lines
