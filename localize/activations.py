@@ -155,8 +155,8 @@ class ScoringActivationCache(ActivationCache):
     Layers' inputs are read from and written to ``parent`` in float32 (the served prior trains on them next);
     pooled embeddings and encodings stay here, computed in bfloat16 where the CPU multiplies it in hardware (Intel
     AMX): about half the time of float32 for the same answers to three decimals, and never read by serving, whose
-    answers are computed in float32 (the served prior is trained again after the choice, and ``parent`` keeps
-    none of the values computed here)."""
+    answers are computed in float32 (the served prior is trained again after the choice, and ``parent`` gets
+    none of the pooled values computed here)."""
 
     def __init__(self, parent: ActivationCache) -> None:
         super().__init__(max_bytes=parent.max_bytes)
