@@ -40,6 +40,7 @@ import numpy as np
 from localize.activations import ActivationCache, ScoringActivationCache, get_activation_cache
 from localize.calibration import combined_share, expected_calibration_error, fit_calibration_correction, spread_evenly
 from localize.base_model import BaseModel
+from localize.decision_rule import fit_decision_rule
 from localize.engine import AdapterWeights
 from localize.training import Trainer, TrainingArguments, classification_metrics, format_duration
 
@@ -140,6 +141,11 @@ class CandidateResult:
     added_uniform_share: float = 0.0
     held_out_ece: float | None = None
     held_out_ece_corrected: float | None = None
+    # The task's decision rule, fitted on the same rows: logit offsets by label (empty: plain argmax), the mean
+    # gain in per-user score they brought there, and that gain over its standard error across users.
+    decision_offsets: dict[str, float] = field(default_factory=dict)
+    decision_gain: float | None = None
+    decision_gain_t: float | None = None
     # The latest best epoch of its priors: where its prior, trained again on every text, would stop.
     prior_last_epoch: int | None = None
     per_user: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
@@ -257,6 +263,11 @@ def choose_recipe(
         result.users = len(scored)
         result.fold_scores = fold_scores[result.name]
         _correct_calibration(result, parts)
+        _fit_decision_offsets(result, {u: held_out[result.name][u] for u in common}, label_set)
+        if result.held_out_ece is not None:  # as served: corrected, and with the decision rule
+            offsets = np.array([result.decision_offsets.get(label, 0.0) for label in label_set])
+            result.held_out_ece_corrected = _held_out_ece(parts, result.temperature_scale,
+                                                          result.added_uniform_share, offsets)
     order = {c.name: i for i, c in enumerate(candidates)}
     by_name = {c.name: c for c in candidates}
     winner = max(tried, key=lambda r: (r.score, -order[r.name]))  # a tie goes to the candidate listed first
@@ -268,6 +279,7 @@ def choose_recipe(
         result.prior_last_epoch = max(best_epochs[result.name], default=None)
     winner_args = dataclasses.replace(by_name[winner.name].args, temperature_scale=winner.temperature_scale,
                                       added_uniform_share=winner.added_uniform_share,
+                                      decision_offsets=winner.decision_offsets or None,
                                       prior_last_epoch=winner.prior_last_epoch)
     return RecipeChoice(
         winner=winner.name, winner_args=winner_args, candidates=results, folds=len(splits),
@@ -280,32 +292,44 @@ def choose_recipe(
 
 @dataclass
 class _HeldOut:
-    """One user's fit scored on held-out rows: label indexes, predictions, and (when the fit was calibrated) its
-    served logits and uniform share."""
+    """One user's fit scored on held-out rows: label indexes, predictions, its served logits, and whether the fit
+    was calibrated (the task's correction then applies to it) with its uniform share."""
     targets: list[int]
     predicted: list[int]
     logits: np.ndarray | None = None
+    calibrated: bool = False
     share: float = 0.0
 
 
 def _correct_calibration(result: CandidateResult, parts: list[_HeldOut]) -> None:
-    """Fits the candidate's calibration correction on its calibrated fits' held-out rows, with ECE before and
-    after."""
-    parts = [p for p in parts if p.logits is not None and len(p.targets)]
+    """Fits the candidate's calibration correction on its calibrated fits' held-out rows, with ECE before it."""
+    parts = [p for p in parts if p.calibrated and len(p.targets)]
     if not parts:
         return
     logits, shares = [p.logits for p in parts], [p.share for p in parts]
-    targets = [np.asarray(p.targets) for p in parts]
-    scale, added = fit_calibration_correction(logits, shares, targets)
+    scale, added = fit_calibration_correction(logits, shares, [np.asarray(p.targets) for p in parts])
     result.temperature_scale, result.added_uniform_share = round(scale, 4), round(added, 4)
-    truth = np.concatenate(targets)
+    result.held_out_ece = _held_out_ece(parts, 1.0, 0.0, None)
 
-    def probabilities(scale: float, added: float) -> np.ndarray:
-        return np.concatenate([spread_evenly(_softmax(z / scale), combined_share(s, added))
-                               for z, s in zip(logits, shares)])
 
-    result.held_out_ece = round(expected_calibration_error(probabilities(1.0, 0.0), truth), 4)
-    result.held_out_ece_corrected = round(expected_calibration_error(probabilities(scale, added), truth), 4)
+def _held_out_ece(parts: list[_HeldOut], scale: float, added: float, offsets: np.ndarray | None) -> float:
+    """ECE of calibrated fits' held-out rows served with a calibration correction and decision offsets."""
+    parts = [p for p in parts if p.calibrated and len(p.targets)]
+    shift = 0.0 if offsets is None else offsets
+    probabilities = np.concatenate([spread_evenly(_softmax(p.logits / scale + shift), combined_share(p.share, added))
+                                    for p in parts])
+    return round(expected_calibration_error(probabilities, np.concatenate([p.targets for p in parts])), 4)
+
+
+def _fit_decision_offsets(result: CandidateResult, held_out: dict[str, list[_HeldOut]], label_set: list[str]) -> None:
+    """The candidate's decision rule (``decision_rule``), fitted on its users' held-out rows as served: corrected
+    by the calibration correction where the fit was calibrated."""
+    users = [parts for _, parts in sorted(held_out.items()) if parts and all(p.logits is not None for p in parts)]
+    rule = fit_decision_rule([(np.array([t for p in parts for t in p.targets], dtype=np.int64),
+                               np.concatenate([p.logits / (result.temperature_scale if p.calibrated else 1.0)
+                                               for p in parts])) for parts in users], label_set)
+    if rule is not None:
+        result.decision_offsets, result.decision_gain, result.decision_gain_t = rule.offsets, rule.gain, rule.gain_t
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -381,9 +405,8 @@ def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], 
         trainer = Trainer(base, args, [r.text for r in own], [r.label for r in own], label_set, init=init, cache=cache)
         trainer.train()
         logits = trainer.predict_logits([r.text for r in held]).numpy()
-        out[user] = _HeldOut([label_set.index(r.label) for r in held], logits.argmax(1).tolist(),
-                             logits if args.calibrate and trainer.val_split is not None else None,
-                             trainer.uniform_share)
+        out[user] = _HeldOut([label_set.index(r.label) for r in held], logits.argmax(1).tolist(), logits,
+                             args.calibrate and trainer.val_split is not None, trainer.uniform_share)
         if budget_seconds is not None and len(out) >= BUDGET_PROBE_USERS:
             spent = time.perf_counter() - started
             projected = spent / len(out) * fits

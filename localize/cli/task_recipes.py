@@ -7,6 +7,7 @@ import typer
 
 from localize.cli.common import JsonOpt, find_task, fmt, out, print_json, print_table, services
 from localize.cli.tasks import tasks_app
+from localize.recipes import describe_decision_rule
 
 
 @tasks_app.command("show")
@@ -60,6 +61,8 @@ def _print_choice(choice: dict | None) -> None:
         out().print(f"calibration, corrected on the held-out rows: temperatures x {winner['temperature_scale']:.2f}, "
                     f"uniform share + {winner['added_uniform_share']:.2f} (ECE there {winner['held_out_ece']:.3f} -> "
                     f"{winner['held_out_ece_corrected']:.3f})", highlight=False)
+    if describe_decision_rule(winner):
+        out().print(describe_decision_rule(winner), highlight=False)
     if choice.get("prior"):
         out().print(f"task prior: {choice['prior']}", highlight=False)
 

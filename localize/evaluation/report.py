@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from localize.base_model import BaseModel
+from localize.recipes import describe_decision_rule
 from localize.errors import ValidationError
 from localize.evaluation.baselines import BASELINES
 from localize.evaluation.choice import candidate_runs, choose_for
@@ -308,7 +309,9 @@ def _choice_lines(entry: dict[str, Any]) -> list[str]:
              f"{choice.get('users', '?')} users whose labels the priors trained on; the score is the mean over users of "
              "(accuracy + macro-F1) / 2. Test rows played no part in the choice; the test columns show what each "
              f"candidate would have scored. The choice took {choice['seconds'] / 60:.1f} min; its task prior is "
-             f"{choice.get('prior') or 'none'}.", "",
+             f"{choice.get('prior') or 'none'}."
+             + "".join(" " + describe_decision_rule(c) for c in choice["candidates"]
+                       if c["name"] == choice["recipe"] and describe_decision_rule(c)), "",
              "| candidate | validation accuracy / macro-F1 | test accuracy / macro-F1 | wins on user resamples "
              "| winner per fold | seconds (choice) | what it is |", "|---|---|---|---|---|---|---|"]
     for c in choice["candidates"]:

@@ -84,6 +84,10 @@ def queue_training(*, session: Session, task: Task, user: User | None, args: Tra
     """Queues training for ``user`` in ``task`` (``user=None`` trains the task prior on everyone's labels).
 
     One pending job per (user, task): two would race for the same adapter version."""
+    strangers = sorted(set(getattr(args, "decision_offsets", None) or {}) - set(task.labels))
+    if strangers:
+        raise ValidationError(f"decision_offsets name label(s) {strangers} that task {task.name!r} does not have; "
+                              f"its labels are {task.labels}")
     _lock_owner(session, task, user)
     pending = pending_job(session=session, task=task, user=user)
     if pending is not None:

@@ -220,6 +220,13 @@ def _field_schema(name: str, type_: str, *, bounds: dict[str, Bound], choices: d
                   "minItems": 1, "maxItems": num_layers, "uniqueItems": True,
                   "description": f"Layers 0..{num_layers - 1} (the server also takes -{num_layers}..-1, counting "
                                  "from the top, as long as no layer is named twice)."}
+    elif name == "decision_offsets":
+        from localize.training import MAX_DECISION_OFFSET
+
+        schema = {"type": "object", "additionalProperties": {"type": "number", "minimum": -MAX_DECISION_OFFSET,
+                                                              "maximum": MAX_DECISION_OFFSET},
+                  "description": "Logit offsets by label name, added after calibration (whole-task training fits "
+                                 "them on held-out rows)."}
     else:
         schema = {"type": {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[base]}
     return {"anyOf": [schema, {"type": "null"}]} if type_.endswith("| None") else schema

@@ -72,12 +72,14 @@ def pin_recipe(*, session: Session, task: Task, name: str | None) -> Task:
         except ValueError as error:
             raise ValidationError(str(error)) from None
         args = candidate.args.to_dict()
-        # What the last choice measured for this recipe comes with it: its calibration correction, and the epoch
-        # its task prior stopped at.
+        # What the last choice measured for this recipe comes with it: its calibration correction, its decision
+        # rule, and the epoch its task prior stopped at.
         measured = next((c for c in (current.get("choice") or {}).get("candidates", []) if c["name"] == name), {})
         if measured.get("held_out_ece") is not None:
             args.update(temperature_scale=measured["temperature_scale"],
                         added_uniform_share=measured["added_uniform_share"])
+        if measured.get("decision_offsets"):
+            args.update(decision_offsets=measured["decision_offsets"])
         if measured.get("prior_last_epoch") is not None:
             args.update(prior_last_epoch=measured["prior_last_epoch"])
         current.update(recipe=candidate.name, args=args, pinned=True, pinned_at=_now())

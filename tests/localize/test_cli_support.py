@@ -33,6 +33,7 @@ def test_the_default_recipe_has_its_own_name_and_only_its_arguments() -> None:
     assert not {"max_epochs", "patience", "learning_rate", "prior_max_epochs", "method_options"} & set(shown)
     prior = applicable_arguments(args, prior=True)
     assert {"prior_max_epochs", "method_options"} <= set(prior) and "head_prior_strength" not in prior
+    assert "decision_offsets" in shown and "decision_offsets" not in prior  # users' heads decide, not the prior
     epochs = TrainingArguments(method="lora", method_options={}).to_dict()
     assert recipe_name(epochs) == "lora + prior" and "max_epochs" in applicable_arguments(epochs)
     assert "head_fit" not in applicable_arguments(epochs)

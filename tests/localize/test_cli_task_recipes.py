@@ -43,6 +43,7 @@ def test_train_all_chooses_the_recipe_and_tasks_show_lists_every_candidate(home:
     assert f"recipe: {winner} (chosen on the task's labels)" in shown.output
     assert "3 folds by text" in shown.output and "| stubborn-head" in shown.output.replace("│", "|")
     assert "calibration, corrected on the held-out rows: temperatures x " in shown.output
+    assert "Decision rule: " in shown.output and "on users they were not fitted on" in " ".join(shown.output.split())
     assert "task prior: trained again on every text (those the choice held out too)" in " ".join(shown.output.split())
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,7 +79,8 @@ def test_a_small_task_is_scored_on_every_row_by_folds_no_trainer_saw(base, train
     record = choice.to_dict()
     assert record["recipe"] == "pooled-head"
     assert record["args"] == dataclasses.replace(POOLED.args, temperature_scale=pooled.temperature_scale,
-                                                 added_uniform_share=pooled.added_uniform_share).to_dict()
+                                                 added_uniform_share=pooled.added_uniform_share,
+                                                 decision_offsets=pooled.decision_offsets or None).to_dict()
 
 
 def test_the_winners_recipe_carries_the_calibration_correction_fitted_on_its_held_out_rows(base, monkeypatch) -> None:
@@ -172,3 +174,29 @@ def test_the_candidates_encodings_are_computed_once_per_prior_in_bf16_and_never_
     assert passes == [(len(TEXTS), True)] * 3
     layers = {key[2] for key in served._entries}
     assert layers == {base.dims.num_layers - 1}  # only the prior's frozen input, which its final training reads
+
+
+def test_a_candidates_decision_rule_is_fitted_on_its_held_out_logits_as_served() -> None:
+    """Where a fit was calibrated, the task's correction divides its logits first; the rule is stored with the
+    candidate."""
+    rng = np.random.default_rng(0)
+    held_out = {}
+    for user in range(30):
+        targets = (rng.random(60) < 0.3).astype(int)
+        logits = np.stack([np.zeros(60), 2.0 * targets - 2.5 + rng.normal(0.0, 1.0, 60)], 1)  # label 1 read too low
+        held_out[f"u{user}"] = [recipe_choice._HeldOut(targets.tolist(), logits.argmax(1).tolist(), logits, True)]
+    plain, corrected = (recipe_choice.CandidateResult("head", "a head", temperature_scale=scale) for scale in (1, 2))
+    recipe_choice._fit_decision_offsets(plain, held_out, ["no", "yes"])
+    recipe_choice._fit_decision_offsets(corrected, held_out, ["no", "yes"])
+    assert plain.decision_offsets["yes"] > 0.5 and plain.decision_gain > 0 and plain.decision_gain_t >= 2
+    assert corrected.decision_offsets["yes"] == pytest.approx(plain.decision_offsets["yes"] / 2, abs=0.11)
+
+
+def test_the_winners_decision_rule_travels_with_its_recipe(base, monkeypatch) -> None:
+    def fitted(result, held_out, label_set):  # noqa: ANN001, ANN202
+        result.decision_offsets = {label_set[1]: 0.35} if result.name == "pooled-head" else {}
+
+    monkeypatch.setattr(recipe_choice, "_fit_decision_offsets", fitted)
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[MUTE, POOLED])
+    assert choice.winner == "pooled-head" and choice.winner_args.decision_offsets == {LABELS[1]: 0.35}
+    assert choice.to_dict()["candidates"][1]["decision_offsets"] == {LABELS[1]: 0.35}

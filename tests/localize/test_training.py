@@ -88,6 +88,9 @@ def test_unknown_argument_is_named(tmp_path):
         ({"pooled_dropout": 1.0}, r"pooled_dropout=1\.0 must be in \[0, 1\)"),
         ({"min_labels": 1}, r"min_labels=1 must be >= 2"),
         ({"mixed_precision": "fp8"}, r"mixed_precision='fp8' must be one of \('auto', 'bf16', 'no'\)"),
+        ({"decision_offsets": {"hate": 11.0}}, r"decision_offsets=\{'hate': 11\.0\} must map label names to numbers "
+                                               r"in \[-10, 10\]"),
+        ({"decision_offsets": {"hate": float("nan")}}, r"decision_offsets=\{'hate': nan\} must map"),
     ],
 )
 def test_invalid_arguments_are_rejected(values, match):
@@ -687,6 +690,35 @@ def test_a_task_wide_calibration_correction_rescales_and_spreads_and_changes_no_
     with pytest.raises(ValueError, match=r"temperature_scale=0.0 must be in \[0.05, 20\]"):
         TrainingArguments(temperature_scale=0.0)
     assert TrainingArguments(temperature_scale=3.0, added_uniform_share=0.1).for_prior() == TrainingArguments().for_prior()
+
+
+def test_a_task_decision_rule_adds_its_offsets_to_the_served_logits_and_the_abstention_record(base, tiny_texts):
+    texts, jane, label_set, args, prior = _jane_with_validation_rows(base, tiny_texts)
+    fitted = Trainer(base, args, texts, jane, label_set, init=prior)
+    fitted.train()
+    offset = {label_set[1]: 1.5}
+    shifted = Trainer(base, dataclasses.replace(args, decision_offsets=offset), texts, jane, label_set, init=prior)
+    user = shifted.train()
+    shift = torch.tensor([0.0, 1.5] + [0.0] * (len(label_set) - 2))
+    # Folded into the head's bias after calibration: the engine serves it at no cost, every row moves alike.
+    assert torch.allclose(shifted.predict_logits(texts), fitted.predict_logits(texts) + shift, atol=1e-5)
+    served = torch.tensor([[p.probabilities[label] for label in label_set]
+                           for p in Engine(base).predict([(user, t) for t in texts])])
+    assert torch.allclose(served, shifted.predict_proba(texts), atol=1e-5)
+    assert shifted.metrics["temperature"] == pytest.approx(fitted.metrics["temperature"])  # fitted before the rule
+    # The second label wins more often; the record abstention reads is of the shifted model.
+    assert (shifted.predict_proba(texts).argmax(-1) == 1).sum() >= (fitted.predict_proba(texts).argmax(-1) == 1).sum()
+    assert shifted.metrics["calibration"] != fitted.metrics["calibration"]
+    share, labels = fitted.uniform_share, len(label_set)
+    unspread = (fitted.val_probabilities - share / labels) / (1 - share)
+    expected = spread_evenly(torch.softmax(torch.log(unspread) + shift, -1), share)
+    assert torch.allclose(shifted.val_probabilities, expected, atol=1e-4)
+    assert shifted.metrics["calibration"]["confidence"] == pytest.approx(
+        sorted(shifted.val_probabilities.max(-1).values.tolist()), abs=1e-4)
+    with pytest.raises(ValidationError, match=r"decision_offsets name label\(s\) \['sports'\] that are not in the "
+                                              r"label set"):
+        Trainer(base, dataclasses.replace(args, decision_offsets={"sports": 1.0}), texts, jane, label_set, init=prior)
+    assert TrainingArguments(decision_offsets=offset).for_prior() == TrainingArguments().for_prior()
 
 
 def test_the_engine_serves_a_versions_uniform_share_and_the_trainer_scores_with_it(base, tiny_texts):

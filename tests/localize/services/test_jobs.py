@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from localize.db.models import AdapterVersion, Job, JobEvent, JobState, utcnow
 from localize.db.session import session_scope
-from localize.errors import ConflictError, NoAdapterError
+from localize.errors import ConflictError, NoAdapterError, ValidationError
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services import job_runs
@@ -340,6 +340,17 @@ def test_a_second_pending_job_for_the_same_user_is_refused(runtime: Runtime) -> 
         _queue(runtime, "john")
     with session_scope(runtime.database) as session:
         assert session.exec(select(func.count()).select_from(Job)).one() == 1
+
+
+def test_a_decision_rule_naming_a_label_the_task_lacks_is_refused_when_queued(runtime: Runtime) -> None:
+    _workspace(runtime)
+    with pytest.raises(ValidationError, match=r"decision_offsets name label\(s\) \['sports'\] that task 'notes' "
+                                              r"does not have; its labels are \["):
+        _queue(runtime, "john", dataclasses.replace(FAST, decision_offsets={"sports": 0.5}))
+    with session_scope(runtime.database) as session:
+        assert session.exec(select(func.count()).select_from(Job)).one() == 0
+    job_id = _queue(runtime, "john", dataclasses.replace(FAST, decision_offsets={LABELS[1]: 0.5}))
+    assert _job(runtime, job_id).args["decision_offsets"] == {LABELS[1]: 0.5}
 
 
 def test_claim_a_named_job_and_nothing_when_it_is_not_queued(runtime: Runtime) -> None:

@@ -3,6 +3,8 @@ the winner's task prior; users' jobs queued beside it wait for it and train with
 the choice. Runs with two fast candidates in place of the real ones (those train LoRA priors: minutes)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from localize.db.models import JobState
@@ -69,15 +71,22 @@ def test_whole_task_training_chooses_stores_and_trains_every_user_with_the_winne
         # The winner's arguments, with the calibration correction the choice measured on its held-out rows.
         assert scores["loose-head"]["held_out_ece"] is not None
         correction = {k: scores["loose-head"][k] for k in ("temperature_scale", "added_uniform_share")}
-        assert recipe["args"] == {**loose.args.to_dict(), **correction, "prior_last_epoch": last}
+        rule = scores["loose-head"]["decision_offsets"] or None  # four users: no rule is beyond chance
+        assert recipe["args"] == {**loose.args.to_dict(), **correction, "decision_offsets": rule,
+                                  "prior_last_epoch": last}
         prior = adapter_service.active_version(session=session, task=task, user=None)
         assert prior.method == "head" and prior.n_labels == len(USERS) * len(TEXTS)
         assert prior.metrics["epochs"] == last
         for name in USERS:
             [version] = adapter_service.list_versions(session=session, task=task, user=get_user(session=session, name=name))
             assert version.training_args == recipe["args"], name
-        # Pinning a recipe the choice measured keeps its correction.
+        # Pinning a recipe the choice measured keeps its correction and its decision rule.
+        measured = copy.deepcopy(task.recipe)
+        next(c for c in measured["choice"]["candidates"] if c["name"] == "stubborn-head")["decision_offsets"] = {
+            LABELS[1]: 0.4}
+        task.recipe = measured
         pinned = task_recipes.pin_recipe(session=session, task=task, name="stubborn-head")
+        assert pinned.recipe["args"]["decision_offsets"] == {LABELS[1]: 0.4}
         assert pinned.recipe["args"]["temperature_scale"] == scores["stubborn-head"]["temperature_scale"]
         assert pinned.recipe["args"]["added_uniform_share"] == scores["stubborn-head"]["added_uniform_share"]
         assert pinned.recipe["args"]["prior_last_epoch"] == scores["stubborn-head"]["prior_last_epoch"]
