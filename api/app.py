@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import torch
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -22,6 +23,7 @@ from localize.api.routes import adapters, health, jobs, labels, predictions, tas
 from localize.api.routes import explain, queue, retraining, text_pool, webhooks
 from localize.api.routes import renames
 from localize.api.web import install_web
+from localize.heap import freeze_long_lived_objects
 from localize.api.schemas import BulkLabelsUpload, LabelsUpload
 from localize.db.session import alembic_config
 from localize.runtime import Runtime
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             alembic_config(settings.resolved_database_url)
         ).get_current_head()
         logger.info("database at revision %s", app.state.schema_head)
+        if settings.engine_threads:  # process-wide; the training worker, another process, sets its own
+            torch.set_num_threads(settings.engine_threads)
         tracing.configure(settings)  # nothing of OpenTelemetry is imported unless an endpoint is set
         tracing.instrument_database(runtime.database)
         metrics_server = None
@@ -82,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             sender = WebhookSender(runtime.database, settings)
             sender.start()
+        if settings.freeze_heap:  # what start-up built lives as long as the server
+            freeze_long_lived_objects("start-up done")
         yield
         if sender is not None:
             sender.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -21,6 +22,17 @@ from localize import metrics, tracing
 from localize.engine import AdapterWeights, Engine, Prediction
 
 logger = logging.getLogger(__name__)
+
+
+def passes_for_cores(threads: int | None = None) -> int:
+    """Merged passes in flight by default: as many as the process's cores hold passes of ``threads`` intra-op
+    threads each (torch's count where unset). More would make the passes' threads take turns on the cores, and an
+    intra-op thread that waits for its turn holds up the whole operation (reports/speed.md, "HTTP latency under
+    open load")."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, threads or torch.get_num_threads()))
 
 
 class MicroBatcher:
@@ -39,8 +51,8 @@ class MicroBatcher:
         self._contexts: dict[int, contextvars.Context] = {}
         self._ready = threading.Condition()
         self._closed = False
-        # Dispatchers: merged passes in flight at once. One pass runs on one core when torch has one intra-op
-        # thread per process (a shared CPU), so a second dispatcher keeps the other core busy while it collects.
+        # Dispatchers: merged passes in flight at once. With one intra-op thread a pass runs on one core, so a
+        # second dispatcher keeps another core busy while the first collects or computes.
         self._passes_in_flight = passes
         self._threads: list[threading.Thread] = []
         self.passes = 0  # engine passes run, and requests served, for tests and metrics

@@ -42,12 +42,18 @@ class Runtime:
         from localize.base_model import get_base_model
 
         with self._lock:
-            return get_base_model(
+            fresh = not self.base_loaded
+            base = get_base_model(
                 self.settings.base_model,
                 quantization=self.settings.quantization,
                 device=self.settings.device,
                 max_seq_length=self.settings.max_seq_length,
             )
+        if fresh and self.settings.freeze_heap:  # its modules live as long as the process
+            from localize.heap import freeze_long_lived_objects
+
+            freeze_long_lived_objects("the base model loaded")
+        return base
 
     @property
     def base_loaded(self) -> bool:
@@ -72,10 +78,11 @@ class Runtime:
 
     @cached_property
     def batcher(self) -> MicroBatcher:
-        from localize.batcher import MicroBatcher
+        from localize.batcher import MicroBatcher, passes_for_cores
 
         return MicroBatcher(self.engine, window=self.settings.batch_window_ms / 1000,
-                            max_rows=self.settings.batch_max_rows, passes=self.settings.batch_passes)
+                            max_rows=self.settings.batch_max_rows,
+                            passes=self.settings.batch_passes or passes_for_cores(self.settings.engine_threads))
 
     @cached_property
     def activation_cache(self) -> ActivationCache:

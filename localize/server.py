@@ -34,7 +34,7 @@ def run_server(
         _use_ray(ray_address, replicas=replicas, deploy=deploy)
     settings = get_settings()
     admin = resolve_admin_key(settings)  # refuses a short key before anything starts
-    os.environ["LOCALIZE_ADMIN_KEY"] = admin.key
+    server_environment(admin)
     get_settings.cache_clear()
     settings = get_settings()
     runtime = Runtime(settings)
@@ -69,6 +69,16 @@ def run_server(
     from localize.worker import exit_now
 
     exit_now(0)  # everything this process opened is closed now
+
+
+def server_environment(admin: AdminKey) -> None:
+    """What the server process, and the worker it starts, read from the environment: the admin key in force and,
+    unless the operator chose otherwise, how a serving process runs: start-up objects kept out of the collector's
+    passes (localize/heap.py), and engine passes side by side with one thread each (localize/batcher.py). The
+    worker sets its own threads for training."""
+    os.environ["LOCALIZE_ADMIN_KEY"] = admin.key
+    os.environ.setdefault("LOCALIZE_FREEZE_HEAP", "true")
+    os.environ.setdefault("LOCALIZE_ENGINE_THREADS", "1")
 
 
 # Open requests get this long to finish on shutdown; with the worker's grace period it stays within 10 s.

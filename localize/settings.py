@@ -52,7 +52,22 @@ class Settings(BaseSettings):
         description="Prediction requests arriving within this window share one engine pass (0 turns merging off).",
     )
     batch_max_rows: int = Field(128, ge=1, description="Most rows merged into one engine pass by the micro-batcher.")
-    batch_passes: int = Field(2, ge=1, le=64, description="Merged engine passes the micro-batcher runs at once.")
+    batch_passes: int | None = Field(
+        None, ge=1, le=64,
+        description="Merged engine passes the micro-batcher runs at once. Unset: as many as the cores hold passes "
+        "of the engine's threads (two on a 2-core machine with one thread each).",
+    )
+    engine_threads: int | None = Field(
+        None, ge=1, le=1024,
+        description="torch intra-op threads of the API process, set when it starts. Unset: torch's "
+        "default (one per core). `localize serve` sets 1: passes side by side, one core each, answer concurrent "
+        "requests sooner than one pass spread over every core.",
+    )
+    freeze_heap: bool = Field(
+        False, description="After start-up and after the base model loads, keep every object then alive out of the "
+        "garbage collector's full passes, which otherwise stall every request for a few hundred milliseconds every "
+        "few seconds under load. `localize serve` turns it on; leave it off in a process that builds many apps.",
+    )
     use_task_prior: bool = Field(
         False, description="Answer users without an adapter with their task's prior adapter instead of an error."
     )

@@ -18,11 +18,16 @@ says what the two would reach with the cores to themselves.
 
 The load generator is an asyncio client that writes prebuilt HTTP/1.1 requests on keep-alive connections and
 reads the answers with nothing but a header scan, so it takes as little as possible of the CPU the server and the
-engine share with it.
+engine share with it. Its garbage collector is paused while it measures: this process holds the bench's base model
+and texts, and one full collection here stalls every request in flight for a few hundred milliseconds, which the
+latencies would charge to the server. The server runs as ``localize serve`` runs it (its start-up objects kept out
+of its own collector's passes, ``LOCALIZE_FREEZE_HEAP``).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import random
@@ -49,7 +54,7 @@ def run(ctx: BenchContext) -> None:
     env = child_env(home, LOCALIZE_ADMIN_KEY=ADMIN_KEY)
     rounds = max(sizes.repeats, 1)
     pids: list[int] = []
-    with running_server(uvicorn_command(port), env, port, started=pids.append):
+    with running_server(uvicorn_command(port), env, port, started=pids.append), collector_paused():
         server = pids[0]
         load = _Load(port, users, ctx.texts)
         asyncio.run(load.closed(sizes.http_clients, sizes.http_warmup_seconds))  # base loaded, adapters resident
@@ -62,7 +67,7 @@ def run(ctx: BenchContext) -> None:
                 load.closed(sizes.http_clients, sizes.http_seconds / rounds))))
         engine_rate = statistics.median(engine.rates)
         offered = engine_rate / 2
-        opened = asyncio.run(load.open(offered, sizes.http_seconds))
+        opened = asyncio.run(load.open(offered, sizes.http_open_seconds))
     requests = sum(part["requests"] for part in closed)
     wall = sum(part["wall"] for part in closed)
     latencies = [latency for part in closed for latency in part["latencies"]]
@@ -93,9 +98,23 @@ def run(ctx: BenchContext) -> None:
         f"{sizes.http_clients} keep-alive connections, each POST /tasks/{{task}}/users/{{user}}/predict with one "
         f"text for its own user, {sizes.http_seconds:g} s in {rounds} rounds alternating with the engine's "
         f"batches, after {sizes.http_warmup_seconds:g} s of warm-up; open loop: Poisson arrivals at half the "
-        f"engine's texts/s for {sizes.http_seconds:g} s, latency from each arrival to its answer (waiting for a "
+        f"engine's texts/s for {sizes.http_open_seconds:g} s, latency from each arrival to its answer (waiting for a "
         "free connection included); cpu_ratio: the engine's CPU seconds per text over the server's and the "
         "load generator's per request (the texts/s ratio the two would reach with the cores to themselves)")
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """This process's garbage collector off while it generates load: what exists now is collected once and frozen,
+    so the pause afterwards walks only what the load made."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 class _BareEngine:

@@ -22,7 +22,9 @@ ADMIN_KEY = "lk_admin_bench_0123456789"
 def child_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment without any workspace settings of its own, pointed at ``home``, offline."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALIZE_") and k != "DATABASE_URL"}
-    env.update({"LOCALIZE_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    # A server started here runs as `localize serve` runs one (localize/server.py, server_environment).
+    env.update({"LOCALIZE_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "LOCALIZE_FREEZE_HEAP": "true", "LOCALIZE_ENGINE_THREADS": "1"})
     env.update(extra)
     return env
 

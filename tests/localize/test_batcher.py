@@ -99,3 +99,24 @@ def test_an_engine_error_reaches_every_waiting_request(base):
 def test_bad_settings_are_refused(base, window, max_rows, passes, message):
     with pytest.raises(ValueError, match=message):
         MicroBatcher(Engine(base), window=window, max_rows=max_rows, passes=passes)
+
+
+@pytest.mark.parametrize(("cores", "threads", "passes"), [(2, 2, 1), (2, 1, 2), (16, 4, 4), (1, 2, 1)])
+def test_passes_in_flight_default_to_what_the_cores_hold_of_the_intra_op_threads(monkeypatch, cores, threads, passes):
+    from localize import batcher
+
+    monkeypatch.setattr(batcher.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert batcher.passes_for_cores() == passes
+    assert batcher.passes_for_cores(threads=1) == cores  # a serving process's threads, where it sets them
+
+
+def test_the_server_runs_the_passes_its_setting_names_or_the_default(tmp_path, monkeypatch):
+    from localize import batcher
+    from localize.runtime import Runtime
+    from localize.settings import Settings
+
+    monkeypatch.setattr(batcher, "passes_for_cores", lambda threads: 3)
+    monkeypatch.setattr(Runtime, "engine", object())  # the batcher only keeps it
+    assert Runtime(Settings(home=tmp_path)).batcher._passes_in_flight == 3
+    assert Runtime(Settings(home=tmp_path, batch_passes=2)).batcher._passes_in_flight == 2
