@@ -17,7 +17,7 @@ from localize.services.labels import upsert_labels
 from localize.services.predictions import PredictionRequest, predict
 from localize.services.tasks import ensure_task
 from localize.services.users import get_user
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 DEMO_TASK = "gold-sentiment"
 DEMO_HEAD_OPTIONS = {"hidden": 256}

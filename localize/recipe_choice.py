@@ -38,11 +38,12 @@ from typing import Any
 import numpy as np
 
 from localize.activations import ActivationCache, ScoringActivationCache, get_activation_cache
-from localize.calibration import combined_share, expected_calibration_error, fit_calibration_correction, spread_evenly
 from localize.base_model import BaseModel
+from localize.calibration import combined_share, expected_calibration_error, fit_calibration_correction, spread_evenly
 from localize.decision_rule import fit_decision_rule
 from localize.engine import AdapterWeights
-from localize.training import Trainer, TrainingArguments, classification_metrics, format_duration
+from localize.training import Trainer, classification_metrics, format_duration
+from localize.training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -80,9 +80,11 @@ class Runtime:
     def batcher(self) -> MicroBatcher:
         from localize.batcher import MicroBatcher, passes_for_cores
 
+        # On a GPU the passes queue on one device anyway: a second only collects while the first computes.
+        on_gpu = self.engine.base.device.type == "cuda"
+        passes = self.settings.batch_passes or (2 if on_gpu else passes_for_cores(self.settings.engine_threads))
         return MicroBatcher(self.engine, window=self.settings.batch_window_ms / 1000,
-                            max_rows=self.settings.batch_max_rows,
-                            passes=self.settings.batch_passes or passes_for_cores(self.settings.engine_threads))
+                            max_rows=self.settings.batch_max_rows, passes=passes)
 
     @cached_property
     def activation_cache(self) -> ActivationCache:

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     batch_passes: int | None = Field(
         None, ge=1, le=64,
         description="Merged engine passes the micro-batcher runs at once. Unset: as many as the cores hold passes "
-        "of the engine's threads (two on a 2-core machine with one thread each).",
+        "of the engine's threads (two on a 2-core machine with one thread each); two on a GPU.",
     )
     engine_threads: int | None = Field(
         None, ge=1, le=1024,

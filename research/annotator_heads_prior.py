@@ -25,7 +25,8 @@ from localize.base_model import get_base_model
 from localize.engine import forward_logits
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import user_metrics
-from localize.training import Trainer, TrainingArguments
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
 
 
 def main() -> None:

@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from localize.adapters import make_method
 from sklearn.metrics import accuracy_score, f1_score
 
 from localize.activations import ActivationCache
-from localize.adapters import make_method
 from localize.base_model import get_base_model
 from localize.engine import AdapterWeights
 from localize.evaluation.data import load_eval_data
-from localize.training import Trainer, TrainingArguments, shuffled_by_class
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
+from localize.training_rows import shuffled_by_class
 
 
 class FoldTrainer(Trainer):

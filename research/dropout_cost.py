@@ -17,15 +17,16 @@ import statistics
 import time
 from pathlib import Path
 
+import localize.adapters.lora as lora
 import torch
 import torch.nn.functional as F
-
-import localize.adapters.lora as lora
-from localize.activations import ActivationCache
 from localize.adapters.dropout import dropout as numpy_mask_dropout
+
+from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.training import Trainer, TrainingArguments
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
 
 
 def torch_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

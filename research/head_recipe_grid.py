@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from localize.adapters import make_method
 
 from localize.activations import ActivationCache
-from localize.adapters import make_method
 from localize.base_model import get_base_model
 from localize.engine import AdapterWeights
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import user_metrics
-from localize.training import Trainer, TrainingArguments, apply_overrides
+from localize.training import Trainer
+from localize.training_args import TrainingArguments, apply_overrides
 
 
 def _arguments(base: TrainingArguments, spec: str) -> TrainingArguments:

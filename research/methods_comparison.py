@@ -28,7 +28,7 @@ from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import Harness, MethodResult, Recipe
 from localize.evaluation.recipes import ENCODER_METHOD_EPOCHS, default_recipe
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 METHODS = [  # (name, method, options): each method's own defaults, as `localize train --method M` trains it
     ("head (linear)", "head", {}),

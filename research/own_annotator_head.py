@@ -18,7 +18,9 @@ from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import user_metrics
-from localize.training import Trainer, TrainingArguments, class_weights_for, solve_map_head
+from localize.map_head import class_weights_for, solve_map_head
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
 
 
 def main() -> None:

@@ -20,8 +20,10 @@ import torch
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
+from localize.map_head import class_weights_for, solve_map_head
 from localize.recipe_choice import FOLDS, _user_scores, choice_fold
-from localize.training import Trainer, TrainingArguments, class_weights_for, solve_map_head
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
 
 
 def main() -> None:

@@ -28,7 +28,8 @@ import torch
 from localize.base_model import get_base_model
 from localize.evaluation.active_learning import DEFAULT_SIZES, RANDOM_SEEDS, _Simulator, cached_encoder
 from localize.evaluation.data import load_eval_data
-from localize.training import TrainingArguments, class_weights_for, solve_map_head
+from localize.map_head import class_weights_for, solve_map_head
+from localize.training_args import TrainingArguments
 
 SOURCES = ("own", "task", "pool", "oracle")
 

@@ -29,7 +29,7 @@ from localize.evaluation.active_learning import DEFAULT_SIZES, RANDOM_SEEDS, _Si
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import user_metrics
 from localize.services.queue import DEFAULT_RANDOM_SHARE, disagreement, margin_uncertainty, order_queue
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 ORDERINGS = ("default", "power:1", "power:2", "power:4", "balanced")
 

@@ -24,7 +24,7 @@ from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import Harness, MethodResult, Recipe, user_metrics
 from localize.evaluation.recipes import default_recipe
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 CANDIDATES = {
     "mlp256 whole": TrainingArguments(method="head", method_options={"hidden": 256}, train_scope="all"),

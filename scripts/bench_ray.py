@@ -51,7 +51,7 @@ def main() -> int:
     from localize.services.tasks import create_task
     from localize.services.users import get_user
     from localize.settings import Settings
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                  "python": sys.version.split()[0], "ray": ray.__version__,

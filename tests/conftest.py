@@ -199,7 +199,7 @@ def fast_recipe_candidates(monkeypatch):
     against the majority is always wrong and it must lose. Returns ``(stubborn, loose)``."""
     from localize import recipe_choice
     from localize.recipe_choice import Candidate
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     def head(strength: float) -> TrainingArguments:
         # A large validation share, so users' heads are calibrated and the choice measures its correction.

@@ -4,20 +4,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
-from sqlmodel import Session
-
 from localize.api.deps import AdminOnly, JsonBody, OwnerDep, PrincipalDep, RuntimeDep, SessionDep, TaskDep
 from localize.api.errors import problem_responses
 from localize.api.schemas import TRAINING_EXAMPLE, JobPublic, JobsPublic, JobStateName, WholeTaskTraining
 from localize.api.validation import JsonRoute, Offset
+from sqlmodel import Session
+
 from localize.db.models import Job
+from localize.recipes import TaskRecipe
 from localize.services import jobs as job_service
 from localize.services import limits
 from localize.services import tasks as task_service
-from localize.recipes import TaskRecipe
 from localize.services.users import list_users
 from localize.settings import Settings
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 from localize.validation import MAX_ID
 
 # Jobs are created under the task they train and then addressed by id, so this router has no common prefix.
@@ -26,8 +26,8 @@ router = APIRouter(route_class=JsonRoute, tags=["jobs"], responses=problem_respo
 TrainingBody = Annotated[
     dict[str, Any] | None,
     Body(
-        description="Training arguments (see localize.training.TrainingArguments); all optional, `method` defaults "
-        "to the server's default method.",
+        description="Training arguments (see localize.training_args.TrainingArguments); all optional, `method` "
+        "defaults to the server's default method.",
         openapi_examples={
             "head": {"summary": "A classification head, few epochs", "value": TRAINING_EXAMPLE},
             "lora": {"summary": "LoRA with rank 4", "value": {"method": "lora", "method_options": {"r": 4}}},

@@ -88,7 +88,8 @@ def _prepare_cold_home(ctx: BenchContext, home: Path) -> str:
     from localize.services.tasks import create_task
     from localize.services.users import create_user
     from localize.settings import Settings
-    from localize.training import Trainer, TrainingArguments
+    from localize.training import Trainer
+    from localize.training_args import TrainingArguments
 
     runtime = Runtime(Settings(home=home, database_url=None, adapter_store=None, base_model=None))
     runtime.upgrade_database()

@@ -111,7 +111,8 @@ class BenchContext:
         if self._prior is None:
             from localize.activations import ActivationCache
             from localize.demo_data import JANE, JOHN, LABELS, demo_rows
-            from localize.training import Trainer, TrainingArguments
+            from localize.training import Trainer
+            from localize.training_args import TrainingArguments
 
             rows = demo_rows(n_per_user=300, seed=31, users=(JOHN, JANE))
             args = dataclasses.replace(TrainingArguments().for_prior(), max_epochs=1)

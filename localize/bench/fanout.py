@@ -16,7 +16,7 @@ from localize.bench.stats import rate, rounded
 def run(ctx: BenchContext) -> None:
     """One text for every user: users are registered in the engine (their parameters copied into its slot banks,
     one slot each, so every user's weights are distinct memory the pass must read)."""
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     sizes = ctx.sizes
     n = sizes.fanout_users
@@ -91,7 +91,7 @@ def run(ctx: BenchContext) -> None:
 def _fanout_engine(ctx: BenchContext, options: dict, n: int, *, encoder: bool):
     """An engine with ``n`` resident head users; with ``encoder`` they all read one shared task prior."""
     from localize.engine import Engine
-    from localize.training import recommended_options
+    from localize.training_args import recommended_options
 
     adapters = ctx.random_adapters("head", options, n, distinct=ctx.sizes.fanout_distinct, seed=4)
     engine = Engine(ctx.base, capacity=max(n + 1, 1))

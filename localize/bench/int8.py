@@ -15,7 +15,8 @@ def run(ctx: BenchContext) -> None:
     from localize.base_model import BaseModel
     from localize.demo_data import JOHN, LABELS, demo_rows
     from localize.engine import Engine
-    from localize.training import Trainer, TrainingArguments
+    from localize.training import Trainer
+    from localize.training_args import TrainingArguments
 
     sizes = ctx.sizes
     quantized = BaseModel(ctx.base.path, quantization="int8", device="cpu", max_seq_length=ctx.base.max_seq_length)

@@ -15,8 +15,8 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from unittest import mock
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 
@@ -35,6 +35,9 @@ def seed_population(runtime, *, task: str, users: int, prior=None, seed: int = 0
     """Task ``task`` (the demo labels) with a stored task prior (``prior``, else a random LoRA of the default
     recipe's shape) and ``users`` users named ``<prefix>0``, ``<prefix>1``, ... each with an active generated
     head reading it."""
+    from sqlalchemy import insert
+    from sqlmodel import select
+
     from localize.adapters import make_method
     from localize.base_model import get_base_model
     from localize.db.models import AdapterVersion, User, utcnow
@@ -43,9 +46,7 @@ def seed_population(runtime, *, task: str, users: int, prior=None, seed: int = 0
     from localize.engine import AdapterWeights
     from localize.services.adapters import register_version, store_key
     from localize.services.tasks import create_task
-    from localize.training import recommended_options
-    from sqlalchemy import insert
-    from sqlmodel import select
+    from localize.training_args import recommended_options
 
     begun = time.perf_counter()
     base = get_base_model()

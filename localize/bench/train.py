@@ -15,7 +15,8 @@ from localize.bench.stats import ratio, round_dict, round_value
 def run(ctx: BenchContext) -> None:
     from localize.activations import ActivationCache
     from localize.demo_data import JOHN, LABELS, demo_rows
-    from localize.training import Trainer, TrainingArguments
+    from localize.training import Trainer
+    from localize.training_args import TrainingArguments
 
     sizes = ctx.sizes
     rows = demo_rows(n_per_user=sizes.train_texts, seed=7, users=(JOHN,))
@@ -76,7 +77,8 @@ def _train_scaling(ctx: BenchContext) -> None:
     """Training time (fresh activation cache) against labels per user: cost must grow no faster than linearly."""
     from localize.activations import ActivationCache
     from localize.demo_data import JOHN, LABELS, demo_rows
-    from localize.training import Trainer, TrainingArguments
+    from localize.training import Trainer
+    from localize.training_args import TrainingArguments
 
     table = {}
     for count in ctx.sizes.train_scaling:

@@ -2,7 +2,7 @@
 labelling queue's order (the product's :func:`localize.services.queue.order_queue`, its default mix) or at random,
 the user's head is refitted every ``step`` labels, and macro-F1 is scored on that user's own test rows.
 
-The model is the product's MAP head (:func:`localize.training.solve_map_head`, square-root class weights, strength
+The model is the product's MAP head (:func:`localize.map_head.solve_map_head`, square-root class weights, strength
 10) on frozen base encodings, pulled toward a prior head fitted the same way on the other users' pooled train labels
 (leave-this-user-out, so no prior has seen the user's labels). The default recipe's task prior tunes four layers
 first, which would cost one prior per simulated user; the queue's ordering rule is the same either way.
@@ -26,8 +26,9 @@ import torch
 
 from localize.evaluation.data import EvalData, load_eval_data
 from localize.evaluation.harness import user_metrics
+from localize.map_head import class_weights_for, solve_map_head
 from localize.services.queue import DEFAULT_RANDOM_SHARE, order_queue
-from localize.training import TrainingArguments, class_weights_for, solve_map_head
+from localize.training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from localize.base_model import BaseModel, text_hash
 from localize.engine import AdapterWeights
 from localize.evaluation.baselines import BASELINES
 from localize.evaluation.data import EvalData
-from localize.training import Trainer, TrainingArguments
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
 

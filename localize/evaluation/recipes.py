@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from localize.evaluation.harness import Recipe
-from localize.training import ALL_SITES, TrainingArguments
+from localize.training_args import ALL_SITES, TrainingArguments
 
 VARIANT_USERS = 16
 ENCODER_METHOD_USERS = 8

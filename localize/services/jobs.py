@@ -30,7 +30,7 @@ from localize.services import task_recipes
 from localize.services.limits import base_depth, check_training_arguments
 
 if TYPE_CHECKING:  # torch comes with these: imported where a job trains, so listing jobs starts fast
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def training_arguments(
     """Training arguments from a dict (a request body, an args file) plus ``key=value`` overrides; a bad value, or
     one outside its bound (see ``services.limits``; layers must exist in ``base_model``), is a ValidationError
     that names it."""
-    from localize.training import TrainingArguments, apply_overrides
+    from localize.training_args import TrainingArguments, apply_overrides
 
     if values is not None and not isinstance(values, dict):
         raise ValidationError(f"training arguments must be a JSON object, got {type(values).__name__}")

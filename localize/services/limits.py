@@ -23,7 +23,7 @@ from localize.labels_io import LabelRow, RowError
 from localize.services.labels import check_row
 
 if TYPE_CHECKING:
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
 
 @dataclass(frozen=True)
@@ -187,12 +187,12 @@ def apply_label_quota(
 
 # -- the same rules as a JSON schema (the API's request body for training) --------------------------------------
 def _choices() -> dict[str, tuple]:
-    from localize import training
+    from localize import training_args as arguments
 
-    return {"validation_split": training.VALIDATION_SPLITS, "early_stopping": training.STOPPING_METRICS,
-            "lr_schedule": training.LR_SCHEDULES, "class_weighting": training.CLASS_WEIGHTINGS,
-            "prior_class_weighting": training.CLASS_WEIGHTINGS, "prior_lr_schedule": training.LR_SCHEDULES,
-            "head_fit": training.HEAD_FITS, "train_scope": training.TRAIN_SCOPES}
+    return {"validation_split": arguments.VALIDATION_SPLITS, "early_stopping": arguments.STOPPING_METRICS,
+            "lr_schedule": arguments.LR_SCHEDULES, "class_weighting": arguments.CLASS_WEIGHTINGS,
+            "prior_class_weighting": arguments.CLASS_WEIGHTINGS, "prior_lr_schedule": arguments.LR_SCHEDULES,
+            "head_fit": arguments.HEAD_FITS, "train_scope": arguments.TRAIN_SCOPES}
 
 
 def _bound_schema(bound: Bound) -> dict:
@@ -221,7 +221,7 @@ def _field_schema(name: str, type_: str, *, bounds: dict[str, Bound], choices: d
                   "description": f"Layers 0..{num_layers - 1} (the server also takes -{num_layers}..-1, counting "
                                  "from the top, as long as no layer is named twice)."}
     elif name == "decision_offsets":
-        from localize.training import MAX_DECISION_OFFSET
+        from localize.training_args import MAX_DECISION_OFFSET
 
         schema = {"type": "object", "additionalProperties": {"type": "number", "minimum": -MAX_DECISION_OFFSET,
                                                               "maximum": MAX_DECISION_OFFSET},
@@ -239,7 +239,7 @@ def training_request_schema(*, default_method: str, num_layers: int) -> dict:
 
     from localize.adapters import available_methods, get_method
     from localize.recipes import DEFAULT_RECIPE, DEFAULT_RECIPE_METHOD
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     choices = _choices()
     common = {field.name: _field_schema(field.name, field.type, bounds=TRAINING_BOUNDS, choices=choices,

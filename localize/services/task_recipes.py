@@ -22,7 +22,7 @@ from localize.recipes import DEFAULT_RECIPE
 if TYPE_CHECKING:
     from localize.engine import AdapterWeights
     from localize.runtime import Runtime
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
 
 def recipe_names() -> list[str]:
@@ -34,7 +34,7 @@ def recipe_names() -> list[str]:
 def task_arguments(task: Task, default_method: str | None = None) -> TrainingArguments:
     """The training arguments of the task's recipe: pinned or chosen, else ``default_method``'s (the settings'
     default method; the default recipe without one)."""
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     if task.recipe and task.recipe.get("args"):
         return TrainingArguments.from_dict(task.recipe["args"])
@@ -49,7 +49,7 @@ def job_arguments(task: Task, stored: dict[str, Any] | None) -> TrainingArgument
     """What a job trains with: its own arguments, or (``{"recipe": "task"}``) the task's recipe now."""
     import dataclasses
 
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     stored = dict(stored or {})
     if stored.get("recipe") in ("task", "choose"):

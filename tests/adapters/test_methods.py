@@ -5,11 +5,12 @@ import copy
 
 import pytest
 import torch
-
 from localize.adapters import available_methods
+
 from localize.engine import Engine
 from localize.store import LocalAdapterStore
-from localize.training import Trainer, TrainingArguments, train_adapter
+from localize.training import Trainer, train_adapter
+from localize.training_args import TrainingArguments
 
 QUERIES = [
     "Invoice 999 from Acme Corp for office chairs",

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from api_support import ADMIN, JANE_LABELS, JOHN_LABELS, TASK, TEXTS, TRAINING, rows
-
 from sqlmodel import Session, select
 
 from localize.db.models import AdapterVersion, Job
 from localize.db.session import make_engine
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 
 def test_whole_loop_two_users_learn_opposite_labels(ws, john, jane):

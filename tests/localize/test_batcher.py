@@ -116,7 +116,13 @@ def test_the_server_runs_the_passes_its_setting_names_or_the_default(tmp_path, m
     from localize.runtime import Runtime
     from localize.settings import Settings
 
+    class FakeEngine:  # the batcher only keeps it, and asks where its base runs
+        def __init__(self, device: str) -> None:
+            self.base = type("Base", (), {"device": torch.device(device)})()
+
     monkeypatch.setattr(batcher, "passes_for_cores", lambda threads: 3)
-    monkeypatch.setattr(Runtime, "engine", object())  # the batcher only keeps it
+    monkeypatch.setattr(Runtime, "engine", FakeEngine("cpu"))
     assert Runtime(Settings(home=tmp_path)).batcher._passes_in_flight == 3
-    assert Runtime(Settings(home=tmp_path, batch_passes=2)).batcher._passes_in_flight == 2
+    assert Runtime(Settings(home=tmp_path, batch_passes=5)).batcher._passes_in_flight == 5
+    monkeypatch.setattr(Runtime, "engine", FakeEngine("cuda"))  # one device: one pass computes, one collects
+    assert Runtime(Settings(home=tmp_path)).batcher._passes_in_flight == 2

@@ -18,7 +18,7 @@ from localize.recipes import DEFAULT_RECIPE, applicable_arguments, recipe_name
 from localize.services.adapters import activation_concern, stale_users
 from localize.settings import Settings, default_home
 from localize.suggest import did_you_mean, lookalike_pairs
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 REPO = Path(__file__).resolve().parents[2]
 

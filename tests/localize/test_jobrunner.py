@@ -25,7 +25,7 @@ from localize.services.labels import upsert_labels
 from localize.services.tasks import create_task
 from localize.services.users import create_user, get_user
 from localize.settings import Settings
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 # Minutes of LoRA training: it is still running when the test interrupts it.
 ENDLESS = TrainingArguments(method="lora", train_scope="all", max_epochs=1000, patience=1000)

@@ -9,12 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from services.support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS
 
 from localize import recipe_choice
 from localize.recipe_choice import Candidate, Row, choice_fold, choose_recipe
-from localize.training import Trainer, TrainingArguments
-
-from services.support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
 
 POOLED = Candidate("pooled-head", TrainingArguments(method="head", method_options={}, train_scope="head",
                                                     prior_max_epochs=5, head_prior_strength=0.1),

@@ -27,7 +27,7 @@ from localize.services.labels import upsert_labels
 from localize.services.predictions import PredictionRequest, predict
 from localize.services.tasks import create_task, get_task
 from localize.services.users import get_user
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from localize.services import workers as worker_service
 from localize.services.tasks import create_task
 from localize.services.users import create_user
 from localize.supervisor import WorkerSupervisor, describe_exit
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 
 class StandInProcess:

@@ -24,7 +24,7 @@ from localize.services.labels import upsert_labels
 from localize.services.tasks import create_task, get_task
 from localize.services.users import get_user
 from localize.settings import Settings
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 from localize.worker import Worker
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from localize.demo_data import JANE, JOHN, LABELS, demo_rows
 from localize.labels_io import LabelRow
 from localize.services.labels import upsert_labels
 from localize.services.tasks import create_task
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 # Small adapters that train in about a second: a linear head, and LoRA on the top layer only.
 HEAD = TrainingArguments(method="head", max_epochs=3, method_options={"hidden": 0})

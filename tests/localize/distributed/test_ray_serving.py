@@ -14,10 +14,10 @@ from localize.demo_data import SHOWCASE
 from localize.distributed.predictor import AdapterRef
 from localize.engine import Engine
 from localize.errors import AdapterError
+from localize.labels_io import LabelRow
 from localize.runtime import Runtime
 from localize.services import jobs as job_service
 from localize.services import predictions as prediction_service
-from localize.labels_io import LabelRow
 from localize.services.adapters import active_version
 from localize.services.labels import list_labels, upsert_labels
 from localize.services.predictions import PredictionRequest
@@ -223,7 +223,8 @@ def test_rows_of_different_users_share_one_forward_pass(base, runtime, tiny_text
     """The replica's batcher: concurrent requests of different users and methods become one engine call, and each
     request gets back exactly its own rows' predictions."""
     from localize.distributed.serving import RowBatcher
-    from localize.training import Trainer, TrainingArguments
+    from localize.training import Trainer
+    from localize.training_args import TrainingArguments
 
     texts, john_labels, jane_labels, label_set = tiny_texts
     args = TrainingArguments(method="head", max_epochs=2, method_options={"hidden": 0})

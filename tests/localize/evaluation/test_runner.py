@@ -13,15 +13,14 @@ from typer.testing import CliRunner
 from localize import cli
 from localize.demo_data import JANE, JOHN, DemoUser, demo_rows, write_jsonl
 from localize.errors import ValidationError
-from localize.evaluation import Recipe, load_eval_data
+from localize.evaluation import Recipe, load_eval_data, run_evaluation, run_report
 from localize.evaluation.baselines import BASELINES
 from localize.evaluation.recipes import comparison_recipes, default_recipe
 from localize.evaluation.report import evaluate_data_set, write_report
 from localize.evaluation.runner import recipe_for
-from localize.evaluation import run_evaluation, run_report
 from localize.evaluation.through_services import run_service_evaluation
 from localize.settings import get_settings
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 JOE = DemoUser("joe", {"gold": +1, "oil": +1})
 TINY = DemoUser("tiny", {"gold": -1})

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from localize.labels_io import LabelRow
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 LABELS = ["personal", "work"]
 # A linear head for five epochs: enough for the notes texts, and well under a second per adapter.

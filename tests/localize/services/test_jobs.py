@@ -24,7 +24,7 @@ from localize.services.labels import delete_labels, label_snapshot, list_labels,
 from localize.services.tasks import create_task, get_task
 from localize.services.users import create_user, get_user
 from localize.settings import Settings
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 from localize.worker import Worker
 
 from .support import FAST, JANE_LABELS, JOHN_LABELS, LABELS, TEXTS, label_rows

@@ -25,7 +25,7 @@ from localize.services import jobs as job_service
 from localize.services.labels import upsert_labels
 from localize.services.tasks import create_task, get_task
 from localize.services.users import create_user, get_user
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 
 PROCESSES = 8
 ROUNDS = 4

@@ -16,7 +16,7 @@ from localize.services.predictions import PredictionRequest, fanout, predict
 from localize.services.tasks import create_task, get_task
 from localize.services.users import get_user
 from localize.settings import Settings
-from localize.training import TrainingArguments
+from localize.training_args import TrainingArguments
 from localize.worker import Worker
 
 from .support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS, label_rows

@@ -123,7 +123,7 @@ def test_the_chosen_priors_encodings_are_computed_once_for_every_users_job(runti
     large batches; the users' jobs then find every encoding they read in the cache."""
     from localize import recipe_choice
     from localize.recipe_choice import Candidate
-    from localize.training import TrainingArguments
+    from localize.training_args import TrainingArguments
 
     lora = Candidate("tiny-lora-head", TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2},
                                                         train_scope="head", prior_max_epochs=2), "a one-layer prior")
