@@ -3,7 +3,7 @@
 Python's cyclic collector walks every tracked object of its oldest generation on each full pass. A server holds
 several hundred thousand of them from start-up alone (modules, classes, the frameworks' tables, the base model's
 modules), so under load each full pass stalls every request for 150-300 ms on a small CPU, every few seconds
-(reports/speed.md, "Collector pauses"). Those objects live as long as the process: ``gc.freeze`` moves them out of
+(reports/speed.md, "HTTP latency under open load"). Those objects live as long as the process: ``gc.freeze`` moves them out of
 the collector's sight, and later full passes walk only what was made since. The price is that cyclic garbage among
 the frozen objects is never collected, and start-up leaves almost none once a collection has run first.
 

@@ -21,7 +21,7 @@ reads the answers with nothing but a header scan, so it takes as little as possi
 engine share with it. Its garbage collector is paused while it measures: this process holds the bench's base model
 and texts, and one full collection here stalls every request in flight for a few hundred milliseconds, which the
 latencies would charge to the server. The server runs as ``localize serve`` runs it (its start-up objects kept out
-of its own collector's passes, ``LOCALIZE_FREEZE_HEAP``).
+of its own collector's passes, one intra-op thread per engine pass: ``localize.server.server_environment``).
 """
 from __future__ import annotations
 
