@@ -61,6 +61,25 @@ def fit_calibration(logits: torch.Tensor, targets: torch.Tensor, *, shares: bool
     return best[1], best[2]
 
 
+def calibrate_on_validation(logits: torch.Tensor, targets: torch.Tensor, *, fit: bool, temperature_scale: float,
+                            added_share: float, offsets: torch.Tensor | None) -> tuple[float, float, torch.Tensor]:
+    """A version's ``(temperature, uniform share, probabilities)`` on its validation rows: the pair fitted on their
+    ``logits`` (with ``fit``; else none) and corrected task-wide, and the probabilities served there, a decision
+    rule's ``offsets`` added to the calibrated logits."""
+    import torch
+
+    temperature, share = 1.0, 0.0
+    if fit:
+        temperature, share = fit_calibration(logits, targets)
+        # The task's correction, measured where neither this version's epoch nor its pair was chosen.
+        temperature *= temperature_scale
+        share = combined_share(share, added_share)
+    served = logits / temperature
+    if offsets is not None:
+        served = served + offsets.to(served)
+    return temperature, share, spread_evenly(torch.softmax(served, dim=-1), share).cpu()
+
+
 def fit_calibration_correction(logits: list[np.ndarray], shares: list[float],
                                targets: list[np.ndarray]) -> tuple[float, float]:
     """``(c, a)``: the factor on every version's temperature and the uniform share added to every version's own

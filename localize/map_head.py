@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from localize.adapters.base import apply_head
+from localize.training_rows import Split, loss_targets
 
 
 def solve_map_head(
@@ -32,6 +33,29 @@ def solve_map_head(
 
     optimizer.step(objective)
     return weight.detach(), bias.detach()
+
+
+def fit_map_head(head: dict[str, torch.Tensor], split: Split, center: dict[str, torch.Tensor], *, strength: float,
+                 class_weights: torch.Tensor | None, device: torch.device) -> None:
+    """Sets ``head`` to its maximum a posteriori fit (:func:`solve_map_head`) on the split's pooled vectors."""
+    weight, bias = solve_map_head(torch.stack(split.inputs).to(device).float(),
+                                  loss_targets(split, slice(None)).to(device), center,
+                                  strength=strength, class_weights=class_weights)
+    with torch.no_grad():
+        head["weight"].copy_(weight)
+        head["bias"].copy_(bias)
+
+
+def class_weights_of(split: Split, num_labels: int, weighting: str, device: torch.device) -> torch.Tensor | None:
+    """:func:`class_weights_for` the split's label counts (its label shares, where texts were merged)."""
+    if weighting == "none":
+        return None
+    if split.soft is not None:
+        counts = split.soft.sum(0).double().numpy()
+    else:
+        counts = np.bincount(split.targets.numpy(), minlength=num_labels).astype(float)
+    weights = class_weights_for(counts, weighting)
+    return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
 def class_weights_for(counts: np.ndarray, weighting: str) -> np.ndarray | None:

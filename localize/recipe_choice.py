@@ -42,7 +42,8 @@ from localize.base_model import BaseModel
 from localize.calibration import combined_share, expected_calibration_error, fit_calibration_correction, spread_evenly
 from localize.decision_rule import fit_decision_rule
 from localize.engine import AdapterWeights
-from localize.training import Trainer, classification_metrics, format_duration
+from localize.epoch_loop import format_duration
+from localize.training import Trainer, classification_metrics
 from localize.training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
-"""A trainer's rows: one per distinct text (its label shares kept), the validation rows held out (by the text's
-hash, so a task prior and every user of it hold out the same texts, or stratified by seed), and each epoch's
-batches grouped by length. :class:`Split` is one side of that division, with its texts' inputs for the model."""
+"""A trainer's rows: one per distinct text (its label shares kept, and for a task prior each annotator's label), the
+validation rows held out (by the text's hash, so a task prior and every user of it hold out the same texts, or
+stratified by seed), and each epoch's batches grouped by length. :class:`Split` is one side of that division, with
+its texts' inputs for the model and the targets its loss compares with."""
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +31,11 @@ def row_lengths(split: Split) -> list[int] | None:
     if split.inputs and split.inputs[0].dim() == 2:  # [tokens, hidden] per row (pooled rows are 1-D)
         return [row.shape[0] for row in split.inputs]
     return None
+
+
+def loss_targets(split: Split, batch: list[int] | slice) -> torch.Tensor:
+    """What the loss compares the batch's logits with: the label shares where texts were merged, else the labels."""
+    return split.soft[batch] if split.soft is not None else split.targets[batch]
 
 
 def concat_splits(first: Split, second: Split | None) -> Split:
@@ -75,6 +81,17 @@ def merge_duplicates(texts: list[str], targets: list[int], num_labels: int) -> t
     hard = [max(range(num_labels), key=lambda k: (counts[t][k], -k)) for t in merged]
     soft = [[c / sum(counts[t]) for c in counts[t]] for t in merged]
     return merged, hard, soft
+
+
+def annotations_by_text(texts: list[str], annotators: list[str], targets: list[int],
+                        ) -> tuple[dict[str, list[tuple[int, int]]], int]:
+    """Per text, (annotator index, label index) of every label it was given, annotators indexed by sorted name; and
+    how many annotators there are."""
+    index = {name: i for i, name in enumerate(sorted(set(annotators)))}
+    annotations: dict[str, list[tuple[int, int]]] = {}
+    for text, name, target in zip(texts, annotators, targets):
+        annotations.setdefault(text, []).append((index[name], target))
+    return annotations, len(index)
 
 
 def epoch_batches(split: Split, size: int, rng: random.Random) -> list[list[int]]:

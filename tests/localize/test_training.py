@@ -10,11 +10,12 @@ import pytest
 import torch
 from localize.adapters import get_method
 
-from localize import training
+from localize import epoch_loop
 from localize.calibration import spread_evenly
 from localize.engine import Engine
+from localize.epoch_loop import step_precision
 from localize.errors import ValidationError
-from localize.training import Trainer, classification_metrics, format_duration, train_adapter
+from localize.training import Trainer, classification_metrics, train_adapter
 from localize.training_args import TrainingArguments
 from localize.training_rows import held_out_text
 
@@ -99,7 +100,7 @@ def test_same_seed_same_adapter_with_default_dropout(base, tiny_texts):
 
 # -- precision --------------------------------------------------------------------------------------------------------
 def _autocasts(trainer: Trainer) -> bool:
-    with trainer._autocast(trainer.train_split, accelerator=None):
+    with step_precision(trainer.args, trainer.adapter, trainer.train_split, accelerator=None):
         return torch.is_autocast_enabled("cpu")
 
 
@@ -122,14 +123,14 @@ def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(bas
 def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_matrix_units(base, tiny_texts, monkeypatch, amx):
     texts, john, _, label_set = tiny_texts
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    training.cpu_has_bf16_matrix_units.cache_clear()
+    epoch_loop.cpu_has_bf16_matrix_units.cache_clear()
     try:
         trainer = Trainer(base, TrainingArguments(method="lora", method_options={"layers": [-1]}, max_epochs=1),
                           texts, john, label_set)
         trainer.prepare()
         assert _autocasts(trainer) is amx
     finally:
-        training.cpu_has_bf16_matrix_units.cache_clear()
+        epoch_loop.cpu_has_bf16_matrix_units.cache_clear()
 
 
 def test_bf16_training_learns_what_float32_learns_and_keeps_float32_weights(base, tiny_texts):
@@ -211,11 +212,6 @@ def test_rows_scored_together_in_chunks_by_length_keep_their_order(base, tiny_te
     together = trainer.predict_proba(mixed)  # one chunk, run shortest first
     one_by_one = torch.cat([trainer.predict_proba([text]) for text in mixed])
     torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-4)
-
-
-@pytest.mark.parametrize(("seconds", "said"), [(0.4, "0 s"), (42, "42 s"), (185, "3 min 05 s"), (3725, "1 h 02 min")])
-def test_durations_read_as_a_person_says_them(seconds, said):
-    assert format_duration(seconds) == said
 
 
 # -- class weighting --------------------------------------------------------------------------------------------------
@@ -359,7 +355,7 @@ def test_a_prior_with_annotators_learns_each_annotators_own_labels(base, tiny_te
     trainer = Trainer(base, args, texts + texts, john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24)
     trainer.train()
     assert trainer.metrics["annotators"] == 2
-    pooled = trainer._all_pooled(trainer.train_split)
+    pooled = trainer.adapter.all_pooled(trainer.train_split)
     index = {text: i for i, text in enumerate(trainer.train_split.texts)}
     rows = torch.tensor([index[t] for t in texts])
     for who, labels in ((1, john), (0, jane)):  # annotators are indexed by sorted name: jane 0, john 1
@@ -476,69 +472,6 @@ def test_a_users_mlp_head_reads_the_priors_encoder_and_serves_as_it_trained(base
     for prediction, probabilities in zip(served, expected):
         assert [prediction.probabilities[label] for label in label_set] == pytest.approx(probabilities.tolist(),
                                                                                           abs=1e-4)
-
-
-# -- schedules and stopping -------------------------------------------------------------------------------------------
-def test_a_linear_schedule_warms_up_then_decays_to_zero(base, tiny_texts):
-    texts, john, _, label_set = tiny_texts
-    trainer = Trainer(base, TrainingArguments(method="head", lr_schedule="linear", max_epochs=10, batch_size=4),
-                      texts, john, label_set)
-    weight = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=1.0)
-    scheduler = trainer._make_scheduler(optimizer, rows=20)  # 5 steps an epoch, 50 in all, 3 of warm-up
-    rates = []
-    for _ in range(50):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert rates[0] < rates[1] < rates[2] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(rates[2:], rates[3:])) and rates[-1] < 0.05
-    assert optimizer.param_groups[0]["lr"] == 0.0
-    assert trainer._make_scheduler(optimizer, rows=20) is not None
-    assert Trainer(base, TrainingArguments(method="head"), texts, john, label_set)._make_scheduler(optimizer, 20) is None
-
-
-def test_a_last_epoch_stops_the_run_where_a_longer_schedule_would_be(base, tiny_texts, monkeypatch):
-    """A prior trained again after the recipe choice stops at the epoch the choice found best: the schedule still
-    spans the prior's epoch cap, so its learning rate there is a longer run's (not decayed to zero)."""
-    texts, john, jane, label_set = tiny_texts
-    args = TrainingArguments(method="head", method_options=_linear_head_options(), prior_max_epochs=6,
-                             prior_patience=6, prior_last_epoch=2, lr_schedule="linear", batch_size=8,
-                             validation_fraction=0.25).for_prior()
-    assert (args.max_epochs, args.last_epoch, args.patience) == (6, 2, 6)
-    rates: list[float] = []
-    original = Trainer._epoch
-
-    def epoch(self, split, optimizer, *rest, **options):  # noqa: ANN001, ANN202
-        loss = original(self, split, optimizer, *rest, **options)
-        rates.append(optimizer.param_groups[0]["lr"])
-        return loss
-
-    monkeypatch.setattr(Trainer, "_epoch", epoch)
-    heard: list[str] = []
-    trainer = Trainer(base, args, texts + texts, john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24,
-                      progress=lambda fraction, message: heard.append(message))
-    trainer.train()
-    assert len(trainer.history) == 2 and trainer.metrics["best_epoch"] in (1, 2)
-    assert [m.split(":")[0] for m in heard if m.startswith("epoch")] == ["epoch 1/2", "epoch 2/2"]
-    assert rates[-1] > 0.5 * trainer._learning_rate()  # two sixths of a linear decay: about two thirds left
-    # Without it, the same run goes on (its patience spans every epoch).
-    full = Trainer(base, dataclasses.replace(args, last_epoch=None), texts + texts, john + jane, label_set,
-                   annotators=["john"] * 24 + ["jane"] * 24)
-    full.train()
-    assert len(full.history) == 6
-
-
-def test_stopping_on_loss_keeps_the_epoch_with_the_lowest_validation_loss(base, tiny_texts):
-    texts, john, _, label_set = tiny_texts
-    args = TrainingArguments(method="head", method_options=_linear_head_options(), max_epochs=12, patience=12,
-                             learning_rate=0.3, early_stopping="loss", validation_split="stratified",
-                             validation_fraction=0.25, head_fit="epochs")
-    trainer = Trainer(base, args, texts, john, label_set)
-    trainer.train()
-    losses = [record["val_loss"] for record in trainer.history]
-    assert trainer.metrics["best_epoch"] == 1 + losses.index(min(losses))
-    assert trainer.metrics["val_loss"] == pytest.approx(min(losses), abs=1e-6)
 
 
 def test_a_by_text_split_of_few_rows_holds_nothing_out_and_never_a_whole_class(base, tiny_texts):
