@@ -30,12 +30,11 @@ def run_server(
 
     from localize.runtime import Runtime
 
-    if ray_address:
-        _use_ray(ray_address, replicas=replicas, deploy=deploy)
-    settings = get_settings()
-    admin = resolve_admin_key(settings)  # refuses a short key before anything starts
+    admin = resolve_admin_key(get_settings())  # refuses a short key before anything starts
     server_environment(admin)
     get_settings.cache_clear()
+    if ray_address:  # after the serving defaults: the prediction replicas are long-lived serving processes too
+        _use_ray(ray_address, replicas=replicas, deploy=deploy)
     settings = get_settings()
     runtime = Runtime(settings)
     runtime.upgrade_database()

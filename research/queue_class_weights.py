@@ -13,8 +13,8 @@ order. Every order is averaged over three seeds.
     python research/queue_class_weights.py --data ../shared/data/md_agreement --skip 24 --cache DIR
 
 Prints, per source and order, the labels active order needs to reach random order's 200-label macro-F1 (random
-order under the same source) and each curve's mean. Status: see reports/findings.md, "Class weights under the
-labelling queue".
+order under the same source) and each curve's mean. Status: superseded (4 Dec): measured on frozen-base heads with
+the even mix; see reports/findings.md, "Where the head's class weights come from" and round 12.
 """
 from __future__ import annotations
 

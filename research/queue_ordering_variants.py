@@ -12,7 +12,8 @@ three seeds (the report's active order runs one):
     python research/queue_ordering_variants.py --data ../shared/data/md_agreement --skip 24 --cache DIR
 
 Prints, per ordering, the labels needed to reach random order's 200-label macro-F1 and the curve's mean. Status:
-not adopted (see reports/findings.md, "The labelling queue's mix, re-checked").
+not adopted, and superseded (4 Dec): measured on frozen-base heads with the even mix (0.5 / 0.5), before the queue
+was measured on the product's own model (reports/findings.md, round 12).
 """
 from __future__ import annotations
 

@@ -77,7 +77,13 @@ NOTES: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "resident_adapters_max": lambda r: "resident_budget_bytes / resident_adapter_bytes: heads that fit in 1 GiB",
     "adapters_per_hour": lambda r: "3600 / train_500_warm_seconds: one worker, texts already encoded by the task",
     "train_500_epochs": lambda r: "the default fits its head by L-BFGS to convergence, recorded as one epoch",
-    "int8_accuracy_delta": lambda r: "points of accuracy, int8 minus float32 (negative: int8 is worse)",
+    "int8_accuracy_delta": lambda r: "points of accuracy, int8 minus float32 (negative: int8 is worse); one of the "
+                                     f"{r.get('int8_test_texts', 0):,} test texts is "
+                                     f"{100 / max(r.get('int8_test_texts', 1), 1):.2f} points, and a few points "
+                                     "either way move between runs",
+    "int8_default_for_serving": lambda r: "whether this run alone says int8 pays (faster, accuracy at most half a "
+                                          "point worse); the quantization setting stays none unless an operator "
+                                          "chooses int8, since one run's accuracy difference is within its noise",
     "swap_ratio": lambda r: "one row per call, each a different user, against the bare base in full batches",
     "mixed_batch_ratio": lambda r: "above 1 is run-to-run noise: the adapters cost less than the noise"
         if r["mixed_batch_ratio"] > 1 else None,

@@ -62,8 +62,8 @@ def status(*, session: Session, task: Task, user: User) -> dict:
 
 
 def maybe_queue_retraining(*, session: Session, task: Task, user: User, default_method: str) -> Job | None:
-    """Queues the user's job with the default recipe when ``retrain_every`` new labels have come in and none is
-    pending; returns the job it queued, else None."""
+    """Queues the user's job with the task's recipe (what whole-task training chose, else the default) when
+    ``retrain_every`` new labels have come in and none is pending; returns the job it queued, else None."""
     every = retrain_every(session=session, task=task)
     if every == 0 or job_service.pending_job(session=session, task=task, user=user) is not None:
         return None

@@ -80,3 +80,33 @@ def test_localize_serve_runs_as_a_serving_process_unless_the_operator_chose_othe
     monkeypatch.setenv("LOCALIZE_ENGINE_THREADS", "4")
     server_environment(admin)
     assert (Settings().freeze_heap, Settings().engine_threads) == (False, 4)
+
+
+def test_ray_prediction_replicas_are_deployed_with_the_serving_defaults(monkeypatch, tmp_path):
+    from localize import server
+    from localize.settings import get_settings
+
+    for name in ("LOCALIZE_ADMIN_KEY", "LOCALIZE_FREEZE_HEAP", "LOCALIZE_ENGINE_THREADS"):
+        monkeypatch.setenv(name, "placeholder")  # so that each is restored after the test
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LOCALIZE_HOME", str(tmp_path))
+    monkeypatch.setenv("LOCALIZE_ADMIN_KEY", "k" * 32)
+    get_settings.cache_clear()
+    deployed_with = {}
+
+    class Deployed(Exception):
+        pass
+
+    def use_ray(address, *, replicas, deploy):  # noqa: ANN001
+        settings = get_settings()  # what deploy() hands the replicas (portable_settings)
+        deployed_with.update(freeze_heap=settings.freeze_heap, engine_threads=settings.engine_threads)
+        raise Deployed
+
+    monkeypatch.setattr(server, "_use_ray", use_ray)
+    try:
+        server.run_server(host="127.0.0.1", port=0, with_worker=False, ray_address="local")
+    except Deployed:
+        pass
+    finally:
+        get_settings.cache_clear()
+    assert deployed_with == {"freeze_heap": True, "engine_threads": 1}

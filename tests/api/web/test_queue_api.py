@@ -5,6 +5,7 @@ from api_support import ADMIN, TASK, TEXTS
 from loop_support import POOL, build_loop, queue
 
 from localize.db.models import Label, PoolText, TaskRetraining, TextSkip
+from localize.services.queue import DEFAULT_UNCERTAINTY_WEIGHT
 
 
 def test_queue_offers_the_pool_less_what_the_user_labelled_or_skipped(ws):
@@ -44,7 +45,7 @@ def test_with_an_adapter_the_queue_is_ordered_by_the_users_model_and_answers_sho
     assert all(0 <= entry["uncertainty"] <= 1 for entry in active)
     assert [entry["score"] for entry in active] == sorted((entry["score"] for entry in active), reverse=True)
     # Without a task prior the disagreement term is 0: the score is the weighted uncertainty alone.
-    assert all(abs(entry["score"] - 0.5 * entry["uncertainty"]) < 1e-9 for entry in active)
+    assert all(abs(entry["score"] - DEFAULT_UNCERTAINTY_WEIGHT * entry["uncertainty"]) < 1e-9 for entry in active)
     # The queue's top is the least certain of all candidates.
     everything = queue(ws, "mia", keys["mia"], limit=500, random_share=0)
     assert body["data"][0]["score"] == max(entry["score"] for entry in everything["data"])

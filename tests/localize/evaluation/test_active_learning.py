@@ -99,3 +99,47 @@ def test_both_orders_are_averaged_over_the_same_seeds(monkeypatch: pytest.Monkey
     simulate(data, _encoder(vectors), sizes=(10, 20), limit_users=1)
     assert sorted(runs) == sorted(("u0", order, seed) for order in ("active", "random")
                                   for seed in active_learning.RANDOM_SEEDS)
+
+
+def test_the_product_encoder_mode_trains_a_task_prior_per_fold_of_users_without_their_labels(
+        base, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import torch
+
+    from localize import training
+
+    data, _ = _data(train=20, test=10)
+    trained: list[set[str]] = []
+    heads = []
+
+    class Recording(training.Trainer):
+        def __init__(self, *args, annotators=None, **kwargs):  # noqa: ANN002, ANN003
+            trained.append(set(annotators))
+            super().__init__(*args, annotators=annotators, **kwargs)
+
+        def train(self):  # noqa: ANN202
+            weights = super().train()
+            heads.append(weights.head)
+            return weights
+
+    monkeypatch.setattr(training, "Trainer", Recording)
+    simulator_of = active_learning.task_prior_simulators(data, base, ["u0", "u1", "u2"], folds=2)
+    assert trained == [{"u1"}, {"u0", "u2"}]  # each prior left out its fold's users: u0 and u2, then u1
+    assert simulator_of["u0"] is simulator_of["u2"] and simulator_of["u1"] is not simulator_of["u0"]
+    for user, prior in (("u0", 0), ("u1", 1)):
+        center = simulator_of[user].prior_without(user)
+        assert torch.equal(center["weight"], heads[prior]["weight"].float())
+    # The heads read the prior's encodings, not the frozen base's.
+    frozen = base.encode(["train text 0"]).numpy()[0]
+    encoded = simulator_of["u0"].vectors[simulator_of["u0"].row_of["train text 0"]].numpy()
+    assert encoded.shape == frozen.shape and not np.allclose(encoded, frozen, atol=1e-4)
+
+    curves = simulate(data, _encoder({}), sizes=(10, 20), task_prior_base=base, prior_folds=2)
+    assert curves.encoder == "task prior" and curves.users == ["u0", "u1", "u2"] and len(trained) == 4
+
+
+def test_priors_of_the_product_encoder_mode_keep_most_of_the_task_with_as_few_folds_as_that_allows() -> None:
+    data, _ = _data(users=8, train=20)  # every user holds an eighth of the train rows
+    users = data.users
+    assert active_learning.folds_for_priors(data, users[:2]) == 1  # a prior without 2 of 8 users keeps 3/4
+    assert active_learning.folds_for_priors(data, users) == 4  # all 8 simulated: folds of 2 users keep 3/4
+    assert active_learning.folds_for_priors(data, users, share=0.9) == 8  # not even one user out keeps 0.9
