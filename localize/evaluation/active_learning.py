@@ -105,7 +105,6 @@ class _Simulator:
         x, y = self._xy(others)
         return self._fit(x, y, self.zero)
 
-
     def curve(self, user: str, sizes: Sequence[int], order: str, seed: int,
               prior: dict[str, torch.Tensor], queue_options: dict | None = None) -> list[tuple[float, float]]:
         pool = self.data.rows(user, "train")
@@ -180,6 +179,7 @@ def task_prior_simulators(data: EvalData, base, users: list[str], folds: int, *,
 
     args = TrainingArguments(prior_last_epoch=last_epoch)
     texts = sorted({r.text for r in data.train} | {r.text for r in data.test})
+    index = {text: i for i, text in enumerate(texts)}
     simulator_of: dict[str, _Simulator] = {}
     for fold in range(min(folds, len(users))):
         held = set(users[fold::folds])
@@ -204,7 +204,6 @@ def task_prior_simulators(data: EvalData, base, users: list[str], folds: int, *,
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(saved, path)
-        index = {text: i for i, text in enumerate(texts)}
 
         def encode(batch: list[str], vectors: torch.Tensor = saved["vectors"]) -> np.ndarray:
             return vectors[[index[t] for t in batch]].numpy()
@@ -290,14 +289,17 @@ def cached_encoder(base, cache: Path | None):  # noqa: ANN001, ANN201
     return encode
 
 
+_WEIGHTING = {"sqrt": "square-root", "balanced": "balanced", "none": "no"}
+_HEAD = (f"a MAP head ({_WEIGHTING.get(TrainingArguments().class_weighting, TrainingArguments().class_weighting)} "
+         f"class weights, strength {TrainingArguments().head_prior_strength:g})")
 MODEL_TEXTS = {
-    "task prior": "the product's own: a MAP head (square-root class weights, strength 10) on the encodings of the "
+    "task prior": f"the product's own: {_HEAD} on the encodings of the "
                   "default recipe's task prior, pulled toward that prior's head; the prior trains with the default "
                   "recipe's arguments on every train row but the simulated users' (one prior per fold of them where "
                   f"they hold much of the task, so that each keeps at least {PRIOR_SHARE:g} of the rows), stopped at "
                   "the epoch whole-task training chose for the task (accuracy.md), as for users who join a task that "
                   "others have labelled",
-    "frozen base": "a MAP head (square-root class weights, strength 10) on frozen base encodings, pulled toward a "
+    "frozen base": f"{_HEAD} on frozen base encodings, pulled toward a "
                    "prior head fitted the same way on the other users' train labels only (leave-this-user-out); it "
                    "leaves out what the task prior's tuned layers add",
 }
