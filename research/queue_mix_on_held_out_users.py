@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +44,27 @@ def main() -> None:
     parser.add_argument("--encoder", choices=("base", "prior"), default="base")
     parser.add_argument("--prior-last-epoch", type=int, default=None)
     options = parser.parse_args()
+    if options.prior_last_epoch is not None and options.prior_last_epoch < 1:
+        parser.error(f"--prior-last-epoch must be at least 1, not {options.prior_last_epoch}")
     data = load_eval_data(options.data)
     base = get_base_model()
-    encode = cached_encoder(base, options.cache)
-    for name, mix in MIXES.items():
-        curves = simulate(data, encode, skip_users=options.skip, limit_users=options.users, queue_options=mix,
-                          task_prior_base=base if options.encoder == "prior" else None,
-                          prior_last_epoch=options.prior_last_epoch, prior_cache=options.cache)
-        target = curves.macro_f1["random"][-1]
-        print(json.dumps({"mix": name, "encoder": curves.encoder, "users": len(curves.users),
-                          "labels_to_reach_random_200": curves.labels_to_reach("active", target),
-                          "random_200": round(target, 4),
-                          "active_curve_mean": round(float(np.mean(curves.macro_f1["active"])), 4),
-                          "random_curve_mean": round(float(np.mean(curves.macro_f1["random"])), 4)}), flush=True)
+    # Every mix reads the same priors: without --cache they are kept in a temporary folder, trained once.
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = options.cache or Path(scratch)
+        for name, mix in MIXES.items():
+            _report(name, simulate(data, cached_encoder(base, cache), skip_users=options.skip,
+                                   limit_users=options.users, queue_options=mix, prior_cache=cache,
+                                   task_prior_base=base if options.encoder == "prior" else None,
+                                   prior_last_epoch=options.prior_last_epoch))
+
+
+def _report(name: str, curves) -> None:  # noqa: ANN001
+    target = curves.macro_f1["random"][-1]
+    print(json.dumps({"mix": name, "encoder": curves.encoder, "users": len(curves.users),
+                      "labels_to_reach_random_200": curves.labels_to_reach("active", target),
+                      "random_200": round(target, 4),
+                      "active_curve_mean": round(float(np.mean(curves.macro_f1["active"])), 4),
+                      "random_curve_mean": round(float(np.mean(curves.macro_f1["random"])), 4)}), flush=True)
 
 
 if __name__ == "__main__":

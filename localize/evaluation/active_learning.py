@@ -404,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = parser.parse_args(argv)
     if options.prior_folds is not None and options.prior_folds < 1:
         parser.error(f"--prior-folds must be at least 1, not {options.prior_folds}")
+    if options.prior_last_epoch is not None and options.prior_last_epoch < 1:
+        parser.error(f"--prior-last-epoch must be at least 1, not {options.prior_last_epoch}")
     if not options.data and not options.render_from:
         parser.error("give --data DIR (to simulate) or --render-from FILE (to report an earlier run)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -143,3 +143,12 @@ def test_priors_of_the_product_encoder_mode_keep_most_of_the_task_with_as_few_fo
     assert active_learning.folds_for_priors(data, users[:2]) == 1  # a prior without 2 of 8 users keeps 3/4
     assert active_learning.folds_for_priors(data, users) == 4  # all 8 simulated: folds of 2 users keep 3/4
     assert active_learning.folds_for_priors(data, users, share=0.9) == 8  # not even one user out keeps 0.9
+
+
+@pytest.mark.parametrize("option", ["--prior-folds", "--prior-last-epoch"])
+def test_a_prior_option_below_one_is_refused_by_name_before_anything_runs(option, tmp_path, capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit):
+        active_learning.main(["--data", str(tmp_path / "absent"), "--encoder", "prior", option, "0",
+                              "--out", str(tmp_path / "out")])
+    assert f"{option} must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
