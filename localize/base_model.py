@@ -180,7 +180,7 @@ class BaseModel:
         embeddings = self.model.embeddings
         inputs = embeddings.word_embeddings(input_ids)
         if prompts is not None:
-            inputs = torch.cat([prompts.to(inputs.dtype), inputs], dim=1)
+            inputs = torch.cat([prompts.to(device=inputs.device, dtype=inputs.dtype), inputs], dim=1)
         seq = inputs.shape[1]
         positions = torch.arange(position_offset, position_offset + seq, device=inputs.device).unsqueeze(0)
         hidden = inputs + embeddings.position_embeddings(positions)

@@ -368,7 +368,7 @@ class Engine:
         base = self.base
         # Frozen work depends on the text only: each distinct text is encoded once, however many users ask.
         text_slot: dict[str, int] = {}
-        text_of_row = torch.tensor([text_slot.setdefault(text, len(text_slot)) for _, text in rows])
+        text_of_row = torch.tensor([text_slot.setdefault(text, len(text_slot)) for _, text in rows], device=base.device)
         input_ids, mask = base.tokenize(list(text_slot))  # [distinct texts, seq]
         families: dict[tuple, list[int]] = {}
         encoders: dict[int, AdapterWeights] = {}
@@ -411,7 +411,7 @@ class Engine:
                     entry[2].append(slot[1] if slot is not None else -1)
                 for bank, members, slots in by_bank.values():
                     row_index = torch.tensor(members, device=base.device)
-                    text_index = text_of_row.index_select(0, row_index).to(base.device)
+                    text_index = text_of_row.index_select(0, row_index)
                     if bank is not None and self._sweeps(method, slots, text_index):
                         group = self._sweep(bank, method, pooled, slots, text_index)
                         logits[row_index, : group.shape[1]] = group
@@ -420,7 +420,7 @@ class Engine:
                                         *bank.gather(torch.tensor(slots, device=base.device))))
                     else:
                         pending.append((row_index, text_index, method, pooled,
-                                        *self._stack([rows[i][0] for i in members])))
+                                        *self._stack([rows[i][0] for i in members], base.device)))
         for row_index, text_index, method, pooled, params, head in pending:
             # Rows that run encoder layers go batch_size at a time: a fan-out of one text to thousands of late-adapter
             # users must not hold every row's activations at once.
@@ -457,7 +457,10 @@ class Engine:
             with self._lock:  # a private copy: a resident encoder's slot could be reused once the lock is released
                 encoder = AdapterWeights(encoder.method, {k: v.clone() for k, v in encoder.params.items()}, {},
                                          encoder.labels, encoder.base_model_id)
-        texts = text_of_row.index_select(0, torch.tensor(members)).unique().to(base.device)
+        elif any(t.device != base.device for t in encoder.params.values()):  # not resident: trained or loaded elsewhere
+            encoder = AdapterWeights(encoder.method, {k: v.to(base.device) for k, v in encoder.params.items()}, {},
+                                     encoder.labels, encoder.base_model_id)
+        texts = text_of_row.index_select(0, torch.tensor(members, device=base.device)).unique()
         table = torch.zeros(mask.shape[0], base.dims.hidden_size, device=base.device)
         method = encoder.method
         for start in range(0, len(texts), self.batch_size):
@@ -500,16 +503,23 @@ class Engine:
         return table[slot_index, local]
 
     @staticmethod
-    def _stack(adapters: list[AdapterWeights]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _stack(adapters: list[AdapterWeights],
+               device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Rows' parameters of adapters that are not resident, stacked on ``device`` (their tensors may be on the
+        CPU: loaded from a store, or trained there)."""
         distinct: dict[int, int] = {}
         for weights in adapters:
             distinct.setdefault(id(weights), len(distinct))
         unique = list({id(w): w for w in adapters}.values())
-        gather = torch.tensor([distinct[id(w)] for w in adapters])
+        gather = torch.tensor([distinct[id(w)] for w in adapters], device=device)
         max_labels = max(len(w.labels) for w in unique)
-        params = stack_rows([w.params for w in unique], gather) if unique[0].params else {}
-        head = stack_rows([_padded_head(w, max_labels) for w in unique], gather)
+        params = stack_rows([_on(w.params, device) for w in unique], gather) if unique[0].params else {}
+        head = stack_rows([_on(_padded_head(w, max_labels), device) for w in unique], gather)
         return params, head
+
+
+def _on(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
 def _bank_key(weights: AdapterWeights) -> tuple:

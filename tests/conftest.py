@@ -41,6 +41,15 @@ def base():
     return get_base_model()
 
 
+@pytest.fixture(scope="session")
+def cpu_base(base):
+    """The bundled base on the CPU, for tests of what only a CPU does (bfloat16 autocast where it has AMX): ``base``
+    itself unless the tests run on a GPU."""
+    from localize.base_model import BaseModel
+
+    return base if base.device.type == "cpu" else BaseModel(device="cpu")
+
+
 @pytest.fixture
 def tiny_texts():
     """``(texts, john_labels, jane_labels, label_set)``: 24 finance texts; Jane labels each the opposite of John."""

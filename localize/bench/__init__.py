@@ -40,6 +40,7 @@ from localize.bench import (  # noqa: F401
     adapter_load,
     cold_start,
     int8,
+    bnb,
     serve,
     http_speed,
     load,

@@ -104,12 +104,14 @@ def _naive_peft(ctx: BenchContext, texts: list[str], labels: list[str], label_se
 
     torch.manual_seed(0)
     begun = time.perf_counter()
+    device = ctx.base.device  # where the product trains, so that the baseline runs on the same hardware
     model = AutoModel.from_pretrained(ctx.base.path, local_files_only=True)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
-    head = torch.nn.Linear(ctx.base.dims.hidden_size, len(label_set))
+    model.to(device)
+    head = torch.nn.Linear(ctx.base.dims.hidden_size, len(label_set)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(trainable, lr=2e-3)
-    targets = torch.tensor([label_set.index(label) for label in labels])
+    targets = torch.tensor([label_set.index(label) for label in labels], device=device)
     model.train()
     for _epoch in range(ctx.sizes.naive_epochs):
         order = torch.randperm(len(texts)).tolist()

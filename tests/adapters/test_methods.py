@@ -82,9 +82,9 @@ def test_train_save_load_predicts_identically(base, tiny_texts, tmp_path, method
     assert loaded.version == 1
     assert set(loaded.params) == set(weights.params)
     for name, tensor in weights.params.items():
-        assert torch.equal(loaded.params[name], tensor), name
+        assert torch.equal(loaded.params[name], tensor.cpu()), name  # a store loads to the CPU
     for name, tensor in weights.head.items():
-        assert torch.equal(loaded.head[name], tensor), name
+        assert torch.equal(loaded.head[name], tensor.cpu()), name
 
     engine = Engine(base)
     served = engine.adapter(("john", 1), lambda: loaded)
@@ -118,7 +118,8 @@ def test_peft_loads_the_saved_folder_and_agrees(base, tiny_texts, tmp_path, meth
     # Non-trivial parameters everywhere (LoRA's B starts at zero), so any layout disagreement shows.
     generator = torch.Generator().manual_seed(1234)
     weights.params = {
-        name: tensor + 0.05 * torch.randn(tensor.shape, generator=generator) for name, tensor in weights.params.items()
+        name: tensor + 0.05 * torch.randn(tensor.shape, generator=generator).to(tensor.device)
+        for name, tensor in weights.params.items()
     }
     store = LocalAdapterStore(tmp_path)
     store.save("john", 1, weights)
@@ -136,7 +137,8 @@ def test_peft_loads_the_saved_folder_and_agrees(base, tiny_texts, tmp_path, meth
         hidden = hidden[:, options["num_virtual_tokens"] :]
     assert hidden.shape[:2] == input_ids.shape
     pooled = base.pool(hidden, mask).float()
-    peft_logits = pooled @ loaded.head["weight"].T + loaded.head["bias"]
+    head = {name: tensor.to(pooled.device) for name, tensor in loaded.head.items()}  # a store loads to the CPU
+    peft_logits = (pooled @ head["weight"].T + head["bias"]).cpu()
     peft_log_probs = torch.log_softmax(peft_logits, dim=-1)
 
     ours = _probabilities(Engine(base), loaded)
@@ -146,5 +148,5 @@ def test_peft_loads_the_saved_folder_and_agrees(base, tiny_texts, tmp_path, meth
     # The adapter really changes the output: the frozen base with the same head gives other probabilities.
     with torch.no_grad():
         frozen = base.pool(base.hf_model()(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float()
-    frozen_probs = torch.softmax(frozen @ loaded.head["weight"].T + loaded.head["bias"], -1)
+    frozen_probs = torch.softmax(frozen @ head["weight"].T + head["bias"], -1).cpu()
     assert (frozen_probs - ours).abs().max() > 1e-3

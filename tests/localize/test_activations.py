@@ -62,7 +62,8 @@ def test_a_scoring_cache_computes_pooled_values_in_bf16_and_keeps_them_from_the_
     assert torch.equal(torch.stack(served.frozen_inputs(base, texts, top)), exact)
 
 
-def test_without_bf16_matrix_units_a_scoring_cache_computes_in_float32(base, tiny_texts, monkeypatch):
+def test_without_bf16_matrix_units_a_scoring_cache_computes_in_float32(cpu_base, tiny_texts, monkeypatch):
+    base = cpu_base  # a CPU without AMX (a GPU with bfloat16 computes the scoring cache in it)
     from localize import activations
     from localize.activations import ScoringActivationCache
 

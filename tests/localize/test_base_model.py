@@ -119,7 +119,7 @@ def test_bundled_base_loads_without_transformers_and_tokenizes_as_hugging_face(b
     ids, mask = base.tokenize(texts)
     expected = reference(texts, padding=True, truncation=True, max_length=base.max_seq_length, return_tensors="pt")
     assert ids.shape[1] == base.max_seq_length  # the long text was truncated
-    assert torch.equal(ids, expected["input_ids"]) and torch.equal(mask, expected["attention_mask"])
+    assert torch.equal(ids.cpu(), expected["input_ids"]) and torch.equal(mask.cpu(), expected["attention_mask"])
     # A fresh process serving from the bundled base never imports transformers.
     code = ("import sys; from localize.base_model import BaseModel; b = BaseModel(); b.encode(['gold is up']); "
             "print('transformers' in sys.modules)")

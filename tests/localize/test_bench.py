@@ -126,3 +126,21 @@ def test_bench_command_rejects_an_unknown_size():
     result = CliRunner().invoke(cli.app, ["bench", "--only", "startup", "--size", "load_clientz=3"])
     assert result.exit_code == 2
     assert "load_clientz" in result.output and "load_clients" in result.output
+
+
+def test_bitsandbytes_bench_measures_both_quantized_bases_on_a_gpu_and_says_why_not_elsewhere(base, tmp_path):
+    sizes = BenchSizes(batch=8, registered_users=16, repeats=1, warmup=1, train_texts=40, int8_test_texts=20)
+    results = run_benchmarks(quick=True, only=["bnb"], out=tmp_path / "bench.json",
+                             console=Console(file=io.StringIO(), width=160), sizes=sizes)
+
+    assert "errors" not in results
+    if not torch.cuda.is_available():
+        assert "CUDA GPU" in results["bnb_skipped"] and "skipped" in results["notes"]["bnb"]
+        assert "bnb8_speedup" not in results
+        return
+    for name in ("bnb8", "bnb4"):
+        assert _positive(results[f"{name}_speedup"])
+        assert 0 < results[f"{name}_weight_bytes"] < results["float32_gpu_weight_bytes"]
+        assert 0 <= results[f"{name}_label_agreement"] <= 1
+        assert isinstance(results[f"{name}_accuracy_delta"], float)
+    assert results["bnb_test_texts"] == 20 and results["bnb_gpu"]

@@ -59,3 +59,14 @@ def test_speed_report_re_renders_from_its_json_with_the_notes_in_the_table(tmp_p
     saved.write_text("[]")
     with pytest.raises(ValidationError, match="is not a bench.json"):
         rerender(saved)
+
+
+def test_a_gpu_runs_mixed_batch_cost_and_the_quantized_bases_figures_are_explained() -> None:
+    gpu = {**_results(), "machine": {"device": "cuda"}, "sizes": {"batch": 128}, "mixed_batch_ratio": 0.655,
+           "base_texts_per_second": 21_972.6, "mixed_batch_texts_per_second": 14_392.3, "bnb_test_texts": 400,
+           "bnb8_speedup": 0.235, "bnb8_weight_bytes": 58_568_192, "bnb4_accuracy_delta": 2.75}
+    notes = figure_notes(gpu)
+    assert "5.8 ms" in notes["mixed_batch_ratio"] and "3.1 ms" in notes["mixed_batch_ratio"]
+    assert "slower" in notes["bnb8_speedup"] and "embeddings" in notes["bnb8_weight_bytes"]
+    assert "400 test texts" in notes["bnb4_accuracy_delta"] and "0.25 points" in notes["bnb4_accuracy_delta"]
+    assert "mixed_batch_ratio" not in figure_notes(_results())  # on a CPU a ratio just under 1 needs no word

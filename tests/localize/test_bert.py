@@ -37,4 +37,4 @@ def test_loads_the_bundled_weights_under_hugging_face_names(base):
     assert "encoder.layer.5.attention.self.query.weight" in names
     reference = dict(base.hf_model().named_parameters())
     for name, tensor in names.items():
-        assert torch.equal(tensor, reference[name]), name
+        assert torch.equal(tensor, reference[name].cpu()), name

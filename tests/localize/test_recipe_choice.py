@@ -161,7 +161,7 @@ def test_the_candidates_encodings_are_computed_once_per_prior_in_bf16_and_never_
     real = engine.encode_pooled
 
     def spy(base, encoder, start_hidden, mask, **options):  # noqa: ANN001, ANN202
-        passes.append((mask.shape[0], torch.is_autocast_enabled("cpu")))
+        passes.append((mask.shape[0], torch.is_autocast_enabled(mask.device.type)))
         return real(base, encoder, start_hidden, mask, **options)
 
     monkeypatch.setattr(engine, "encode_pooled", spy)

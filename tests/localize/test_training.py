@@ -104,8 +104,9 @@ def _autocasts(trainer: Trainer) -> bool:
         return torch.is_autocast_enabled("cpu")
 
 
-def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(base, tiny_texts):
+def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(cpu_base, tiny_texts):
     texts, john, _, label_set = tiny_texts
+    base = cpu_base
 
     def prepared(method, mixed_precision, **options):
         trainer = Trainer(base, TrainingArguments(method=method, mixed_precision=mixed_precision, max_epochs=1,
@@ -120,8 +121,9 @@ def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(bas
 
 
 @pytest.mark.parametrize("amx", [True, False])
-def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_matrix_units(base, tiny_texts, monkeypatch, amx):
+def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_matrix_units(cpu_base, tiny_texts, monkeypatch, amx):
     texts, john, _, label_set = tiny_texts
+    base = cpu_base
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     epoch_loop.cpu_has_bf16_matrix_units.cache_clear()
     try:
@@ -151,7 +153,8 @@ def test_bf16_training_learns_what_float32_learns_and_keeps_float32_weights(base
     assert all(math.isfinite(p) for row in served for p in row.probabilities.values())
 
 
-def test_attention_under_cpu_autocast_runs_in_float32(base):
+def test_attention_under_cpu_autocast_runs_in_float32(cpu_base):
+    base = cpu_base
     hidden = torch.randn(2, 7, base.dims.hidden_size, requires_grad=True)
     mask = torch.ones(2, 7, dtype=torch.long)
     mask[1, 5:] = 0
@@ -420,10 +423,11 @@ def test_a_map_head_solves_its_objective_and_its_strength_pulls_toward_the_prior
     user = trainer.train()
     assert trainer.metrics["epochs"] == 1 and trainer.metrics["best_epoch"] is None
     # Converged: the objective's gradient at the returned head is (numerically) zero.
-    inputs = torch.stack(trainer.train_split.inputs)
+    device = user.head["weight"].device  # the base's: the split keeps its rows on the CPU
+    inputs = torch.stack(trainer.train_split.inputs).to(device)
     weight = user.head["weight"].clone().requires_grad_(True)
     bias = user.head["bias"].clone().requires_grad_(True)
-    data = torch.nn.functional.cross_entropy(inputs @ weight.T + bias, trainer.train_split.targets,
+    data = torch.nn.functional.cross_entropy(inputs @ weight.T + bias, trainer.train_split.targets.to(device),
                                              weight=trainer._class_weights(), reduction="sum")
     ((data + args.head_prior_strength * (weight - prior.head["weight"]).pow(2).sum()) / len(texts)).backward()
     assert weight.grad.abs().max() < 1e-3 and bias.grad.abs().max() < 1e-3
