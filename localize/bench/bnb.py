@@ -75,10 +75,10 @@ def run(ctx: BenchContext) -> None:
         })
     ctx.notes["bnb"] = (
         f"bitsandbytes LLM.int8 (bnb8) and 4-bit (bitsandbytes' default FP4, float16 compute: bnb4) on every "
-        f"encoder Linear vs float32, on {torch.cuda.get_device_name()}; {sizes.batch}-text batches interleaved; accuracy: the default "
-        f"adapter trained on {len(train)} demo labels (john) with the float32 base, served on {len(test)} held-out "
-        f"demo tweets by each base; delta in points (quantized - float32); agreement: the share of those texts "
-        f"given float32's label")
+        f"encoder Linear vs float32, on {torch.cuda.get_device_name()}; {sizes.batch}-text batches interleaved; "
+        f"accuracy: the default adapter trained on {len(train)} demo labels (john) with the float32 base, served "
+        f"on {len(test)} held-out demo tweets by each base; delta in points (quantized - float32); agreement: the "
+        f"share of those texts given float32's label")
 
 
 register_benchmark(Benchmark(
