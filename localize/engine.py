@@ -439,15 +439,7 @@ class Engine:
                 logits[row_index[part], : head["weight"].shape[1]] = forward_logits(
                     base, method, {k: v[part] for k, v in params.items()}, {k: v[part] for k, v in head.items()},
                     start_hidden, group_mask, input_ids=ids)
-        probabilities = torch.softmax(logits, dim=-1).cpu()
-        predictions = []
-        for row, (weights, _) in enumerate(rows):
-            probs = spread_evenly(probabilities[row, : len(weights.labels)], weights.uniform_share).tolist()
-            best = max(range(len(probs)), key=probs.__getitem__)
-            predictions.append(
-                Prediction(weights.labels[best], dict(zip(weights.labels, probs)), weights.version)
-            )
-        return predictions
+        return answers(rows, torch.softmax(logits, dim=-1).cpu())
 
     def _encode(self, encoder: AdapterWeights, members: list[int], text_of_row: torch.Tensor,
                 frozen: dict[int, torch.Tensor], input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -516,6 +508,24 @@ class Engine:
         params = stack_rows([_on(w.params, device) for w in unique], gather) if unique[0].params else {}
         head = stack_rows([_on(_padded_head(w, max_labels), device) for w in unique], gather)
         return params, head
+
+
+def answers(rows: Sequence[tuple[AdapterWeights, str]], probabilities: torch.Tensor) -> list[Prediction]:
+    """Each row's prediction from ``probabilities [rows, max labels]`` (softmax of the padded logits). Rows that
+    share a label count and a uniform share are spread in one operation: row by row, this step was a fixed cost of
+    about 10 us per row, which a GPU's encoder pass (5.8 ms for 128 texts on an H200) does not hide."""
+    answered: list[list[float]] = [[] for _ in rows]
+    groups: dict[tuple, list[int]] = {}
+    for row, (weights, _) in enumerate(rows):
+        groups.setdefault((len(weights.labels), weights.uniform_share), []).append(row)
+    for (labels, share), members in groups.items():
+        for row, probs in zip(members, spread_evenly(probabilities[members, :labels], share).tolist()):
+            answered[row] = probs
+    predictions = []
+    for (weights, _), probs in zip(rows, answered):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        predictions.append(Prediction(weights.labels[best], dict(zip(weights.labels, probs)), weights.version))
+    return predictions
 
 
 def _on(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -7,7 +7,8 @@ import torch
 from localize.adapters import make_method
 from localize.adapters.base import init_head
 from localize.base_model import BaseDims
-from localize.engine import AdapterWeights, Engine
+from localize.calibration import spread_evenly
+from localize.engine import AdapterWeights, Engine, answers
 from localize.errors import AdapterError
 
 TEXTS = [
@@ -360,3 +361,21 @@ def test_only_a_head_can_read_an_encoder(base, users, encoders):
     wrong.encoder = encoders["tuned"]
     with pytest.raises(AdapterError, match="a lora adapter cannot read a shared encoder"):
         wrong.check_compatible(base)
+
+
+def test_answers_spread_rows_of_each_label_count_and_share_together_as_row_by_row(base):
+    """A batch's answers are computed per group of rows with the same labels and uniform share, equal to each row's
+    own spread; and an adapter's family is built once per method object."""
+    rows = []
+    for i, labels in enumerate([["a", "b"], ["a", "b", "c"]] * 3):
+        weights = _adapter(base, "head", {}, labels, seed=500 + i)
+        weights.meta = {**weights.meta, "metrics": {"uniform_share": [0.0, 0.1, 0.3][i % 3]}}
+        rows.append((weights, "text"))
+    probabilities = torch.softmax(torch.randn(len(rows), 3), -1)
+    for row, ((weights, _), prediction) in enumerate(zip(rows, answers(rows, probabilities))):
+        expected = spread_evenly(probabilities[row, : len(weights.labels)], weights.uniform_share).tolist()
+        assert list(prediction.probabilities.values()) == expected and list(prediction.probabilities) == weights.labels
+        assert prediction.label == weights.labels[max(range(len(expected)), key=expected.__getitem__)]
+    method = rows[0][0].method
+    assert method.family() is method.family()
+    assert method.family() == (method.name, tuple(sorted((k, repr(v)) for k, v in method.config.to_dict().items())))
