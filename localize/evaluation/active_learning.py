@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +214,25 @@ def task_prior_simulators(data: EvalData, base, users: list[str], folds: int, *,
     return simulator_of
 
 
+def prior_epochs(values: Sequence[str], data_sets: Sequence[str]) -> Callable[[str], int | None]:
+    """The last prior epoch for each data set from ``--prior-last-epoch`` values (``N`` for every set, ``NAME=N``
+    for one); raises ValueError naming a value that is not a whole number of at least 1, or a name no --data has."""
+    default, named = None, {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        if name and name not in data_sets:
+            raise ValueError(f"--prior-last-epoch {value}: {name!r} is not the name of a --data folder "
+                             f"({', '.join(data_sets) or 'none given'})")
+        if not number.isdigit() or int(number) < 1:
+            raise ValueError(f"--prior-last-epoch must be at least 1, not {number}" if number.lstrip("-").isdigit()
+                             else f"--prior-last-epoch {value}: {number!r} is not a whole number of epochs")
+        if name:
+            named[name] = int(number)
+        else:
+            default = int(number)
+    return lambda data_set: named.get(data_set, default)
+
+
 def simulate(data: EvalData, encode, *, sizes: Sequence[int] = DEFAULT_SIZES,  # noqa: ANN001
              limit_users: int | None = None, skip_users: int = 0, queue_options: dict | None = None,
              task_prior_base=None, prior_folds: int | None = None, prior_last_epoch: int | None = None,
@@ -398,14 +417,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prior-folds", type=int, default=None,
                         help="with --encoder prior: folds of the simulated users, one prior trained without each "
                              f"(default: the fewest that leave each prior {PRIOR_SHARE:g} of the train rows)")
-    parser.add_argument("--prior-last-epoch", type=int, default=None,
-                        help="with --encoder prior: stop each prior after this epoch (whole-task training's choice "
-                             "for the task, shown in accuracy.md); default: on its validation loss")
+    parser.add_argument("--prior-last-epoch", action="append", default=[], metavar="[DATA_SET=]N",
+                        help="with --encoder prior: stop each prior after epoch N (whole-task training's choice for "
+                             "the task, shown in accuracy.md); DATA_SET=N for one --data folder's name, N alone for "
+                             "the others; repeat for several; default: on its validation loss")
     options = parser.parse_args(argv)
     if options.prior_folds is not None and options.prior_folds < 1:
         parser.error(f"--prior-folds must be at least 1, not {options.prior_folds}")
-    if options.prior_last_epoch is not None and options.prior_last_epoch < 1:
-        parser.error(f"--prior-last-epoch must be at least 1, not {options.prior_last_epoch}")
+    try:
+        epoch_for = prior_epochs(options.prior_last_epoch, [folder.resolve().name for folder in options.data])
+    except ValueError as error:
+        parser.error(str(error))
     if not options.data and not options.render_from:
         parser.error("give --data DIR (to simulate) or --render-from FILE (to report an earlier run)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -419,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for folder in options.data:
         data = load_eval_data(folder)
         results.append(simulate(data, encode, limit_users=options.users, prior_folds=options.prior_folds,
-                                prior_cache=options.cache, prior_last_epoch=options.prior_last_epoch,
+                                prior_cache=options.cache, prior_last_epoch=epoch_for(data.name),
                                 task_prior_base=base if options.encoder == "prior" else None,
                                 progress=lambda i, n, u: logger.info("%s: user %d of %d (%s)", data.name, i, n, u)))
         logger.info("%s: %s", data.name, results[-1].summary())
@@ -429,8 +451,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     encoder = "" if options.encoder == "base" else " --encoder prior"
     if options.encoder == "prior" and options.prior_folds:
         encoder += f" --prior-folds {options.prior_folds}"
-    if options.encoder == "prior" and options.prior_last_epoch:
-        encoder += f" --prior-last-epoch {options.prior_last_epoch}"
+    if options.encoder == "prior":
+        encoder += "".join(f" --prior-last-epoch {value}" for value in options.prior_last_epoch)
     write_report(results, options.out,
                  f"python -m localize.evaluation.active_learning {names}{users}{encoder} --out reports/")
 

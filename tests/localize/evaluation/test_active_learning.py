@@ -152,3 +152,19 @@ def test_a_prior_option_below_one_is_refused_by_name_before_anything_runs(option
                               "--out", str(tmp_path / "out")])
     assert f"{option} must be at least 1, not 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_each_data_set_can_stop_its_priors_at_its_own_epoch_and_bad_values_are_named(tmp_path, capsys) -> None:  # noqa: ANN001
+    epoch_for = active_learning.prior_epochs(["2", "hs_brexit=4"], ["md_agreement", "hs_brexit"])
+    assert (epoch_for("md_agreement"), epoch_for("hs_brexit")) == (2, 4)
+    assert active_learning.prior_epochs([], ["md_agreement"])("md_agreement") is None  # on validation loss
+    assert active_learning.prior_epochs(["hs_brexit=4"], ["md_agreement", "hs_brexit"])("md_agreement") is None
+    for value, message in (("convabuse=2", "'convabuse' is not the name of a --data folder (md_agreement)"),
+                           ("two", "'two' is not a whole number of epochs"), ("md_agreement=-1", "not -1")):
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            active_learning.prior_epochs([value], ["md_agreement"])
+    with pytest.raises(SystemExit):
+        active_learning.main(["--data", str(tmp_path / "md_agreement"), "--encoder", "prior",
+                              "--prior-last-epoch", "other=3", "--out", str(tmp_path / "out")])
+    assert "'other' is not the name of a --data folder (md_agreement)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
