@@ -368,7 +368,8 @@ class Engine:
         base = self.base
         # Frozen work depends on the text only: each distinct text is encoded once, however many users ask.
         text_slot: dict[str, int] = {}
-        text_of_row = torch.tensor([text_slot.setdefault(text, len(text_slot)) for _, text in rows], device=base.device)
+        text_of_row = torch.tensor([text_slot.setdefault(text, len(text_slot)) for _, text in rows],
+                                   device=base.device)
         input_ids, mask = base.tokenize(list(text_slot))  # [distinct texts, seq]
         families: dict[tuple, list[int]] = {}
         encoders: dict[int, AdapterWeights] = {}
@@ -449,7 +450,7 @@ class Engine:
             with self._lock:  # a private copy: a resident encoder's slot could be reused once the lock is released
                 encoder = AdapterWeights(encoder.method, {k: v.clone() for k, v in encoder.params.items()}, {},
                                          encoder.labels, encoder.base_model_id)
-        elif any(t.device != base.device for t in encoder.params.values()):  # not resident: trained or loaded elsewhere
+        elif any(t.device != base.device for t in encoder.params.values()):  # not resident: on the CPU
             encoder = AdapterWeights(encoder.method, {k: v.to(base.device) for k, v in encoder.params.items()}, {},
                                      encoder.labels, encoder.base_model_id)
         texts = text_of_row.index_select(0, torch.tensor(members, device=base.device)).unique()
