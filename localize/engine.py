@@ -293,8 +293,7 @@ class Engine:
         began = perf_counter()
         weights = load()
         weights.check_compatible(self.base)
-        weights.params = {name: t.to(self.base.device) for name, t in weights.params.items()}
-        weights.head = {name: t.to(self.base.device) for name, t in weights.head.items()}
+        weights.params, weights.head = _on(weights.params, self.base.device), _on(weights.head, self.base.device)
         metrics.ADAPTER_LOAD_DURATION.observe(perf_counter() - began)
         with self._lock:
             if key in self._resident:  # another thread loaded it meanwhile
@@ -451,8 +450,8 @@ class Engine:
                 encoder = AdapterWeights(encoder.method, {k: v.clone() for k, v in encoder.params.items()}, {},
                                          encoder.labels, encoder.base_model_id)
         elif any(t.device != base.device for t in encoder.params.values()):  # not resident: on the CPU
-            encoder = AdapterWeights(encoder.method, {k: v.to(base.device) for k, v in encoder.params.items()}, {},
-                                     encoder.labels, encoder.base_model_id)
+            encoder = AdapterWeights(encoder.method, _on(encoder.params, base.device), {}, encoder.labels,
+                                     encoder.base_model_id)
         texts = text_of_row.index_select(0, torch.tensor(members, device=base.device)).unique()
         table = torch.zeros(mask.shape[0], base.dims.hidden_size, device=base.device)
         method = encoder.method
