@@ -1,0 +1,216 @@
+"""The demo's recipe on finance sentences written on 4 Dec 2026, after the generator and the demo's own 90 hand-written
+sentences: how well John's and Jane's adapters read writing that guided nothing. For each seed, generates the demo's
+labels, trains each trader's adapter as ``localize demo`` does (an MLP head per trader on the frozen base), and scores
+the demo's own hand-written sentences, ``GUIDE`` (70 sentences, whose misses guided the variants tried) and ``CHECK``
+(60 sentences written before any variant ran, used to choose nothing). ``--set key=value`` changes a training
+argument (``pooled_dropout=0.3``), ``--hidden N`` the MLP's width; ``--on-prior`` trains a task prior on both traders'
+labels first (the default recipe's prior) and each trader's MLP head on it (``prior-mlp``, the recipe whole-task
+training chooses for this task).
+
+    python research/demo_on_new_sentences.py --seeds 6
+
+Status: a diagnosis, nothing adopted (reports/findings.md, round 14): the demo's recipe reads about 86% of new
+sentences right, below the 90% it reaches on its own hand-written set; a wider generator and three head variants
+did not close the gap.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+
+from localize.activations import ActivationCache
+from localize.base_model import get_base_model
+from localize.demo import DEMO_HEAD_OPTIONS
+from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
+from localize.training import Trainer
+from localize.training_args import TrainingArguments
+
+_DIRECTION = {"up": +1, "down": -1, "none": 0}
+
+# (text, asset, direction): "other" is any asset neither trader holds, or the wider market.
+GUIDE = [
+    ('Gold prices jumped 3% this morning on safe-haven demand', 'gold', 'up'),
+    ('The yellow metal hit a fresh all-time high on Friday', 'gold', 'up'),
+    ('Gold futures climbed for a fifth straight session', 'gold', 'up'),
+    ('Investors piled into gold as recession fears grew, sending it higher', 'gold', 'up'),
+    ('Spot gold surged past $3,000 an ounce', 'gold', 'up'),
+    ('Gold gained ground after the Fed signalled rate cuts', 'gold', 'up'),
+    ('Bullion advanced sharply as the dollar weakened', 'gold', 'up'),
+    ('Gold is trading much higher today', 'gold', 'up'),
+    ("Gold's rally shows no sign of slowing", 'gold', 'up'),
+    ('Precious metals soared, led by gold', 'gold', 'up'),
+    ('gold up big today', 'gold', 'up'),
+    ("Gold bounced back strongly after last week's selloff", 'gold', 'up'),
+    ('Gold prices fell 2% as Treasury yields rose', 'gold', 'down'),
+    ('The price of gold dropped to its lowest level since March', 'gold', 'down'),
+    ('Gold slid for a third day as risk appetite returned', 'gold', 'down'),
+    ('Bullion tumbled after strong jobs data lifted the dollar', 'gold', 'down'),
+    ('Gold futures plunged in early trading', 'gold', 'down'),
+    ('Gold is getting hammered this week', 'gold', 'down'),
+    ('Spot gold slipped below $1,900', 'gold', 'down'),
+    ('Gold lost its shine as investors fled to stocks', 'gold', 'down'),
+    ('gold down 4% today', 'gold', 'down'),
+    ('The gold price crashed after the central bank sold reserves', 'gold', 'down'),
+    ('Gold retreated from its record as traders took profits', 'gold', 'down'),
+    ('Gold weakened sharply on hawkish Fed comments', 'gold', 'down'),
+    ('Oil prices rose 5% after OPEC announced deeper cuts', 'oil', 'up'),
+    ('Crude oil climbed to a six-month high', 'oil', 'up'),
+    ('Brent jumped above $90 a barrel', 'oil', 'up'),
+    ('WTI futures rallied on falling inventories', 'oil', 'up'),
+    ('Oil surged as tensions in the Middle East escalated', 'oil', 'up'),
+    ('Crude prices spiked after a hurricane hit Gulf refineries', 'oil', 'up'),
+    ('oil is way up this morning', 'oil', 'up'),
+    ('Petroleum prices keep climbing as demand recovers', 'oil', 'up'),
+    ('Oil extended its gains for a fourth week', 'oil', 'up'),
+    ('Crude rebounded strongly after the supply report', 'oil', 'up'),
+    ('Barrel prices soared on news of Saudi production cuts', 'oil', 'up'),
+    ("Oil rose sharply as China's demand picked up", 'oil', 'up'),
+    ('Oil prices fell 4% on fears of a global slowdown', 'oil', 'down'),
+    ('Crude oil dropped to its lowest level in a year', 'oil', 'down'),
+    ('Brent slumped below $60 a barrel', 'oil', 'down'),
+    ('WTI futures sank after a surprise build in inventories', 'oil', 'down'),
+    ('Oil tumbled as OPEC members pumped more than agreed', 'oil', 'down'),
+    ('Crude prices plunged amid weak demand from China', 'oil', 'down'),
+    ('oil getting crushed today', 'oil', 'down'),
+    ('Oil slid for a third straight session', 'oil', 'down'),
+    ('The price of crude fell sharply on Monday', 'oil', 'down'),
+    ('Oil prices declined as the ceasefire held', 'oil', 'down'),
+    ('Brent crude retreated after a two-week rally', 'oil', 'down'),
+    ('Oil lost 8% this week on oversupply worries', 'oil', 'down'),
+    ('Apple shares rose 4% after strong iPhone sales', 'other', 'none'),
+    ('The S&P 500 closed at a record high', 'other', 'none'),
+    ('Bitcoin fell below $40,000 overnight', 'other', 'none'),
+    ('The euro weakened against the dollar', 'other', 'none'),
+    ('Tesla stock plunged after disappointing deliveries', 'other', 'none'),
+    ('Copper prices jumped on supply concerns in Chile', 'other', 'none'),
+    ('Silver edged lower in quiet trading', 'other', 'none'),
+    ('The Nasdaq dropped 2% as tech sold off', 'other', 'none'),
+    ('Wheat futures surged after a poor harvest', 'other', 'none'),
+    ('Natural gas prices slumped on mild weather', 'other', 'none'),
+    ('Treasury yields climbed to a 15-year high', 'other', 'none'),
+    ('The Dow rallied 500 points on Friday', 'other', 'none'),
+    ('Ethereum soared 20% this week', 'other', 'none'),
+    ('Amazon reports earnings after the bell', 'other', 'none'),
+    ('The yen slid to a 30-year low', 'other', 'none'),
+    ('European stocks ended the day flat', 'other', 'none'),
+    ('Shares of Nvidia hit a new record', 'other', 'none'),
+    ('The Fed left interest rates unchanged', 'other', 'none'),
+    ('Coffee prices spiked on drought in Brazil', 'other', 'none'),
+    ('Bank stocks tumbled after the earnings miss', 'other', 'none'),
+    ('The housing market cooled in the third quarter', 'other', 'none'),
+    ('Platinum rose modestly today', 'other', 'none'),
+]
+CHECK = [
+    ('Gold just broke through $2,500 for the first time', 'gold', 'up'),
+    ('Huge day for gold bugs, prices ripping', 'gold', 'up'),
+    ('Gold rose on Tuesday as the dollar eased', 'gold', 'up'),
+    ('Gold is on track for its best month since 2020', 'gold', 'up'),
+    ('Demand for gold lifted prices to a record', 'gold', 'up'),
+    ('Gold futures ended the session sharply higher', 'gold', 'up'),
+    ('The gold price is soaring again', 'gold', 'up'),
+    ('Gold notched its biggest weekly gain in a year', 'gold', 'up'),
+    ('Bullion climbed as investors sought safety', 'gold', 'up'),
+    ('Gold edged up after the inflation report', 'gold', 'up'),
+    ('Gold sold off hard after the rate decision', 'gold', 'down'),
+    ('Gold prices sank to a three-month low', 'gold', 'down'),
+    ('Gold had its worst week since November', 'gold', 'down'),
+    ('Gold is falling fast this afternoon', 'gold', 'down'),
+    ('Bullion fell as the greenback strengthened', 'gold', 'down'),
+    ('Gold dipped below $2,000 on Thursday', 'gold', 'down'),
+    ('Spot gold declined 1.5% in London', 'gold', 'down'),
+    ('Gold extended its slide for a fourth session', 'gold', 'down'),
+    ('Gold prices are collapsing right now', 'gold', 'down'),
+    ('Gold eased as traders booked profits', 'gold', 'down'),
+    ('Oil prices surged on Monday after the attack on a tanker', 'oil', 'up'),
+    ('Crude is ripping higher this morning', 'oil', 'up'),
+    ('Oil hit its highest level since last year', 'oil', 'up'),
+    ('Brent rose 3% after Saudi Arabia extended cuts', 'oil', 'up'),
+    ('Crude oil futures settled sharply higher', 'oil', 'up'),
+    ('Oil gained as US stockpiles shrank', 'oil', 'up'),
+    ('The price of oil keeps rising', 'oil', 'up'),
+    ('Oil is on track for its biggest weekly gain in months', 'oil', 'up'),
+    ('WTI climbed above $80', 'oil', 'up'),
+    ('Crude prices jumped after the pipeline shutdown', 'oil', 'up'),
+    ('Oil sank 6% as demand worries grew', 'oil', 'down'),
+    ('Crude prices tumbled after OPEC boosted production', 'oil', 'down'),
+    ('Oil had its worst day in two years', 'oil', 'down'),
+    ('Brent fell below $70 a barrel', 'oil', 'down'),
+    ('Crude oil is dropping like a rock', 'oil', 'down'),
+    ('WTI declined for the fifth straight day', 'oil', 'down'),
+    ('Oil prices slipped as inventories swelled', 'oil', 'down'),
+    ('The oil price plummeted overnight', 'oil', 'down'),
+    ('Crude futures settled lower on weak demand data', 'oil', 'down'),
+    ('Oil slumped to a four-month low', 'oil', 'down'),
+    ('Microsoft shares climbed after earnings beat estimates', 'other', 'none'),
+    ('The FTSE 100 fell 1% on Tuesday', 'other', 'none'),
+    ('Bitcoin surged to a new all-time high', 'other', 'none'),
+    ('The pound jumped against the dollar', 'other', 'none'),
+    ('Corn prices dropped after a record harvest', 'other', 'none'),
+    ('Silver rallied 4% this week', 'other', 'none'),
+    ('Stocks sank as bond yields spiked', 'other', 'none'),
+    ('Netflix stock soared after subscriber growth', 'other', 'none'),
+    ('Iron ore prices slid on weak Chinese steel demand', 'other', 'none'),
+    ('The Nikkei closed at a record high', 'other', 'none'),
+    ('Cocoa prices hit a new record', 'other', 'none'),
+    ('Mortgage rates fell to their lowest in a year', 'other', 'none'),
+    ('Dogecoin crashed 30% overnight', 'other', 'none'),
+    ('Airline stocks rose as travel demand recovered', 'other', 'none'),
+    ('The dollar index slipped after the jobs report', 'other', 'none'),
+    ('Lithium prices plunged this year', 'other', 'none'),
+    ('Boeing shares fell on safety concerns', 'other', 'none'),
+    ('Sugar futures climbed to a 12-year high', 'other', 'none'),
+    ('European markets opened higher', 'other', 'none'),
+    ('The yuan strengthened after the central bank stepped in', 'other', 'none'),
+]
+
+
+def _tweets(rows: list[tuple[str, str, str]]) -> list[Tweet]:
+    return [Tweet(text, asset, _DIRECTION[direction]) for text, asset, direction in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=6, help="seeds 0..N-1 (labels, split and initialisation)")
+    parser.add_argument("--labels-per-user", type=int, default=1000)
+    parser.add_argument("--hidden", type=int, default=DEMO_HEAD_OPTIONS["hidden"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training argument, the value read as JSON (repeatable)")
+    parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
+    options = parser.parse_args()
+    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
+    base = get_base_model()
+    sets = {"demo's own": HANDWRITTEN_TWEETS, "guide": _tweets(GUIDE), "check": _tweets(CHECK)}
+    shares: dict[str, list[float]] = {name: [] for name in sets}
+    for seed in range(options.seeds):
+        rows = demo_rows(n_per_user=options.labels_per_user, seed=seed)
+        line = [f"seed {seed}:"]
+        prior, cache = None, ActivationCache(max_bytes=2 << 30)
+        if options.on_prior:
+            default = TrainingArguments(seed=seed)
+            prior = Trainer(base, default.for_prior(), [row["text"] for row in rows], [row["label"] for row in rows],
+                            LABELS, cache=cache, annotators=[row["user"] for row in rows]).train()
+            args = dataclasses.replace(default, head_hidden=options.hidden, **extra)
+        else:
+            args = TrainingArguments(method="head", method_options={"hidden": options.hidden}, seed=seed,
+                                     train_scope="all", **extra)
+        for user in (JOHN, JANE):
+            mine = [row for row in rows if row["user"] == user.name]
+            trainer = Trainer(base, args, [row["text"] for row in mine], [row["label"] for row in mine], LABELS,
+                              init=prior, cache=cache)
+            trainer.train()
+            for name, tweets in sets.items():
+                predicted = trainer.predict_proba([tweet.text for tweet in tweets]).argmax(1).tolist()
+                share = float(np.mean([LABELS[i] == label_for(user, tweet) for i, tweet in zip(predicted, tweets)]))
+                shares[name].append(share)
+                line.append(f"{user.name} {name} {share:.2f}")
+        print(" ".join(line), flush=True)
+    for name, values in shares.items():
+        print(f"{name} ({len(sets[name])} sentences): mean {np.mean(values):.3f}, lowest {np.min(values):.3f} "
+              f"over {options.seeds} seeds and both traders")
+
+
+if __name__ == "__main__":
+    main()
