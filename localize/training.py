@@ -29,6 +29,7 @@ import torch
 from localize.activations import ActivationCache, get_activation_cache
 from localize.base_model import BaseModel
 from localize.calibration import calibrate_on_validation, calibration_record, spread_evenly
+from localize.determinism import deterministic_kernels
 from localize.engine import AdapterWeights
 from localize.epoch_loop import EpochLoop, ProgressCallback, describe_scores
 from localize.errors import ValidationError
@@ -132,7 +133,8 @@ class Trainer:
             self.prepare()
         # Dropout draws from torch's global generator: seed it, inside a fork so callers' streams are untouched.
         devices = [self.base.device] if self.base.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        # Ordered CPU kernels too: the same labels and seed give the same adapter on every run (localize.determinism).
+        with torch.random.fork_rng(devices=devices), deterministic_kernels(self.base.device):
             torch.manual_seed(self.args.seed)
             self._fit()
 
