@@ -1,6 +1,7 @@
 """``localize demo``: John is long gold and short oil, Jane the reverse. Same tweets, opposite labels."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -47,16 +48,22 @@ def run_demo(
     )
     console.print(f"[bold]demo[/bold]: {len(rows)} generated labels for john (long gold, short oil) and jane "
                   f"(short gold, long oil) in task {DEMO_TASK!r}: {report.created} new, {report.unchanged} unchanged")
-    method = method or "head"
-    # The demo's truths are interactions (gold *and* up), which need a head with an MLP, trained whole per user; the
-    # default recipe (a linear head on the task prior's tuned encoder) is for real annotators' labels
-    # (reports/accuracy.md), and the demo has no prior.
-    args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {}, seed=seed,
-                             train_scope="all")
+    if method is None:
+        # The demo's truths are interactions (gold *and* up): an MLP head per trader, on a task prior trained on both
+        # traders' labels (``prior-mlp``, what whole-task training chooses on these labels). The prior's tuned layers
+        # tell the direction of a move apart better than the frozen base: on finance sentences written after the
+        # demo, .867 right against .846 for MLP heads on the frozen base (reports/findings.md, round 14).
+        args = dataclasses.replace(TrainingArguments(seed=seed), head_hidden=DEMO_HEAD_OPTIONS["hidden"])
+    else:
+        args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {},
+                                 seed=seed, train_scope="all")
     stale = {user.name for user in adapter_service.stale_users(session=session, task=task)}
 
     users = [get_user(session=session, name=u.name) for u in (JOHN, JANE) if u.name in stale]
-    jobs = [job_service.queue_or_pending(session=session, task=task, user=user, args=args) for user in users]
+    # New labels retrain the prior too (first), so that the traders' heads read one trained on them.
+    reads_prior = args.train_scope == "head" and args.init_from_prior
+    owners = ([None] if reads_prior and users else []) + users  # None: the task prior, queued first
+    jobs = [job_service.queue_or_pending(session=session, task=task, user=user, args=args) for user in owners]
     if jobs:
         run_jobs_locally(runtime=runtime, job_ids=[job.id for job in jobs], console=console)
     else:

@@ -55,10 +55,10 @@ def test_the_default_demo_gives_each_trader_their_own_truth(runtime: Runtime) ->
     """Each trader gets their own truth: nearly every showcase tweet right for the trader's position, and most
     hand-written sentences.
 
-    Not every single row: the demo's MLP heads are fragile to the seed and to the CPU's arithmetic. On one machine
-    seed 0 answered every row; on another (AMD EPYC) Jane read the headline as neutral (.62), seed 1 answered every
-    row and seed 2 missed one of John's. So the test asks for at most one miss of the twelve, and raises the bar
-    on the 90 hand-written sentences instead (seeds 0-2 there: .88 to .93)."""
+    Not every single row: the demo's MLP heads (on its task prior) move with the seed. Seed 0 misses one cell of
+    the twelve (John's reading of the crude headline, positive at .64); over twelve seeds a trader's share of the 90
+    hand-written sentences ranged from .86 to .96 (reports/findings.md, round 14). So the test asks for at most one
+    miss of the twelve and at least .85 of the hand-written sentences."""
     from localize.demo import run_demo
     from localize.demo_data import JANE, JOHN, SHOWCASE_TWEETS, label_for
 
@@ -81,3 +81,22 @@ def test_the_demo_scores_its_hand_written_sentences_which_no_template_produces()
     assert {t.asset for t in HANDWRITTEN_TWEETS} == {"gold", "oil", "other"}
     generated = {t.text.lower() for t in generate_tweets(20000, seed=0)}
     assert not generated & {text.lower() for text in HANDWRITTEN}
+
+
+@pytest.mark.slow
+def test_new_demo_labels_train_the_task_prior_again_before_the_traders(runtime: Runtime) -> None:
+    """The traders' heads read the task prior; a demo run with other labels trains it again first, so that no head
+    reads a prior trained on labels the demo no longer has."""
+    from localize.demo import run_demo
+
+    quiet = Console(file=io.StringIO())
+    with session_scope(runtime.database) as session:
+        run_demo(runtime=runtime, session=session, labels_per_user=40, console=quiet)
+        run_demo(runtime=runtime, session=session, labels_per_user=50, console=quiet)
+        priors = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_(None))).all()
+        heads = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_not(None),
+                                                          AdapterVersion.is_active)).all()
+    assert sorted(prior.version for prior in priors) == [1, 2]
+    active_prior = next(prior for prior in priors if prior.is_active)
+    assert active_prior.version == 2 and active_prior.n_labels == 2 * 50
+    assert len(heads) == 2 and {head.encoder_version_id for head in heads} == {active_prior.id}
