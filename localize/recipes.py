@@ -46,17 +46,22 @@ def defers_to_task(args: dict[str, Any] | None) -> bool:
 
 
 def is_map_head(args: dict[str, Any]) -> bool:
-    return args.get("train_scope") == "head" and args.get("head_fit", "map") == "map"
+    # An MLP in front of the head (head_hidden) always trains by AdamW epochs, whatever head_fit says.
+    return args.get("train_scope") == "head" and args.get("head_fit", "map") == "map" and not args.get("head_hidden")
 
 
 def recipe_name(args: dict[str, Any], *, prior: bool = False) -> str:
-    """``prior-head`` for the default recipe's users, ``prior-head (task prior: lora)`` for its prior, else the
-    adapter method, with what sets it apart (``lora + prior``, ``head by epochs on the lora prior``)."""
+    """``prior-head`` for the default recipe's users, ``prior-head (task prior: lora)`` for its prior, ``prior-mlp``
+    for MLP heads on the prior, else the adapter method, with what sets it apart (``lora + prior``, ``head by epochs
+    on the task prior``)."""
     if args.get("recipe") == CHOOSE_RECIPE:
         return "the recipe chosen on the task's labels"
     if args.get("recipe") == TASK_RECIPE:
         return "the task's recipe"
     method = args.get("method", "?")
+    if args.get("train_scope") == "head" and args.get("head_hidden"):
+        name = "prior-mlp" if args.get("init_from_prior", True) else "MLP head on the frozen base"
+        return f"{name} (task prior: {method})" if prior else name
     if args.get("train_scope") == "head":
         if prior:
             return f"{DEFAULT_RECIPE} (task prior: {method})" if is_map_head(args) else f"task prior: {method}"

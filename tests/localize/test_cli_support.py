@@ -37,6 +37,9 @@ def test_the_default_recipe_has_its_own_name_and_only_its_arguments() -> None:
     epochs = TrainingArguments(method="lora", method_options={}).to_dict()
     assert recipe_name(epochs) == "lora + prior" and "max_epochs" in applicable_arguments(epochs)
     assert "head_fit" not in applicable_arguments(epochs)
+    mlp = TrainingArguments(head_hidden=256).to_dict()  # MLP heads on the prior: trained by epochs, not MAP
+    assert recipe_name(mlp) == "prior-mlp" and recipe_name(mlp, prior=True) == "prior-mlp (task prior: lora)"
+    assert "max_epochs" in applicable_arguments(mlp)
     with pytest.raises(ValueError, match="'prior-head'"):
         TrainingArguments(method="nope")
 
