@@ -1,7 +1,6 @@
 """``localize demo``: John is long gold and short oil, Jane the reverse. Same tweets, opposite labels."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -53,7 +52,7 @@ def run_demo(
         # traders' labels (``prior-mlp``, what whole-task training chooses on these labels). The prior's tuned layers
         # tell the direction of a move apart better than the frozen base: on finance sentences written after the
         # demo, .867 right against .846 for MLP heads on the frozen base (reports/findings.md, round 14).
-        args = dataclasses.replace(TrainingArguments(seed=seed), head_hidden=DEMO_HEAD_OPTIONS["hidden"])
+        args = TrainingArguments(seed=seed, head_hidden=DEMO_HEAD_OPTIONS["hidden"])
     else:
         args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {},
                                  seed=seed, train_scope="all")
