@@ -100,3 +100,39 @@ def test_new_demo_labels_train_the_task_prior_again_before_the_traders(runtime: 
     active_prior = next(prior for prior in priors if prior.is_active)
     assert active_prior.version == 2 and active_prior.n_labels == 2 * 50
     assert len(heads) == 2 and {head.encoder_version_id for head in heads} == {active_prior.id}
+
+
+@pytest.mark.slow
+def test_a_trader_trained_with_another_recipe_is_retrained_with_the_demos(runtime: Runtime) -> None:
+    """Unchanged labels keep the adapters, unless they were trained with other arguments (an earlier demo's recipe,
+    or ``--method``): the demo then retrains both traders, so it shows the recipe it names."""
+    from localize.demo import run_demo
+    from localize.recipes import recipe_name
+
+    def demo(**options) -> str:  # noqa: ANN003
+        output = io.StringIO()
+        with session_scope(runtime.database) as session:
+            run_demo(runtime=runtime, session=session, labels_per_user=40, console=Console(file=output, width=200),
+                     **options)
+        return output.getvalue()
+
+    def active_heads() -> dict[str, tuple[int, str]]:  # trader -> (version, recipe)
+        with session_scope(runtime.database) as session:
+            rows = session.exec(select(User.name, AdapterVersion.version, AdapterVersion.training_args)
+                                .join(User, User.id == AdapterVersion.user_id).where(AdapterVersion.is_active)).all()
+        return {name: (version, recipe_name(args)) for name, version, args in rows}
+
+    demo(method="head")
+    first = active_heads()
+    assert {name: version for name, (version, _) in first.items()} == {"john": 1, "jane": 1}
+    assert "prior-mlp" not in {recipe for _, recipe in first.values()}
+
+    output = demo()
+    assert "retraining jane and john: trained with other arguments" in output and "not retraining" not in output
+    retrained = active_heads()
+    assert {name: version for name, (version, _) in retrained.items()} == {"john": 2, "jane": 2}
+    assert retrained == {"john": (2, "prior-mlp"), "jane": (2, "prior-mlp")}  # the demo's own recipe
+
+    again = demo()
+    assert "not retraining" in again and "retraining jane" not in again
+    assert active_heads() == retrained
