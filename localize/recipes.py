@@ -19,7 +19,7 @@ _PRIOR_ARGUMENTS = ("prior_max_epochs", "prior_patience", "prior_last_epoch", "p
                     "prior_class_weighting", "prior_lr_schedule",
                     "merge_duplicate_texts", "annotator_loss_weight")
 # How users fit a head on the prior; a prior's own job ignores them.
-_HEAD_ARGUMENTS = ("head_fit", "head_prior_strength", "head_hidden")
+_HEAD_ARGUMENTS = ("head_fit", "head_prior_strength", "head_hidden", "head_ensemble")
 
 
 # A job's stored arguments may name no recipe but where to find one: ``{"recipe": "task"}`` trains with the task's
@@ -61,6 +61,8 @@ def recipe_name(args: dict[str, Any], *, prior: bool = False) -> str:
     method = args.get("method", "?")
     if args.get("train_scope") == "head" and args.get("head_hidden"):
         name = "prior-mlp" if args.get("init_from_prior", True) else "MLP head on the frozen base"
+        if args.get("head_ensemble", 1) > 1 and not prior:
+            name += f" ({args['head_ensemble']} heads averaged)"
         return f"{name} (task prior: {method})" if prior else name
     if args.get("train_scope") == "head":
         if prior:

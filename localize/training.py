@@ -18,6 +18,7 @@ so no user is validated on a text the prior learnt.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -33,6 +34,7 @@ from localize.determinism import deterministic_kernels
 from localize.engine import AdapterWeights
 from localize.epoch_loop import EpochLoop, ProgressCallback, describe_scores
 from localize.errors import ValidationError
+from localize.head_ensemble import member_arguments, serve_as_one
 from localize.map_head import class_weights_of, fit_map_head
 from localize.trainable_adapter import TrainableAdapter
 from localize.training_args import TrainingArguments
@@ -140,6 +142,7 @@ class Trainer:
 
     def _fit(self) -> None:
         started = time.perf_counter()
+        self._loops: list[tuple[EpochLoop, int | None]] = []  # each trained head's epochs and best epoch
         class_weights = self._class_weights()
         map_head = self._fits_map_head()
         if map_head:
@@ -149,10 +152,10 @@ class Trainer:
             self._fit_map_head(self.train_split, center, class_weights)
             best_epoch = None
         else:
-            loop = EpochLoop(self.adapter, self.args, batches=self._batches, score=self._score,
-                             progress=self.progress, history=self.history)
-            best_epoch = loop.train(self.train_split, self.val_split, class_weights)
+            best_epoch = self._fit_by_epochs(class_weights)
         best = self.history[best_epoch - 1] if best_epoch is not None else None
+        if len(self._loops) > 1:
+            best = None  # several heads, each stopped at its own epoch, served as one: scored below as served
         if best is not None and self.annotations is not None:
             # A task prior: its training figure is its best epoch's running loss. Scoring its thousands of rows
             # again would cost half an epoch (a minute on MD-Agreement) for a figure nobody acts on.
@@ -171,6 +174,8 @@ class Trainer:
         }
         if self.annotations is not None:
             self.metrics["annotators"] = self.num_annotators
+        if len(self._loops) > 1:
+            self.metrics["ensemble_best_epochs"] = [epoch for _, epoch in self._loops]
         if self.val_split is not None:
             if best is not None:  # the restored best epoch's parameters: its validation figures stand
                 scores = {k: best[k] for k in ("val_loss", "val_accuracy", "val_macro_f1")}
@@ -190,11 +195,42 @@ class Trainer:
             if map_head:
                 self._fit_map_head(both, center, self._class_weights(both))
             else:
-                loop.refit(both, best_epoch, self._class_weights(both))
+                for index, (loop, epoch) in enumerate(self._loops):
+                    if len(self._loops) > 1:  # each head's dropout continues its own stream, as if it trained alone
+                        _set_rng_state(self._member_rng_states[index], self.base.device)
+                    loop.refit(both, epoch, self._class_weights(both))
+                if len(self._loops) > 1:
+                    serve_as_one(self.adapter, [loop.adapter for loop, _ in self._loops])
                 self.metrics["refit_epochs"] = best_epoch
             self.metrics.update({"refit_rows": len(both.texts), "train_seconds": time.perf_counter() - started})
         self.adapter.fold_into_head(self.temperature, self.decision_offsets)
         self.progress(1.0, "done: " + describe_scores(self.metrics))
+
+    def _fit_by_epochs(self, class_weights: torch.Tensor | None) -> int | None:
+        """AdamW epochs with early stopping; returns the best epoch. With ``head_ensemble`` K, K heads train from
+        seeds ``seed`` to ``seed + K - 1`` (the first exactly as a single head would) and are served as one."""
+        count = self.args.head_ensemble
+        if count == 1:
+            loop = EpochLoop(self.adapter, self.args, batches=self._batches, score=self._score,
+                             progress=self.progress, history=self.history)
+            self._loops = [(loop, loop.train(self.train_split, self.val_split, class_weights))]
+            return self._loops[0][1]
+        self._member_rng_states: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        for index in range(count):
+            member = TrainableAdapter(self.base, member_arguments(self.args, index), self.label_set)
+            member.start(self.init)
+            torch.manual_seed(member.args.seed)  # its dropout, as if it trained alone: each head is reproducible
+            loop = EpochLoop(member, member.args, batches=self._batches,
+                             score=functools.partial(self._score, adapter=member),
+                             progress=functools.partial(self._member_progress, index, count),
+                             history=self.history if index == 0 else [])
+            self._loops.append((loop, loop.train(self.train_split, self.val_split, class_weights)))
+            self._member_rng_states.append(_rng_state(self.base.device))
+        serve_as_one(self.adapter, [loop.adapter for loop, _ in self._loops])
+        return self._loops[0][1]
+
+    def _member_progress(self, index: int, count: int, fraction: float, message: str) -> None:
+        self.progress((index + fraction) / count, f"head {index + 1} of {count}: {message}")
 
     def _calibrate_on_validation(self) -> None:
         """What the validated model said on its validation rows, before they train too: a temperature and a
@@ -275,14 +311,25 @@ class Trainer:
         return class_weights_of(split or self.train_split, len(self.label_set), self.args.class_weighting,
                                 self.base.device)
 
-    def _score(self, split: Split, class_weights: torch.Tensor | None) -> dict[str, float]:
+    def _score(self, split: Split, class_weights: torch.Tensor | None, adapter: TrainableAdapter | None = None,
+               ) -> dict[str, float]:
         if not split.texts:
             return {"loss": float("nan"), "accuracy": float("nan"), "macro_f1": float("nan")}
-        loss, predicted = self.adapter.scored(split, class_weights)
+        loss, predicted = (adapter or self.adapter).scored(split, class_weights)
         return {"loss": loss, **classification_metrics(split.targets.tolist(), predicted, len(self.label_set))}
 
     def _all_logits(self, split: Split) -> torch.Tensor:
         return self.adapter.all_logits(split)
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def _check_inputs(args: TrainingArguments, texts: list[str], labels: list[str], label_set: list[str],

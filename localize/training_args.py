@@ -90,6 +90,10 @@ class TrainingArguments:
     head_hidden: int = field(default=0, metadata={"help": "With train_scope=head: the width of a residual MLP in "
                              "the user's head in front of its linear map (0: linear). The MLP can express truths that "
                              "are interactions (gold and up is good for a gold bull), which a linear map cannot."})
+    head_ensemble: int = field(default=1, metadata={"help": "With head_hidden: how many MLP heads to train, from "
+                               "seeds seed, seed+1, ... on the same rows, served as one whose logits are their mean "
+                               "(one MLP as many times as wide: no cost at serving). Averaging removes much of an "
+                               "early-stopped head's luck of the seed; training costs that many heads. 1: one head."})
     prior_max_epochs: int | None = field(default=None, metadata={"help": "Epoch cap for the task prior; None: the "
                                          "recommended recipe's (4), or max_epochs for other recipes."})
     prior_patience: int | None = field(default=None, metadata={"help": "Epochs without a lower validation loss "
@@ -197,6 +201,10 @@ class TrainingArguments:
              f"[-{MAX_DECISION_OFFSET:g}, {MAX_DECISION_OFFSET:g}]"),
             (self.head_prior_strength >= 0, f"head_prior_strength={self.head_prior_strength} must be >= 0"),
             (0 <= self.head_hidden <= 8192, f"head_hidden={self.head_hidden} must be in 0..8192"),
+            (1 <= self.head_ensemble <= 16, f"head_ensemble={self.head_ensemble} must be in 1..16"),
+            (self.head_ensemble == 1 or (self.head_hidden > 0 and self.train_scope == "head"),
+             f"head_ensemble={self.head_ensemble} averages MLP heads: it needs train_scope='head' and head_hidden > 0 "
+             f"(got train_scope={self.train_scope!r}, head_hidden={self.head_hidden})"),
             (self.annotator_loss_weight >= 0, f"annotator_loss_weight={self.annotator_loss_weight} must be >= 0"),
             (self.min_labels >= 2, f"min_labels={self.min_labels} must be >= 2"),
             (self.train_scope in TRAIN_SCOPES, f"train_scope={self.train_scope!r} must be one of {TRAIN_SCOPES}"),
@@ -219,8 +227,8 @@ class TrainingArguments:
         learning rate and class weighting, and stopping on validation loss (a prior learns label shares and every
         annotator's labels: distributions, for which the loss is the proper score)."""
         user_only = {name: TrainingArguments.__dataclass_fields__[name].default
-                     for name in ("head_fit", "head_prior_strength", "head_hidden", "temperature_scale",
-                                  "added_uniform_share", "decision_offsets")}  # how users fit heads on it
+                     for name in ("head_fit", "head_prior_strength", "head_hidden", "head_ensemble",
+                                  "temperature_scale", "added_uniform_share", "decision_offsets")}  # users' heads
         return dataclasses.replace(self, train_scope="all", init_from_prior=False, early_stopping="loss", **user_only,
                                    calibrate=False, patience=self.prior_patience or self.patience,
                                    max_epochs=self.prior_max_epochs or self.max_epochs,

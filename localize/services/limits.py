@@ -65,6 +65,7 @@ TRAINING_BOUNDS: dict[str, Bound] = {
     "weight_decay": Bound(0, 10, integer=False),
     "head_prior_strength": Bound(0, 1e6, integer=False),
     "head_hidden": Bound(0, 8192),
+    "head_ensemble": Bound(1, 16),
     "annotator_loss_weight": Bound(0, 1000, integer=False),
     "min_labels": Bound(2, 100_000),
     "min_validation_rows": Bound(0, 100_000),
