@@ -5,12 +5,13 @@ the demo's own hand-written sentences, ``GUIDE`` (70 sentences, whose misses gui
 (60 sentences written before any variant ran, used to choose nothing). ``--set key=value`` changes a training
 argument (``pooled_dropout=0.3``), ``--hidden N`` the MLP's width; ``--on-prior`` trains a task prior on both traders'
 labels first (the default recipe's prior) and each trader's MLP head on it (``prior-mlp``, the recipe whole-task
-training chooses for this task, and ``localize demo``'s since 4 Dec).
+training chooses for this task). ``localize demo`` trains ``--on-prior --set head_ensemble=5``: five MLP heads per
+trader, averaged into one.
 
-    python research/demo_on_new_sentences.py --seeds 6
+    python research/demo_on_new_sentences.py --seeds 12 --on-prior --set head_ensemble=5
 
-Status: current (reports/findings.md, round 14): ``--on-prior`` won on GUIDE over twelve seeds and is the demo's
-recipe since 4 Dec; without it, this measures the recipe the demo had before. New sentences stay below 90%.
+Status: current (reports/findings.md, rounds 14-15): ``--on-prior`` won on GUIDE over twelve seeds, then five heads
+averaged won again; without them, this measures the recipes the demo had before. New sentences stay just below 90%.
 """
 from __future__ import annotations
 
