@@ -42,8 +42,12 @@ def test_ray_fanout_and_the_simulated_workload_report_their_figures(ray_cluster,
                 "simulate_p99_ms", "simulate_adapter_loads", "simulate_replica_base_bytes",
                 "simulate_replica_rss_bytes_mean", "simulate_stored_adapter_bytes"]:
         assert _positive(results.get(key)), f"{key}={results.get(key)!r}"
-    # Both replicas answered the fan-out: its 40 users were split between them, every one resident once.
-    assert results["ray_fanout_replicas"] == 2 and sum(results["ray_fanout_users_by_replica"]) == 40
+    # Both replicas answered the fan-out: its 40 users were split between them, every one resident. Usually each
+    # once; but a request spills to its user's second replica when the first does not answer Serve's queue-length
+    # probe in time (0.1 s, on a busy machine: seen once with 41), so a user can be resident on both.
+    by_replica = results["ray_fanout_users_by_replica"]
+    assert results["ray_fanout_replicas"] == 2 and min(by_replica) > 0 and max(by_replica) <= 40
+    assert sum(by_replica) >= 40
     assert results["simulate_errors"] == 0 and results["simulate_stored_adapters"] == 60
     assert all(results["simulate_requests"][kind] > 0 for kind in ("single", "batch", "fanout"))
     # 8 resident adapters per replica for 60 Zipf users: some requests must load, none can load more than its users.
