@@ -13,6 +13,7 @@ from localize.db.models import Task
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, SHOWCASE, demo_rows, label_for
 from localize.jobrunner import run_jobs_locally
 from localize.labels_io import LabelRow
+from localize.recipe_choice import candidate_named
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services import jobs as job_service
@@ -23,10 +24,7 @@ from localize.services.users import get_user
 from localize.training_args import TrainingArguments
 
 DEMO_TASK = "gold-sentiment"
-DEMO_HEAD_OPTIONS = {"hidden": 256}
-# MLP heads per trader, averaged into one: an early-stopped MLP head moves with its seed, and five average much of
-# that away (on finance sentences written after the demo, +.014 and +.017: reports/findings.md, round 15).
-DEMO_HEADS = 5
+DEMO_HEAD_OPTIONS = {"hidden": 256}  # ``--method head``: one MLP head per trader on the frozen base
 
 
 DEFAULT_LABELS_PER_USER = 1000
@@ -57,8 +55,9 @@ def run_demo(
         # The demo's truths are interactions (gold *and* up): MLP heads per trader, on a task prior trained on both
         # traders' labels (``prior-mlp``, what whole-task training chooses on these labels). The prior's tuned layers
         # tell the direction of a move apart better than the frozen base: on finance sentences written after the
-        # demo, .867 right against .846 for MLP heads on the frozen base (reports/findings.md, round 14).
-        args = TrainingArguments(seed=seed, head_hidden=DEMO_HEAD_OPTIONS["hidden"], head_ensemble=DEMO_HEADS)
+        # demo, .867 right against .846 for MLP heads on the frozen base (reports/findings.md, round 14); five heads
+        # averaged per trader, +.014 and +.017 on them against one (round 15).
+        args = dataclasses.replace(candidate_named("prior-mlp").args, seed=seed)
     else:
         args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {},
                                  seed=seed, train_scope="all")

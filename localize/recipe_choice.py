@@ -60,6 +60,10 @@ CHOICE_USERS = 200
 ENCODER_SECONDS_BUDGET = 600.0
 BUDGET_PROBE_USERS = 1  # fits timed before a per-user encoder's projected cost is judged (each one after)
 PROGRESS_SECONDS = 5.0  # how often a long run of users' fits reports how far it is
+MLP_HEAD_HIDDEN = 256
+# MLP heads per user, averaged into one (``head_ensemble``): an early-stopped MLP head moves with its seed (starting
+# weights, dropout, batch order); five average much of that away (reports/findings.md, rounds 15 and 16).
+MLP_HEADS = 5
 
 
 class _OverBudget(Exception):
@@ -89,9 +93,9 @@ def candidate_recipes() -> list[Candidate]:
                                                    prior_max_epochs=60, prior_class_weighting="sqrt"),
                   "a linear head per user (MAP) on the frozen base, pulled toward one head fitted on every user's "
                   "labels: no encoder is tuned"),
-        Candidate("prior-mlp", dataclasses.replace(default, head_hidden=256),
-                  "a residual MLP head per user (AdamW epochs) on the same task prior: can express interactions "
-                  "(gold and up) that a linear head cannot"),
+        Candidate("prior-mlp", dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN, head_ensemble=MLP_HEADS),
+                  f"{MLP_HEADS} residual MLP heads per user (AdamW epochs, seeds apart) averaged into one, on the same "
+                  "task prior: can express interactions (gold and up) that a linear head cannot"),
         Candidate("prior-lora", dataclasses.replace(default, train_scope="all", max_epochs=8),
                   "LoRA per user, started from the task prior (the prior's layers tuned on the user's own labels)",
                   per_user_encoder=True),

@@ -201,7 +201,7 @@ class Trainer:
                     loop.refit(both, epoch, self._class_weights(both))
                 if len(self._loops) > 1:
                     serve_as_one(self.adapter, [loop.adapter for loop, _ in self._loops])
-                self.metrics["refit_epochs"] = best_epoch
+                self.metrics["refit_epochs"] = best_epoch if len(self._loops) == 1 else [e for _, e in self._loops]
             self.metrics.update({"refit_rows": len(both.texts), "train_seconds": time.perf_counter() - started})
         self.adapter.fold_into_head(self.temperature, self.decision_offsets)
         self.progress(1.0, "done: " + describe_scores(self.metrics))

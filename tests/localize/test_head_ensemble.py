@@ -97,6 +97,7 @@ def test_a_refit_ensemble_refits_every_head_then_serves_their_mean(base, tiny_te
     for trainer in alone:
         trainer.train()
     assert ensemble.metrics["refit_rows"] == len(texts)
+    assert ensemble.metrics["refit_epochs"] == [trainer.metrics["refit_epochs"] for trainer in alone]  # each head's
     expected = torch.stack([trainer.predict_logits(texts[:8]) for trainer in alone]).mean(0)
     assert torch.allclose(ensemble.predict_logits(texts[:8]), expected, atol=1e-4)
 

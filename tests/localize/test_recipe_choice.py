@@ -147,6 +147,9 @@ def test_the_candidates_are_named_and_the_default_comes_first() -> None:
     names = [c.name for c in recipe_choice.candidate_recipes()]
     assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-lora"]
     assert recipe_choice.candidate_named("prior-head").args == TrainingArguments()
+    mlp = recipe_choice.candidate_named("prior-mlp").args  # several MLP heads averaged, as the demo trains them
+    assert (mlp.head_hidden, mlp.head_ensemble) == (recipe_choice.MLP_HEAD_HIDDEN, recipe_choice.MLP_HEADS)
+    assert recipe_choice.MLP_HEADS > 1
     with pytest.raises(ValueError, match="recipe 'best' is not one of"):
         recipe_choice.candidate_named("best")
 
