@@ -57,7 +57,7 @@ def run_demo(
         # tell the direction of a move apart better than the frozen base: on finance sentences written after the
         # demo, .867 right against .846 for MLP heads on the frozen base (reports/findings.md, round 14); five heads
         # averaged per trader, +.014 and +.017 on them against one (round 15).
-        args = dataclasses.replace(candidate_named("prior-mlp").args, seed=seed)
+        args = dataclasses.replace(candidate_named("prior-mlp-averaged").args, seed=seed)
     else:
         args = TrainingArguments(method=method, method_options=DEMO_HEAD_OPTIONS if method == "head" else {},
                                  seed=seed, train_scope="all")

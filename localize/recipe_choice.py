@@ -61,8 +61,8 @@ ENCODER_SECONDS_BUDGET = 600.0
 BUDGET_PROBE_USERS = 1  # fits timed before a per-user encoder's projected cost is judged (each one after)
 PROGRESS_SECONDS = 5.0  # how often a long run of users' fits reports how far it is
 MLP_HEAD_HIDDEN = 256
-# MLP heads per user, averaged into one (``head_ensemble``): an early-stopped MLP head moves with its seed (starting
-# weights, dropout, batch order); five average much of that away (reports/findings.md, rounds 15 and 16).
+# MLP heads per user in ``prior-mlp-averaged`` (``head_ensemble``): an early-stopped MLP head moves with its seed
+# (starting weights, dropout, batch order), and five average much of that away (reports/findings.md, round 15).
 MLP_HEADS = 5
 
 
@@ -93,9 +93,13 @@ def candidate_recipes() -> list[Candidate]:
                                                    prior_max_epochs=60, prior_class_weighting="sqrt"),
                   "a linear head per user (MAP) on the frozen base, pulled toward one head fitted on every user's "
                   "labels: no encoder is tuned"),
-        Candidate("prior-mlp", dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN, head_ensemble=MLP_HEADS),
-                  f"{MLP_HEADS} residual MLP heads per user (AdamW epochs, seeds apart) averaged into one, on the same "
-                  "task prior: can express interactions (gold and up) that a linear head cannot"),
+        Candidate("prior-mlp", dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN),
+                  "a residual MLP head per user (AdamW epochs) on the same task prior: can express interactions "
+                  "(gold and up) that a linear head cannot"),
+        Candidate("prior-mlp-averaged", dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN,
+                                                            head_ensemble=MLP_HEADS),
+                  f"{MLP_HEADS} such MLP heads per user, from {MLP_HEADS} seeds, served as one that averages them "
+                  "(less of one seed's luck); its first heads score prior-mlp in the same fit"),
         Candidate("prior-lora", dataclasses.replace(default, train_scope="all", max_epochs=8),
                   "LoRA per user, started from the task prior (the prior's layers tuned on the user's own labels)",
                   per_user_encoder=True),
@@ -142,6 +146,7 @@ class CandidateResult:
     seconds: float = 0.0  # priors and every user's fits, over all folds
     fold_scores: list[float] = field(default_factory=list)
     skipped: str | None = None  # why a candidate was not tried
+    scored_from: str | None = None  # the candidate whose fits' first heads scored this one (its seconds count there)
     # Calibration on the held-out rows: the correction fitted there, and ECE before and after it.
     temperature_scale: float = 1.0
     added_uniform_share: float = 0.0
@@ -216,6 +221,9 @@ def choose_recipe(
     else:
         splits = [{t for t in texts if choice_fold(t, folds) == k} for k in range(folds)]
     results = [CandidateResult(c.name, c.description) for c in candidates]
+    result_of = {r.name: r for r in results}
+    first_head_of = _first_head_partners(candidates)  # a lone head's candidate -> the averaged heads' candidate
+    fit_order = sorted(candidates, key=lambda c: c.name in first_head_of)  # the averaged heads before their first
     scored_users = _sample_users(sorted({r.user for r in rows}))
     fits = len(scored_users) * len(splits)  # per candidate: one fit per scored user and fold
     held_out: dict[str, dict[str, list[_HeldOut]]] = {r.name: {} for r in results}  # candidate -> user -> folds
@@ -225,7 +233,9 @@ def choose_recipe(
         train_rows = [r for r in rows if r.text not in held]
         val_rows = [r for r in rows if r.text in held and r.user in scored_users]
         priors: dict[str, AdapterWeights] = {}  # a fold's priors: trained on its training texts only
-        for candidate, result in zip(candidates, results):
+        first_heads: dict[str, dict[str, _HeldOut]] = {}  # averaged heads' candidate -> its first heads, this fold
+        for candidate in fit_order:
+            result = result_of[candidate.name]
             if result.skipped:
                 continue
             tick = time.perf_counter()
@@ -234,9 +244,16 @@ def choose_recipe(
                 init = _prior(base, candidate.args, train_rows, texts, label_set, cache, priors, progress,
                               f"{candidate.name}, {where}") if candidate.uses_prior() else None
                 budget = ENCODER_SECONDS_BUDGET if candidate.per_user_encoder and index == 0 else None
-                per_user = _fit_users(base, candidate.args, train_rows, val_rows, label_set, init, cache,
-                                      budget_seconds=budget, fits=fits,
-                                      progress=lambda message: progress(f"{candidate.name}, {where}: {message}"))
+                partner = first_head_of.get(candidate.name)
+                if partner in first_heads:  # the averaged heads' fits held this candidate's heads: no fit of its own
+                    per_user, result.scored_from = first_heads[partner], partner
+                else:
+                    lone = {} if candidate.name in first_head_of.values() else None
+                    per_user = _fit_users(base, candidate.args, train_rows, val_rows, label_set, init, cache,
+                                          budget_seconds=budget, fits=fits, first_heads=lone,
+                                          progress=lambda message: progress(f"{candidate.name}, {where}: {message}"))
+                    if lone is not None:
+                        first_heads[candidate.name] = lone
             except _OverBudget as over:
                 result.skipped = str(over)
                 progress(f"{candidate.name} skipped: {over}")
@@ -252,8 +269,8 @@ def choose_recipe(
             fold_scores[candidate.name].append(
                 _score({u: (h.targets, h.predicted) for u, h in per_user.items()}, len(label_set))[2])
             result.seconds += time.perf_counter() - tick
-            progress(f"{candidate.name}, {where}: score {fold_scores[candidate.name][-1]:.3f} "
-                     f"({time.perf_counter() - tick:.0f} s)")
+            spent = f"{time.perf_counter() - tick:.0f} s" if partner not in first_heads else f"{partner}'s first heads"
+            progress(f"{candidate.name}, {where}: score {fold_scores[candidate.name][-1]:.3f} ({spent})")
     tried = [r for r in results if not r.skipped]
     if not tried:
         raise ValueError("no recipe could be trained on this task's labels: "
@@ -347,7 +364,8 @@ def _sample_users(users: list[str]) -> set[str]:
     """Every user, or ``CHOICE_USERS`` of them chosen by a hash of the name (the same sample on every run)."""
     if len(users) <= CHOICE_USERS:
         return set(users)
-    rank = sorted(users, key=lambda u: hashlib.blake2b(u.encode("utf-8"), digest_size=8, person=b"localize-who").digest())
+    rank = sorted(users, key=lambda u: hashlib.blake2b(u.encode("utf-8"), digest_size=8,
+                                                      person=b"localize-who").digest())
     return set(rank[:CHOICE_USERS])
 
 
@@ -384,14 +402,27 @@ def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], texts: lis
     return priors[key]
 
 
+def _first_head_partners(candidates: list[Candidate]) -> dict[str, str]:
+    """``{lone head's candidate: averaged heads' candidate}`` for candidates that differ only in ``head_ensemble``
+    (one head against several): the first of several heads is exactly the lone head of the same seed."""
+    partners = {}
+    for averaged in candidates:
+        if averaged.args.head_ensemble > 1:
+            lone_args = dataclasses.replace(averaged.args, head_ensemble=1)
+            for lone in candidates:
+                if lone.args == lone_args and lone.per_user_encoder == averaged.per_user_encoder:
+                    partners.setdefault(lone.name, averaged.name)
+    return partners
+
+
 def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], val_rows: list[Row],
                label_set: list[str], init: AdapterWeights | None, cache: ActivationCache | None, *,
-               budget_seconds: float | None = None, fits: int = 0,
+               budget_seconds: float | None = None, fits: int = 0, first_heads: dict[str, _HeldOut] | None = None,
                progress: Progress | None = None) -> dict[str, _HeldOut]:
     """Per user with held-out rows and enough training rows: what the fit said on the held-out rows. With
     ``budget_seconds``, once a few users are fitted, their mean time times ``fits`` is the projected cost: over the
-    budget, nothing more is trained. ``progress`` hears how many users are done (at most
-    every few seconds)."""
+    budget, nothing more is trained. With ``first_heads`` (several heads averaged), what each user's first head
+    alone said is put there too. ``progress`` hears how many users are done (at most every few seconds)."""
     train_by_user: dict[str, list[Row]] = {}
     for r in train_rows:
         train_by_user.setdefault(r.user, []).append(r)
@@ -410,9 +441,12 @@ def _fit_users(base: BaseModel, args: TrainingArguments, train_rows: list[Row], 
             continue
         trainer = Trainer(base, args, [r.text for r in own], [r.label for r in own], label_set, init=init, cache=cache)
         trainer.train()
+        targets, calibrated = [label_set.index(r.label) for r in held], args.calibrate and trainer.val_split is not None
         logits = trainer.predict_logits([r.text for r in held]).numpy()
-        out[user] = _HeldOut([label_set.index(r.label) for r in held], logits.argmax(1).tolist(), logits,
-                             args.calibrate and trainer.val_split is not None, trainer.uniform_share)
+        out[user] = _HeldOut(targets, logits.argmax(1).tolist(), logits, calibrated, trainer.uniform_share)
+        if first_heads is not None:
+            lone, share = trainer.first_head_logits([r.text for r in held])
+            first_heads[user] = _HeldOut(targets, lone.argmax(1).tolist(), lone.numpy(), calibrated, share)
         if budget_seconds is not None and len(out) >= BUDGET_PROBE_USERS:
             spent = time.perf_counter() - started
             projected = spent / len(out) * fits

@@ -87,7 +87,8 @@ class Settings(BaseSettings):
                                 "task prior, a LoRA on the top four layers, with a MAP-fitted linear head per user on "
                                 "its encoding), or an adapter method trained per user (lora, ia3, prompt_tuning, ...).")
     recipe_candidates: str | None = Field(None, description="The recipes whole-task training chooses between, "
-                                          "comma-separated (prior-head, pooled-head, prior-mlp, prior-lora); unset: "
+                                          "comma-separated (prior-head, pooled-head, prior-mlp, prior-mlp-averaged, "
+                                          "prior-lora); unset: "
                                           "all of them. Fewer candidates choose faster.")
     worker_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker records it is alive.")
     worker_dead_after_seconds: float = Field(

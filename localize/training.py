@@ -229,6 +229,26 @@ class Trainer:
         serve_as_one(self.adapter, [loop.adapter for loop, _ in self._loops])
         return self._loops[0][1]
 
+    def first_head_logits(self, texts: list[str]) -> tuple[torch.Tensor, float]:
+        """What the first of several averaged heads would serve alone on ``texts``: its logits and uniform share,
+        calibrated on the same validation rows. That head is exactly the one ``head_ensemble=1`` trains with the
+        same seed, so whole-task training scores one head and the average from one fit."""
+        if len(self._loops) < 2:
+            raise ValueError("first_head_logits needs a trainer of several heads (head_ensemble > 1)")
+        if "refit_rows" in self.metrics:  # the lone head is calibrated before its refit; a refit head cannot be
+            raise ValueError("first_head_logits needs heads that were not refitted on their validation rows")
+        member = self._loops[0][0].adapter
+        temperature, share = 1.0, 0.0
+        if self.val_split is not None:
+            temperature, share, _ = calibrate_on_validation(
+                member.all_logits(self.val_split).float(), loss_targets(self.val_split, slice(None)),
+                fit=self.args.calibrate, temperature_scale=self.args.temperature_scale,
+                added_share=self.args.added_uniform_share, offsets=self.decision_offsets)
+        logits = member.all_logits(self._make_split_from(texts, [0] * len(texts))).float().cpu() / temperature
+        if self.decision_offsets is not None:
+            logits = logits + self.decision_offsets
+        return logits, share
+
     def _member_progress(self, index: int, count: int, fraction: float, message: str) -> None:
         self.progress((index + fraction) / count, f"head {index + 1} of {count}: {message}")
 

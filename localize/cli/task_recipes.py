@@ -52,7 +52,7 @@ def _print_choice(choice: dict | None) -> None:
             rows.append([c["name"], "-", "-", "-", "-", "skipped: " + c["skipped"]])
             continue
         rows.append([c["name"], fmt(c["accuracy"]), fmt(c["macro_f1"]), fmt(c["score"]),
-                     f"{100 * wins.get(c['name'], 0):.0f}%", fmt(c["seconds"], 0)])
+                     f"{100 * wins.get(c['name'], 0):.0f}%", _seconds(c)])
     print_table(["candidate", "val accuracy", "val macro-F1", "score", "wins (user resamples)", "seconds"], rows)
     if choice.get("fold_winners") and choice["folds"] > 1:
         out().print("winner per fold: " + ", ".join(choice["fold_winners"]), highlight=False)
@@ -67,11 +67,16 @@ def _print_choice(choice: dict | None) -> None:
         out().print(f"task prior: {choice['prior']}", highlight=False)
 
 
+def _seconds(candidate: dict) -> str:
+    """A candidate's seconds; one scored from another's fits (a lone head of averaged heads) cost nothing more."""
+    return f"in {candidate['scored_from']}'s" if candidate.get("scored_from") else fmt(candidate["seconds"], 0)
+
+
 @tasks_app.command("recipe")
 def tasks_recipe(
     name: str,
-    pin: Annotated[Optional[str], typer.Option(help="Pin this recipe: prior-head, pooled-head, prior-mlp or "
-                                               "prior-lora.")] = None,
+    pin: Annotated[Optional[str], typer.Option(help="Pin this recipe: prior-head, pooled-head, prior-mlp, "
+                                               "prior-mlp-averaged or prior-lora.")] = None,
     unpin: Annotated[bool, typer.Option("--unpin", help="Let the next whole-task training choose again.")] = False,
 ) -> None:
     """Pin the recipe a task's users train with, or unpin it. Users' next jobs use it; `localize train --task T

@@ -323,9 +323,10 @@ def _choice_lines(entry: dict[str, Any]) -> list[str]:
         bold = "**" if c["name"] == choice["recipe"] else ""
         won = sum(1 for w in choice["fold_winners"] if w == c["name"])
         per_fold = f"{won} of {choice['folds']}" if choice["folds"] > 1 else "-"
+        seconds = f"in {c['scored_from']}'s" if c.get("scored_from") else f"{c['seconds']:.0f}"
         lines.append(f"| {bold}{c['name']}{bold} | {c['accuracy']:.3f} / {c['macro_f1']:.3f} | {tested} | "
                      f"{100 * choice['bootstrap_wins'].get(c['name'], 0):.0f}% | {per_fold} | "
-                     f"{c['seconds']:.0f} | {c['description']} |")
+                     f"{seconds} | {c['description']} |")
     return lines
 
 

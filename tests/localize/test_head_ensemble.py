@@ -88,6 +88,24 @@ def test_a_trainer_with_three_heads_serves_the_mean_of_the_three_trained_alone(b
     assert ensemble.metrics["val_rows"] > 0 and 0.0 <= ensemble.metrics["val_accuracy"] <= 1.0
 
 
+def test_the_first_of_several_heads_serves_alone_what_one_head_of_its_seed_serves(base, tiny_texts) -> None:
+    texts, john, label_set, args, prior = _on_prior(base, tiny_texts)
+    args = dataclasses.replace(args, calibrate=True)  # the lone head is calibrated on the same validation rows
+    ensemble = Trainer(base, dataclasses.replace(args, head_ensemble=3), texts, john, label_set, init=prior)
+    ensemble.train()
+    alone = Trainer(base, args, texts, john, label_set, init=prior)
+    alone.train()
+    assert alone.temperature != 1.0  # so the comparison covers calibration
+
+    sample = texts[:12]
+    logits, share = ensemble.first_head_logits(sample)
+    assert torch.allclose(logits, alone.predict_logits(sample), atol=1e-4)
+    assert share == pytest.approx(alone.uniform_share)
+    assert not torch.allclose(ensemble.predict_logits(sample), logits, atol=1e-3)  # the average is another model
+    with pytest.raises(ValueError, match="needs a trainer of several heads"):
+        alone.first_head_logits(sample)
+
+
 def test_a_refit_ensemble_refits_every_head_then_serves_their_mean(base, tiny_texts) -> None:
     texts, john, label_set, args, prior = _on_prior(base, tiny_texts, refit_on_all=True)
     ensemble = Trainer(base, dataclasses.replace(args, head_ensemble=2), texts, john, label_set, init=prior)
@@ -98,6 +116,8 @@ def test_a_refit_ensemble_refits_every_head_then_serves_their_mean(base, tiny_te
         trainer.train()
     assert ensemble.metrics["refit_rows"] == len(texts)
     assert ensemble.metrics["refit_epochs"] == [trainer.metrics["refit_epochs"] for trainer in alone]  # each head's
+    with pytest.raises(ValueError, match="not refitted"):  # the lone head was calibrated before its refit
+        ensemble.first_head_logits(texts[:8])
     expected = torch.stack([trainer.predict_logits(texts[:8]) for trainer in alone]).mean(0)
     assert torch.allclose(ensemble.predict_logits(texts[:8]), expected, atol=1e-4)
 

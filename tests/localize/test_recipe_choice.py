@@ -145,11 +145,13 @@ def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch
 
 def test_the_candidates_are_named_and_the_default_comes_first() -> None:
     names = [c.name for c in recipe_choice.candidate_recipes()]
-    assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-lora"]
+    assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-mlp-averaged", "prior-lora"]
     assert recipe_choice.candidate_named("prior-head").args == TrainingArguments()
-    mlp = recipe_choice.candidate_named("prior-mlp").args  # several MLP heads averaged, as the demo trains them
-    assert (mlp.head_hidden, mlp.head_ensemble) == (recipe_choice.MLP_HEAD_HIDDEN, recipe_choice.MLP_HEADS)
-    assert recipe_choice.MLP_HEADS > 1
+    lone, averaged = (recipe_choice.candidate_named(name).args for name in ("prior-mlp", "prior-mlp-averaged"))
+    assert (averaged.head_hidden, averaged.head_ensemble) == (recipe_choice.MLP_HEAD_HIDDEN, recipe_choice.MLP_HEADS)
+    assert recipe_choice.MLP_HEADS > 1 and dataclasses.replace(averaged, head_ensemble=1) == lone
+    # So whole-task training scores prior-mlp from prior-mlp-averaged's first heads.
+    assert recipe_choice._first_head_partners(recipe_choice.candidate_recipes()) == {"prior-mlp": "prior-mlp-averaged"}
     with pytest.raises(ValueError, match="recipe 'best' is not one of"):
         recipe_choice.candidate_named("best")
 
@@ -203,3 +205,21 @@ def test_the_winners_decision_rule_travels_with_its_recipe(base, monkeypatch) ->
     choice = choose_recipe(base, _rows(), LABELS, candidates=[MUTE, POOLED])
     assert choice.winner == "pooled-head" and choice.winner_args.decision_offsets == {LABELS[1]: 0.35}
     assert choice.to_dict()["candidates"][1]["decision_offsets"] == {LABELS[1]: 0.35}
+
+
+def test_a_lone_mlp_head_is_scored_from_the_first_of_the_averaged_heads_as_if_fitted_alone(base, trainers) -> None:
+    lone_args = TrainingArguments(method="head", method_options={"hidden": 8}, train_scope="head",
+                                  init_from_prior=False, head_hidden=8, max_epochs=3, patience=1)
+    lone = Candidate("lone-mlp", lone_args, "one MLP head per user")
+    averaged = Candidate("averaged-mlp", dataclasses.replace(lone_args, head_ensemble=3), "three averaged")
+    together = choose_recipe(base, _rows(), LABELS, candidates=[lone, averaged])
+    fits_together = len(trainers)
+    alone = choose_recipe(base, _rows(), LABELS, candidates=[lone])
+    assert fits_together == len(trainers) - fits_together  # the lone head's fits cost no trainer of their own
+    (scored, averaged_result), (fitted,) = together.candidates, alone.candidates
+    assert scored.scored_from == "averaged-mlp" and fitted.scored_from is None and averaged_result.scored_from is None
+    assert scored.per_user == fitted.per_user and scored.score == fitted.score and scored.users == fitted.users
+    # The held-out logits and uniform shares match too: the calibration correction fitted on them is the same.
+    assert (scored.temperature_scale, scored.added_uniform_share) == (fitted.temperature_scale,
+                                                                      fitted.added_uniform_share)
+    assert scored.fold_scores == fitted.fold_scores and averaged_result.seconds > 0
