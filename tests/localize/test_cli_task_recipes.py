@@ -58,3 +58,18 @@ def test_tasks_recipe_pins_and_unpins(home: CliHome) -> None:
     assert unknown.exit_code == 1 and "recipe 'best' is not one of ['stubborn-head', 'loose-head']" in unknown.output
     neither = home("tasks", "recipe", "T")
     assert neither.exit_code == 2 and "name --pin RECIPE or --unpin" in neither.output
+
+
+def test_a_candidate_scored_from_anothers_fits_shows_whose_seconds_it_shares(monkeypatch) -> None:
+    from localize.cli.task_recipes import _print_choice
+
+    recorded = Console(width=250, record=True)
+    monkeypatch.setattr(cli, "console", recorded)
+    candidate = {"accuracy": 0.8, "macro_f1": 0.7, "score": 0.75}
+    _print_choice({"recipe": "mlp-averaged", "folds": 3, "validation_rows": 30, "validation_texts": 10, "seconds": 42,
+                   "bootstrap_wins": {"mlp-averaged": 1.0}, "candidates": [
+                       {**candidate, "name": "mlp", "seconds": 0.0, "scored_from": "mlp-averaged"},
+                       {**candidate, "name": "mlp-averaged", "seconds": 40.0, "scored_from": None}]})
+    rows = [line.replace("│", "|") for line in recorded.export_text().splitlines()]
+    assert any(line.startswith("| mlp ") and "in mlp-averaged's" in line for line in rows)
+    assert any(line.startswith("| mlp-averaged ") and line.rstrip(" |").endswith("40") for line in rows)

@@ -164,3 +164,19 @@ def test_a_figure_just_below_its_target_shows_the_digit_that_misses_it() -> None
     assert "- target macro-f1 >= 0.74: 0.7398: **NOT met**" in lines  # 0.740 would read as met
     assert "- target accuracy >= 0.80: 0.803: **met**" in lines
     assert "- macro-F1 at or above the crowd oracle's (0.740): 0.740: **met**" in lines
+
+
+def test_a_candidate_scored_from_anothers_fits_says_so_instead_of_its_seconds() -> None:
+    from localize.evaluation.report import _choice_lines
+
+    def candidate(name: str, seconds: float, scored_from: str | None = None) -> dict:
+        return {"name": name, "description": name + " heads", "accuracy": 0.8, "macro_f1": 0.7, "score": 0.75,
+                "seconds": seconds, "scored_from": scored_from}
+
+    entry = {"data_set": "traders", "results": [], "recipe_choice": {
+        "recipe": "mlp-averaged", "folds": 3, "validation_rows": 30, "validation_texts": 10, "seconds": 42.0,
+        "fold_winners": ["mlp-averaged"] * 3, "bootstrap_wins": {"mlp-averaged": 1.0},
+        "candidates": [candidate("mlp", 0.0, scored_from="mlp-averaged"), candidate("mlp-averaged", 40.0)]}}
+    lines = _choice_lines(entry)
+    assert "| mlp | 0.800 / 0.700 | - | 0% | 0 of 3 | in mlp-averaged's | mlp heads |" in lines
+    assert "| **mlp-averaged** | 0.800 / 0.700 | - | 100% | 3 of 3 | 40 | mlp-averaged heads |" in lines
