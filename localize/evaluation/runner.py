@@ -68,6 +68,22 @@ def run_evaluation(
     return output
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
+def exit_with_parent(parent: int) -> None:
+    """A report worker's initializer: it exits once ``parent`` is gone. A parent stopped by a signal it cannot
+    pass on (SIGTERM from a scheduler, SIGKILL) would otherwise leave its workers training for hours for nobody."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _report_job(data_dir: Path, recipes: list[Recipe], reference: bool, sizes: tuple[int | None, ...],
                 curve_users: int | None, saved: Path, min_train: int, min_test: int, threads: int,
                 finished: Path | None) -> dict[str, Any]:
@@ -165,7 +181,8 @@ def run_report(
             workers = min(workers or len(jobs), len(jobs), cores)
             threads = max(1, cores // workers)
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=exit_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = {index: pool.submit(_report_job, *args, threads, finished)
                            for index, args, finished in jobs}
                 for index, future in futures.items():

@@ -3,6 +3,7 @@ services path and the full report."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -251,3 +252,46 @@ def test_report_keeps_finished_parts_and_a_rerun_reuses_only_matching_ones(data_
     run_report(out_dir=tmp_path / "third", progress=messages.append, curve_sizes=(8, None), **options)
     assert not any("reusing" in m for m in messages)  # other curve sizes: a different part
     assert len(list((saved / "parts").glob("*.json"))) == 2
+
+
+_ORPHAN_PARENT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from localize.evaluation.runner import exit_with_parent
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)  # a part that would run long after its parent is gone
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_report_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)  # no chance to shut its pool down
+    parent.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 20
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    still = running(worker)
+    if still:
+        os.kill(worker, signal.SIGKILL)
+    assert not still, "the report worker went on running after its parent was killed"
