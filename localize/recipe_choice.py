@@ -98,8 +98,8 @@ def candidate_recipes() -> list[Candidate]:
                   "(gold and up) that a linear head cannot"),
         Candidate("prior-mlp-averaged", dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN,
                                                             head_ensemble=MLP_HEADS),
-                  f"{MLP_HEADS} such MLP heads per user, from {MLP_HEADS} seeds, served as one that averages them "
-                  "(less of one seed's luck); its first heads score prior-mlp in the same fit"),
+                  f"{MLP_HEADS} residual MLP heads per user on the same task prior, from {MLP_HEADS} seeds, served as "
+                  "one that averages them (less of one seed's luck); their first heads are prior-mlp's"),
         Candidate("prior-lora", dataclasses.replace(default, train_scope="all", max_epochs=8),
                   "LoRA per user, started from the task prior (the prior's layers tuned on the user's own labels)",
                   per_user_encoder=True),
