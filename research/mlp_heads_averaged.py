@@ -5,7 +5,9 @@ each qualifying user's heads on it, scored on the user's test rows.
 
     python research/mlp_heads_averaged.py --data traders --last-epoch 4 --heads 1 5
 
-Status: current (reports/findings.md, round 15): a measurement for the next choice of candidates; nothing adopted.
+Status: superseded (reports/findings.md, round 16): whole-task training now scores one head (``prior-mlp``) and five
+averaged (``prior-mlp-averaged``) on each task's validation rows and keeps the better; this script's test-row figures
+are round 15's.
 """
 from __future__ import annotations
 
