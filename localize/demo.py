@@ -53,8 +53,8 @@ def run_demo(
                   f"(short gold, long oil) in task {DEMO_TASK!r}: {report.created} new, {report.unchanged} unchanged")
     if method is None:
         # The demo's truths are interactions (gold *and* up): MLP heads per trader, on a task prior trained on both
-        # traders' labels (``prior-mlp``, what whole-task training chooses on these labels). The prior's tuned layers
-        # tell the direction of a move apart better than the frozen base: on finance sentences written after the
+        # traders' labels (``prior-mlp-averaged``, what whole-task training chooses on these labels). The prior's tuned
+        # layers tell the direction of a move apart better than the frozen base: on finance sentences written after the
         # demo, .867 right against .846 for MLP heads on the frozen base (reports/findings.md, round 14); five heads
         # averaged per trader, +.014 and +.017 on them against one (round 15).
         args = dataclasses.replace(candidate_named("prior-mlp-averaged").args, seed=seed)
