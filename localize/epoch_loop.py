@@ -42,7 +42,7 @@ class EpochLoop:
         """AdamW epochs with early stopping on validation; leaves the best epoch's parameters and returns it."""
         args = self.args
         trainable, optimizer = self._optimizer(train_split)
-        accelerator = _accelerator(self.adapter.base.device)
+        accelerator = accelerator_for(self.adapter.base.device)
         self._order_rng = random.Random(args.seed)  # the refit continues this stream
         self._initial_state = self.adapter.snapshot()
         self._epochs_started = time.perf_counter()
@@ -79,7 +79,7 @@ class EpochLoop:
         self.adapter.reset_annotator_heads()
         trainable, optimizer = self._optimizer(split)
         for _ in range(epochs):
-            self._epoch(split, optimizer, _accelerator(self.adapter.base.device), class_weights, self._order_rng)
+            self._epoch(split, optimizer, accelerator_for(self.adapter.base.device), class_weights, self._order_rng)
         for tensor in trainable:
             tensor.requires_grad_(False)
 
@@ -120,11 +120,7 @@ class EpochLoop:
         return total / max(1, len(split.texts))
 
     def _eta(self, done: float) -> str:
-        """``done`` of the epoch cap so far: the time left at most (early stopping may end sooner)."""
-        if not 0 < done < 1:
-            return ""
-        elapsed = time.perf_counter() - self._epochs_started
-        return f"; at most {format_duration(elapsed * (1 - done) / done)} left"
+        return time_left(self._epochs_started, done)
 
 
 def learning_rate(args: TrainingArguments, method: AdapterMethod) -> float:
@@ -160,13 +156,21 @@ def step_precision(args: TrainingArguments, adapter: TrainableAdapter, split: Sp
 
 
 @functools.lru_cache(maxsize=None)
-def _accelerator(device: torch.device):
+def accelerator_for(device: torch.device):
     """accelerate handles backward and mixed precision: bf16 autocast on a GPU that has it, full precision on a CPU."""
     from accelerate import Accelerator
 
     on_gpu = device.type == "cuda"
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
     return Accelerator(cpu=not on_gpu, mixed_precision="bf16" if bf16 else "no")
+
+
+def time_left(started: float, done: float) -> str:
+    """``done`` of the epoch cap so far, since ``started``: the time left at most (early stopping may end sooner)."""
+    if not 0 < done < 1:
+        return ""
+    elapsed = time.perf_counter() - started
+    return f"; at most {format_duration(elapsed * (1 - done) / done)} left"
 
 
 def format_duration(seconds: float) -> str:
@@ -185,5 +189,5 @@ def describe_scores(record: dict[str, Any]) -> str:
     return ", ".join(f"{k}={record[k]:.3f}" for k in keys if isinstance(record.get(k), float))
 
 
-__all__ = ["EpochLoop", "ProgressCallback", "describe_scores", "format_duration", "learning_rate",
-           "learning_rate_schedule", "step_precision"]
+__all__ = ["EpochLoop", "ProgressCallback", "accelerator_for", "describe_scores", "format_duration", "learning_rate",
+           "learning_rate_schedule", "step_precision", "time_left"]

@@ -18,7 +18,6 @@ so no user is validated on a text the prior learnt.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
@@ -32,6 +31,7 @@ from localize.base_model import BaseModel
 from localize.calibration import calibrate_on_validation, calibration_record, spread_evenly
 from localize.determinism import deterministic_kernels
 from localize.engine import AdapterWeights
+from localize.ensemble_loop import HeadEnsembleLoop
 from localize.epoch_loop import EpochLoop, ProgressCallback, describe_scores
 from localize.errors import ValidationError
 from localize.head_ensemble import member_arguments, serve_as_one
@@ -142,7 +142,7 @@ class Trainer:
 
     def _fit(self) -> None:
         started = time.perf_counter()
-        self._loops: list[tuple[EpochLoop, int | None]] = []  # each trained head's epochs and best epoch
+        self._ensemble: HeadEnsembleLoop | None = None  # several heads: their loop, members and best epochs
         class_weights = self._class_weights()
         map_head = self._fits_map_head()
         if map_head:
@@ -154,7 +154,7 @@ class Trainer:
         else:
             best_epoch = self._fit_by_epochs(class_weights)
         best = self.history[best_epoch - 1] if best_epoch is not None else None
-        if len(self._loops) > 1:
+        if self._ensemble is not None:
             best = None  # several heads, each stopped at its own epoch, served as one: scored below as served
         if best is not None and self.annotations is not None:
             # A task prior: its training figure is its best epoch's running loss. Scoring its thousands of rows
@@ -174,8 +174,8 @@ class Trainer:
         }
         if self.annotations is not None:
             self.metrics["annotators"] = self.num_annotators
-        if len(self._loops) > 1:
-            self.metrics["ensemble_best_epochs"] = [epoch for _, epoch in self._loops]
+        if self._ensemble is not None:
+            self.metrics["ensemble_best_epochs"] = list(self._ensemble.best_epochs)
         if self.val_split is not None:
             if best is not None:  # the restored best epoch's parameters: its validation figures stand
                 scores = {k: best[k] for k in ("val_loss", "val_accuracy", "val_macro_f1")}
@@ -194,50 +194,45 @@ class Trainer:
             both = concat_splits(self.train_split, self.val_split)
             if map_head:
                 self._fit_map_head(both, center, self._class_weights(both))
+            elif self._ensemble is None:
+                self._loop.refit(both, best_epoch, self._class_weights(both))
+                self.metrics["refit_epochs"] = best_epoch
             else:
-                for index, (loop, epoch) in enumerate(self._loops):
-                    if len(self._loops) > 1:  # each head's dropout continues its own stream, as if it trained alone
-                        _set_rng_state(self._member_rng_states[index], self.base.device)
-                    loop.refit(both, epoch, self._class_weights(both))
-                if len(self._loops) > 1:
-                    serve_as_one(self.adapter, [loop.adapter for loop, _ in self._loops])
-                self.metrics["refit_epochs"] = best_epoch if len(self._loops) == 1 else [e for _, e in self._loops]
+                self._ensemble.refit(both, self._ensemble.best_epochs, self._class_weights(both))
+                serve_as_one(self.adapter, self._ensemble.members)
+                self.metrics["refit_epochs"] = list(self._ensemble.best_epochs)
             self.metrics.update({"refit_rows": len(both.texts), "train_seconds": time.perf_counter() - started})
         self.adapter.fold_into_head(self.temperature, self.decision_offsets)
         self.progress(1.0, "done: " + describe_scores(self.metrics))
 
     def _fit_by_epochs(self, class_weights: torch.Tensor | None) -> int | None:
         """AdamW epochs with early stopping; returns the best epoch. With ``head_ensemble`` K, K heads train from
-        seeds ``seed`` to ``seed + K - 1`` (the first exactly as a single head would) and are served as one."""
-        count = self.args.head_ensemble
-        if count == 1:
-            loop = EpochLoop(self.adapter, self.args, batches=self._batches, score=self._score,
-                             progress=self.progress, history=self.history)
-            self._loops = [(loop, loop.train(self.train_split, self.val_split, class_weights))]
-            return self._loops[0][1]
-        self._member_rng_states: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        for index in range(count):
+        seeds ``seed`` to ``seed + K - 1`` in one loop (each as it would alone: the first is the single head of its
+        seed) and are served as one; the first head's best epoch is returned."""
+        if self.args.head_ensemble == 1:
+            self._loop = EpochLoop(self.adapter, self.args, batches=self._batches, score=self._score,
+                                   progress=self.progress, history=self.history)
+            return self._loop.train(self.train_split, self.val_split, class_weights)
+        members = []
+        for index in range(self.args.head_ensemble):
             member = TrainableAdapter(self.base, member_arguments(self.args, index), self.label_set)
             member.start(self.init)
-            torch.manual_seed(member.args.seed)  # its dropout, as if it trained alone: each head is reproducible
-            loop = EpochLoop(member, member.args, batches=self._batches,
-                             score=functools.partial(self._score, adapter=member),
-                             progress=functools.partial(self._member_progress, index, count),
-                             history=self.history if index == 0 else [])
-            self._loops.append((loop, loop.train(self.train_split, self.val_split, class_weights)))
-            self._member_rng_states.append(_rng_state(self.base.device))
-        serve_as_one(self.adapter, [loop.adapter for loop, _ in self._loops])
-        return self._loops[0][1]
+            members.append(member)
+        self._ensemble = HeadEnsembleLoop(members, batches=self._batches, metrics=classification_metrics,
+                                          progress=self.progress, history=self.history)
+        best_epochs = self._ensemble.train(self.train_split, self.val_split, class_weights)
+        serve_as_one(self.adapter, members)
+        return best_epochs[0]
 
     def first_head_logits(self, texts: list[str]) -> tuple[torch.Tensor, float]:
         """What the first of several averaged heads would serve alone on ``texts``: its logits and uniform share,
         calibrated on the same validation rows. That head is exactly the one ``head_ensemble=1`` trains with the
         same seed, so whole-task training scores one head and the average from one fit."""
-        if len(self._loops) < 2:
+        if self._ensemble is None:
             raise ValueError("first_head_logits needs a trainer of several heads (head_ensemble > 1)")
         if "refit_rows" in self.metrics:  # the lone head is calibrated before its refit; a refit head cannot be
             raise ValueError("first_head_logits needs heads that were not refitted on their validation rows")
-        member = self._loops[0][0].adapter
+        member = self._ensemble.members[0]
         temperature, share = 1.0, 0.0
         if self.val_split is not None:
             temperature, share, _ = calibrate_on_validation(
@@ -248,9 +243,6 @@ class Trainer:
         if self.decision_offsets is not None:
             logits = logits + self.decision_offsets
         return logits, share
-
-    def _member_progress(self, index: int, count: int, fraction: float, message: str) -> None:
-        self.progress((index + fraction) / count, f"head {index + 1} of {count}: {message}")
 
     def _calibrate_on_validation(self) -> None:
         """What the validated model said on its validation rows, before they train too: a temperature and a
@@ -331,26 +323,14 @@ class Trainer:
         return class_weights_of(split or self.train_split, len(self.label_set), self.args.class_weighting,
                                 self.base.device)
 
-    def _score(self, split: Split, class_weights: torch.Tensor | None, adapter: TrainableAdapter | None = None,
-               ) -> dict[str, float]:
+    def _score(self, split: Split, class_weights: torch.Tensor | None) -> dict[str, float]:
         if not split.texts:
             return {"loss": float("nan"), "accuracy": float("nan"), "macro_f1": float("nan")}
-        loss, predicted = (adapter or self.adapter).scored(split, class_weights)
+        loss, predicted = self.adapter.scored(split, class_weights)
         return {"loss": loss, **classification_metrics(split.targets.tolist(), predicted, len(self.label_set))}
 
     def _all_logits(self, split: Split) -> torch.Tensor:
         return self.adapter.all_logits(split)
-
-
-def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
 
 def _check_inputs(args: TrainingArguments, texts: list[str], labels: list[str], label_set: list[str],
                   annotators: list[str] | None) -> None:

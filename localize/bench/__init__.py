@@ -37,6 +37,7 @@ from localize.bench import (  # noqa: F401
     peft_mixed,
     fanout,
     train,
+    head_ensemble,
     adapter_load,
     cold_start,
     int8,

@@ -1,6 +1,7 @@
 """The benchmark runs end to end on tiny sizes and reports its figures. It measures; no test asserts a speed."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -144,3 +145,15 @@ def test_bitsandbytes_bench_measures_both_quantized_bases_on_a_gpu_and_says_why_
         assert 0 <= results[f"{name}_label_agreement"] <= 1
         assert isinstance(results[f"{name}_accuracy_delta"], float)
     assert results["bnb_test_texts"] == 20 and results["bnb_gpu"]
+
+
+def test_head_ensemble_bench_times_one_loop_against_heads_one_after_another(base, tmp_path):
+    sizes = dataclasses.replace(TINY, train_texts=80, train_repeats=1)
+    results = run_benchmarks(quick=True, only=["head_ensemble"], out=None, console=Console(file=io.StringIO()),
+                             sizes=sizes)
+
+    assert "errors" not in results
+    for key in ["head_ensemble_one_loop_seconds", "head_ensemble_one_after_another_seconds", "head_ensemble_speedup"]:
+        assert _positive(results.get(key)), f"{key}={results.get(key)!r}"
+    epochs = results["details"]["head_ensemble_best_epochs"]
+    assert len(epochs["one_loop"]) == len(epochs["one_after_another"]) == 5  # five heads, each its best epoch
