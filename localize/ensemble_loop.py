@@ -119,6 +119,8 @@ class HeadEnsembleLoop:
         inputs = _pooled_inputs(split, self.device)
         targets = split.targets.to(self.device)
         orders = [self.batches(split, self._order_rngs[k]) for k in active]
+        if len({len(order) for order in orders}) > 1:  # every head steps every step (AdamW moves even on a zero grad)
+            raise ValueError(f"the heads' epochs have different numbers of batches: {[len(o) for o in orders]}")
         heads = torch.tensor(active, device=self.device)
         totals = torch.zeros(len(active), device=self.device)
         accelerator = accelerator_for(self.device)

@@ -53,7 +53,8 @@ class EpochLoop:
                                                                     class_weights, self._order_rng, epoch=epoch)}
             if val_split is not None:
                 val = self.score(val_split, class_weights)
-                record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+                record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                               "val_macro_f1": val["macro_f1"]})
                 # Macro-F1 is what users feel; validation loss only breaks ties (it rises with confidence
                 # long before the decisions get worse, so stopping on it alone stops far too early).
                 score = (val["macro_f1"], -val["loss"]) if args.early_stopping == "macro_f1" else (-val["loss"],)

@@ -4,7 +4,8 @@ An MLP head trained by AdamW epochs and stopped early moves with its seed (its M
 order of its batches): on the demo's finance sentences one trader's accuracy moved by several points from seed to
 seed. Training K heads from seeds ``seed``, ``seed + 1``, ... on the same rows and averaging their logits removes
 much of that luck, and costs nothing at serving: K residual MLP heads whose logits are averaged are one residual MLP
-head K times as wide (:func:`merge_mlp_heads`), so the engine serves it like any other.
+head K times as wide (:func:`merge_mlp_heads`), so the engine serves it like any other. They train together, in one
+epoch loop (:mod:`localize.ensemble_loop`).
 """
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ Phases are named methods: :meth:`Trainer.prepare` splits off validation rows and
 activations once, :meth:`Trainer.fit` trains (class weighting; early stopping on validation, or a MAP solve for a
 linear head), :meth:`Trainer.evaluate` scores any labelled texts, and :meth:`Trainer.result` hands back the adapter.
 The adapter being trained (its tensors, forward and loss) is a :class:`~localize.trainable_adapter.TrainableAdapter`,
-and epochs of gradient steps are an :class:`~localize.epoch_loop.EpochLoop`'s; the trainer holds what surrounds
-them: the rows and their validation split, class weights, the MAP head fit and calibration.
+and epochs of gradient steps are an :class:`~localize.epoch_loop.EpochLoop`'s (several averaged MLP heads': one
+:class:`~localize.ensemble_loop.HeadEnsembleLoop`'s); the trainer holds what surrounds them: the rows and their
+validation split, class weights, the MAP head fit and calibration.
 
 The default recipe (reports/accuracy.md) has two levels. The task prior tunes the base's top four layers (LoRA on
 their six linear maps) and a head on every user's pooled labels: each text's label shares, and each annotator's own
@@ -226,8 +227,8 @@ class Trainer:
 
     def first_head_logits(self, texts: list[str]) -> tuple[torch.Tensor, float]:
         """What the first of several averaged heads would serve alone on ``texts``: its logits and uniform share,
-        calibrated on the same validation rows. That head is exactly the one ``head_ensemble=1`` trains with the
-        same seed, so whole-task training scores one head and the average from one fit."""
+        calibrated on the same validation rows. That head is the one ``head_ensemble=1`` trains with the same seed
+        (to floating-point rounding), so whole-task training scores one head and the average from one fit."""
         if self._ensemble is None:
             raise ValueError("first_head_logits needs a trainer of several heads (head_ensemble > 1)")
         if "refit_rows" in self.metrics:  # the lone head is calibrated before its refit; a refit head cannot be
