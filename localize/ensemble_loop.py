@@ -73,11 +73,13 @@ class HeadEnsembleLoop:
         best_states: list[dict[str, torch.Tensor] | None] = [None] * count
         stale = [0] * count
         active = list(range(count))
+        train_inputs = _pooled_inputs(train_split, self.device)  # stacked once, read every epoch
+        val_inputs = _pooled_inputs(val_split, self.device) if val_split is not None else None
         for epoch in range(epochs):
-            losses = self._epoch(stacked, optimizer, scheduler, train_split, class_weights, active)
+            losses = self._epoch(stacked, optimizer, scheduler, train_split, train_inputs, class_weights, active)
             records = {k: {"epoch": epoch + 1, "train_loss": losses[k]} for k in active}
             if val_split is not None:
-                for k, val in self._score(stacked, val_split, class_weights, active).items():
+                for k, val in self._score(stacked, val_split, val_inputs, class_weights, active).items():
                     records[k].update({"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                                        "val_macro_f1": val["macro_f1"]})
                     # As a lone head stops (EpochLoop.train): macro-F1 first, the loss breaking ties.
@@ -104,19 +106,20 @@ class HeadEnsembleLoop:
         """Every member again from where :meth:`train` started, on ``split``, member ``k`` for ``epochs[k]`` epochs;
         their order and dropout streams continue where training left them, as a lone head's do."""
         stacked, optimizer, scheduler = self._optimizer(self._initial, split)
+        inputs = _pooled_inputs(split, self.device)
         for epoch in range(max(epochs)):
             active = [k for k, last in enumerate(epochs) if last > epoch]
-            self._epoch(stacked, optimizer, scheduler, split, class_weights, active)
+            self._epoch(stacked, optimizer, scheduler, split, inputs, class_weights, active)
             for k in active:
                 if epochs[k] == epoch + 1:
                     self._store(k, _member_state(stacked, k))
 
     # -- one epoch, one step ------------------------------------------------------------------------------------------
-    def _epoch(self, stacked: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler,
-               split: Split, class_weights: torch.Tensor | None, active: list[int]) -> dict[int, float]:
-        """One pass over ``split`` for the ``active`` members; returns each one's mean training loss. Only they
-        compute and draw (a member that has stopped costs nothing; its best epoch is already kept)."""
-        inputs = _pooled_inputs(split, self.device)
+    def _epoch(self, stacked: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler, split: Split,
+               inputs: torch.Tensor, class_weights: torch.Tensor | None, active: list[int]) -> dict[int, float]:
+        """One pass over ``split`` (its pooled vectors ``inputs``) for the ``active`` members; returns each one's
+        mean training loss. Only they compute and draw (a member that has stopped costs nothing; its best epoch is
+        already kept)."""
         targets = split.targets.to(self.device)
         orders = [self.batches(split, self._order_rngs[k]) for k in active]
         if len({len(order) for order in orders}) > 1:  # every head steps every step (AdamW moves even on a zero grad)
@@ -152,10 +155,10 @@ class HeadEnsembleLoop:
         pooled = _dropout_masks(batches, generators, self.args.pooled_dropout, size, width, self.device)
         return inner, pooled
 
-    def _score(self, stacked: dict[str, torch.Tensor], split: Split, class_weights: torch.Tensor | None,
-               active: list[int]) -> dict[int, dict[str, float]]:
-        """Each active member's loss, accuracy and macro-F1 on ``split``, without dropout."""
-        inputs = _pooled_inputs(split, self.device)
+    def _score(self, stacked: dict[str, torch.Tensor], split: Split, inputs: torch.Tensor,
+               class_weights: torch.Tensor | None, active: list[int]) -> dict[int, dict[str, float]]:
+        """Each active member's loss, accuracy and macro-F1 on ``split`` (its pooled vectors ``inputs``), without
+        dropout."""
         heads = torch.tensor(active, device=self.device)
         with torch.no_grad():
             params = {name: tensor.index_select(0, heads) for name, tensor in stacked.items()}
