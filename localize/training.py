@@ -143,6 +143,7 @@ class Trainer:
 
     def _fit(self) -> None:
         started = time.perf_counter()
+        self._loop: EpochLoop | None = None  # one head's (or one adapter's) epochs
         self._ensemble: HeadEnsembleLoop | None = None  # several heads: their loop, members and best epochs
         class_weights = self._class_weights()
         map_head = self._fits_map_head()
@@ -208,8 +209,8 @@ class Trainer:
 
     def _fit_by_epochs(self, class_weights: torch.Tensor | None) -> int | None:
         """AdamW epochs with early stopping; returns the best epoch. With ``head_ensemble`` K, K heads train from
-        seeds ``seed`` to ``seed + K - 1`` in one loop (each as it would alone: the first is the single head of its
-        seed) and are served as one; the first head's best epoch is returned."""
+        seeds ``seed`` to ``seed + K - 1`` in one loop (each as it would alone, to rounding: the first is the single
+        head of its seed) and are served as one; the first head's best epoch is returned."""
         if self.args.head_ensemble == 1:
             self._loop = EpochLoop(self.adapter, self.args, batches=self._batches, score=self._score,
                                    progress=self.progress, history=self.history)
