@@ -64,10 +64,15 @@ class TrainableAdapter:
                                               meta=dict(init.meta))
             if self.method.name != "head" or self.encoder is not None:
                 self.method = make_method("head", {"hidden": self.args.head_hidden}, self.base.dims)
-            self.from_prior = usable and (self.encoder is not None or init.method.family() == self.method.family())
+            elif self.args.head_hidden:  # a head on the frozen base: head_hidden is its MLP, as for any head user
+                options = {**self.args.method_options, "hidden": self.args.head_hidden}
+                self.method = make_method("head", options, self.base.dims)
+            # A linear head prior (no parameters of its own) starts any head: its MLP, if any, as the identity.
+            self.from_prior = usable and (self.encoder is not None or not init.params
+                                          or init.method.family() == self.method.family())
             if self.from_prior:
                 head = {k: v.detach().clone().float().to(device) for k, v in init.head.items()}
-                if self.encoder is None:
+                if self.encoder is None and init.params:
                     params = {k: v.detach().clone().float().to(device) for k, v in init.params.items()}
                 else:  # the user's own MLP, if any, starts as the identity: the head begins as the prior's
                     params = {k: v.to(device) for k, v in self.method.init_params(self.base, generator).items()}

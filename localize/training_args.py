@@ -202,6 +202,10 @@ class TrainingArguments:
             (self.head_prior_strength >= 0, f"head_prior_strength={self.head_prior_strength} must be >= 0"),
             (0 <= self.head_hidden <= 8192, f"head_hidden={self.head_hidden} must be in 0..8192"),
             (1 <= self.head_ensemble <= 16, f"head_ensemble={self.head_ensemble} must be in 1..16"),
+            (not (self.method == "head" and self.head_hidden and (self.method_options or {}).get("hidden")
+                  not in (None, self.head_hidden)),
+             f"method_options hidden={(self.method_options or {}).get('hidden')} and head_hidden={self.head_hidden} "
+             "both name the head's MLP width: give one"),
             (self.head_ensemble == 1 or (self.head_hidden > 0 and self.train_scope == "head"),
              f"head_ensemble={self.head_ensemble} averages MLP heads: it needs train_scope='head' and head_hidden > 0 "
              f"(got train_scope={self.train_scope!r}, head_hidden={self.head_hidden})"),
