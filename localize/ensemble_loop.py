@@ -26,6 +26,7 @@ from localize.epoch_loop import (
     learning_rate,
     learning_rate_schedule,
     step_precision,
+    stopping_score,
     time_left,
 )
 from localize.trainable_adapter import TrainableAdapter
@@ -82,8 +83,7 @@ class HeadEnsembleLoop:
                 for k, val in self._score(stacked, val_split, val_inputs, class_weights, active).items():
                     records[k].update({"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                                        "val_macro_f1": val["macro_f1"]})
-                    # As a lone head stops (EpochLoop.train): macro-F1 first, the loss breaking ties.
-                    score = (val["macro_f1"], -val["loss"]) if args.early_stopping == "macro_f1" else (-val["loss"],)
+                    score = stopping_score(args, val)  # as a lone head stops (EpochLoop.train)
                     if best_scores[k] is None or score > best_scores[k]:
                         best_scores[k], self.best_epochs[k], stale[k] = score, epoch + 1, 0
                         best_states[k] = _member_state(stacked, k)

@@ -55,9 +55,7 @@ class EpochLoop:
                 val = self.score(val_split, class_weights)
                 record.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                                "val_macro_f1": val["macro_f1"]})
-                # Macro-F1 is what users feel; validation loss only breaks ties (it rises with confidence
-                # long before the decisions get worse, so stopping on it alone stops far too early).
-                score = (val["macro_f1"], -val["loss"]) if args.early_stopping == "macro_f1" else (-val["loss"],)
+                score = stopping_score(args, val)
                 if best_score is None or score > best_score:
                     best_score, best_epoch, stale = score, epoch + 1, 0
                     best_state = self.adapter.snapshot()
@@ -122,6 +120,13 @@ class EpochLoop:
 
     def _eta(self, done: float) -> str:
         return time_left(self._epochs_started, done)
+
+
+def stopping_score(args: TrainingArguments, val: dict[str, float]) -> tuple[float, ...]:
+    """What early stopping maximises over epochs, from a validation split's scores. Macro-F1 is what users feel;
+    validation loss only breaks ties (it rises with confidence long before the decisions get worse, so stopping on
+    it alone stops far too early)."""
+    return (val["macro_f1"], -val["loss"]) if args.early_stopping == "macro_f1" else (-val["loss"],)
 
 
 def learning_rate(args: TrainingArguments, method: AdapterMethod) -> float:
@@ -191,4 +196,4 @@ def describe_scores(record: dict[str, Any]) -> str:
 
 
 __all__ = ["EpochLoop", "ProgressCallback", "accelerator_for", "describe_scores", "format_duration", "learning_rate",
-           "learning_rate_schedule", "step_precision", "time_left"]
+           "learning_rate_schedule", "step_precision", "stopping_score", "time_left"]
