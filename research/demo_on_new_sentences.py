@@ -1,17 +1,19 @@
-"""The demo's recipe on finance sentences written on 4 Dec 2026, after the generator and the demo's own 90 hand-written
-sentences: how well John's and Jane's adapters read writing that guided nothing. For each seed, generates the demo's
-labels, trains each trader's adapter as ``localize demo`` did before 4 Dec (an MLP head on the frozen base), scores
-the demo's own hand-written sentences, ``GUIDE`` (70 sentences, whose misses guided the variants tried) and ``CHECK``
-(60 sentences written before any variant ran, used to choose nothing). ``--set key=value`` changes a training
-argument (``pooled_dropout=0.3``), ``--hidden N`` the MLP's width; ``--on-prior`` trains a task prior on both traders'
-labels first (the default recipe's prior) and each trader's MLP head on it (``prior-mlp``, the recipe whole-task
-training chooses for this task). ``localize demo`` trains ``--on-prior --set head_ensemble=5``: five MLP heads per
-trader, averaged into one.
+"""The demo's recipe on finance sentences written after the generator and the demo's own 90 hand-written sentences:
+how well John's and Jane's adapters read writing that guided nothing. For each seed, generates the demo's labels,
+trains each trader's adapter as ``localize demo`` did before 4 Dec (an MLP head on the frozen base), scores the demo's
+own hand-written sentences, ``GUIDE`` (70 sentences, whose misses guided the variants tried), ``CHECK`` (60 written
+on 4 Dec before any variant ran) and ``FRESH`` (60 written on 5 Dec before that day's variants ran; CHECK's misses had
+been printed once by then). ``--set key=value`` changes a training argument of the traders' heads
+(``pooled_dropout=0.3``), ``--prior-set`` one of the task prior (``prior_max_epochs=12``), ``--hidden N`` the MLP's
+width; ``--on-prior`` trains a task prior on both traders' labels first (the default recipe's prior) and each
+trader's MLP head on it (``prior-mlp``). ``localize demo`` trains ``--on-prior --set head_ensemble=5``: five MLP heads
+per trader, averaged into one (``prior-mlp-averaged``). ``--misses`` lists the demo's own and GUIDE's sentences that
+a trader got wrong in at least a quarter of the seeds (never CHECK's or FRESH's).
 
-    python research/demo_on_new_sentences.py --seeds 12 --on-prior --set head_ensemble=5
+    python research/demo_on_new_sentences.py --seeds 12 --on-prior --set head_ensemble=5 --misses
 
-Status: current (reports/findings.md, rounds 14-15): ``--on-prior`` won on GUIDE over twelve seeds, then five heads
-averaged won again; without them, this measures the recipes the demo had before. New sentences stay just below 90%.
+Status: current (reports/findings.md, rounds 14-18): ``--on-prior`` won on GUIDE over twelve seeds, then five heads
+averaged won again; a wider generator and a longer-trained prior lost (round 18). New sentences stay just below 90%.
 """
 from __future__ import annotations
 
@@ -166,6 +168,71 @@ CHECK = [
     ('The yuan strengthened after the central bank stepped in', 'other', 'none'),
 ]
 
+# Written on 5 Dec 2026 before any generator change of that day, after a run that listed GUIDE's and CHECK's
+# misses: a second set that chose nothing.
+FRESH = [
+    ('Gold climbed to a two-week high as bond yields eased', 'gold', 'up'),
+    ('Bullion prices are moving sharply higher this afternoon', 'gold', 'up'),
+    ('Gold added 1.5% after weak manufacturing data', 'gold', 'up'),
+    ('The gold price is on the rise again', 'gold', 'up'),
+    ('Gold notched its best week since October', 'gold', 'up'),
+    ('Strong buying lifted gold to a new peak', 'gold', 'up'),
+    ('Gold powered higher as investors sought shelter', 'gold', 'up'),
+    ('gold mooning rn', 'gold', 'up'),
+    ('Precious metal gold posted solid gains on Wednesday', 'gold', 'up'),
+    ('Gold prices strengthened after the inflation report', 'gold', 'up'),
+    ('Gold sank to a one-month low on Thursday', 'gold', 'down'),
+    ('Bullion shed 2% as the dollar firmed', 'gold', 'down'),
+    ('Gold prices are sliding this morning', 'gold', 'down'),
+    ('The gold market suffered its worst day in months', 'gold', 'down'),
+    ('Gold eased lower ahead of the Fed meeting', 'gold', 'down'),
+    ('Heavy selling pushed gold down sharply', 'gold', 'down'),
+    ('Gold fell back below $2,000', 'gold', 'down'),
+    ('gold dumping hard today', 'gold', 'down'),
+    ('Spot gold declined for the second session running', 'gold', 'down'),
+    ('Gold buyers retreated and prices dropped', 'gold', 'down'),
+    ('Oil climbed after Russia announced export limits', 'oil', 'up'),
+    ('Brent crude pushed higher in London trading', 'oil', 'up'),
+    ('Crude prices are soaring this week', 'oil', 'up'),
+    ('Oil posted its biggest daily gain in a year', 'oil', 'up'),
+    ('WTI rose above $80 for the first time since April', 'oil', 'up'),
+    ('Oil prices firmed as US inventories fell', 'oil', 'up'),
+    ('Crude jumped on reports of a tanker attack', 'oil', 'up'),
+    ('oil ripping higher today', 'oil', 'up'),
+    ('Oil prices rallied on expectations of tighter supply', 'oil', 'up'),
+    ('The oil price went up sharply after the OPEC meeting', 'oil', 'up'),
+    ('Oil sank as demand worries resurfaced', 'oil', 'down'),
+    ('Brent crude dropped below $70 a barrel', 'oil', 'down'),
+    ('Crude prices are falling again this morning', 'oil', 'down'),
+    ('Oil suffered its steepest weekly loss since March', 'oil', 'down'),
+    ('WTI slumped after a big rise in US stockpiles', 'oil', 'down'),
+    ('Oil prices slipped as OPEC pumped more', 'oil', 'down'),
+    ('Crude tumbled 6% in a broad commodity selloff', 'oil', 'down'),
+    ('oil dumping hard rn', 'oil', 'down'),
+    ('Oil fell for a second week on weak Chinese imports', 'oil', 'down'),
+    ('The price of crude plunged overnight', 'oil', 'down'),
+    ('Gold was flat in quiet holiday trading', 'gold', 'none'),
+    ('Gold prices held steady on Monday', 'gold', 'none'),
+    ('Oil prices were little changed after the report', 'oil', 'none'),
+    ('Crude traded flat as investors awaited OPEC', 'oil', 'none'),
+    ('What is everyone expecting from gold this quarter?', 'gold', 'none'),
+    ('Oil hovered near $75 for most of the session', 'oil', 'none'),
+    ('Silver jumped 4% on industrial demand', 'other', 'up'),
+    ('The Nasdaq closed sharply lower on Friday', 'other', 'down'),
+    ('Bitcoin surged past $100,000', 'other', 'up'),
+    ('Copper prices slid on weak Chinese data', 'other', 'down'),
+    ('The euro fell to a two-year low against the dollar', 'other', 'down'),
+    ('Natural gas prices soared during the cold snap', 'other', 'up'),
+    ('Tesla shares tumbled after the earnings miss', 'other', 'down'),
+    ('Wheat futures rallied on drought fears', 'other', 'up'),
+    ('The S&P 500 hit another record high', 'other', 'up'),
+    ('Treasury yields dropped after the jobs data', 'other', 'down'),
+    ('Japanese stocks rose for a third day', 'other', 'up'),
+    ('Cocoa prices crashed from their record', 'other', 'down'),
+    ('Platinum edged lower in thin trade', 'other', 'down'),
+    ('Global markets were calm ahead of the holiday', 'other', 'none'),
+]
+
 
 def _tweets(rows: list[tuple[str, str, str]]) -> list[Tweet]:
     return [Tweet(text, asset, _DIRECTION[direction]) for text, asset, direction in rows]
@@ -178,21 +245,33 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=DEMO_HEAD_OPTIONS["hidden"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training argument, the value read as JSON (repeatable)")
+    parser.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --on-prior: a training argument of the task prior (prior_max_epochs=12)")
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
+    parser.add_argument("--misses", action="store_true",
+                        help="at the end, every sentence of the demo's own and GUIDE that a trader got wrong in at "
+                             "least a quarter of the seeds (CHECK's and FRESH's are not shown: they choose nothing)")
     options = parser.parse_args()
     extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
+    prior_extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.prior_set)}
     base = get_base_model()
-    sets = {"demo's own": HANDWRITTEN_TWEETS, "guide": _tweets(GUIDE), "check": _tweets(CHECK)}
+    sets = {"demo's own": HANDWRITTEN_TWEETS, "guide": _tweets(GUIDE), "check": _tweets(CHECK),
+            "fresh": _tweets(FRESH)}
     shares: dict[str, list[float]] = {name: [] for name in sets}
+    missed: dict[tuple[str, str, str], int] = {}
     for seed in range(options.seeds):
         rows = demo_rows(n_per_user=options.labels_per_user, seed=seed)
+        generated = {row["text"].lower() for row in rows}
+        for name in ("guide", "check", "fresh"):  # a sentence the labels contain would not be new
+            if any(tweet.text.lower() in generated for tweet in sets[name]):
+                raise SystemExit(f"seed {seed}: the generator produced a sentence of {name.upper()}")
         line = [f"seed {seed}:"]
         prior, cache = None, ActivationCache(max_bytes=2 << 30)
         if options.on_prior:
-            default = TrainingArguments(seed=seed)
+            default = TrainingArguments(seed=seed, **prior_extra)
             prior = Trainer(base, default.for_prior(), [row["text"] for row in rows], [row["label"] for row in rows],
                             LABELS, cache=cache, annotators=[row["user"] for row in rows]).train()
-            args = dataclasses.replace(default, head_hidden=options.hidden, **extra)
+            args = dataclasses.replace(TrainingArguments(seed=seed), head_hidden=options.hidden, **extra)
         else:
             args = TrainingArguments(method="head", method_options={"hidden": options.hidden}, seed=seed,
                                      train_scope="all", **extra)
@@ -205,11 +284,19 @@ def main() -> None:
                 predicted = trainer.predict_proba([tweet.text for tweet in tweets]).argmax(1).tolist()
                 share = float(np.mean([LABELS[i] == label_for(user, tweet) for i, tweet in zip(predicted, tweets)]))
                 shares[name].append(share)
+                for index, tweet in zip(predicted, tweets):
+                    if name in ("demo's own", "guide") and LABELS[index] != label_for(user, tweet):
+                        key = (name, user.name, f"{tweet.text} -> {LABELS[index]}")
+                        missed[key] = missed.get(key, 0) + 1
                 line.append(f"{user.name} {name} {share:.2f}")
         print(" ".join(line), flush=True)
     for name, values in shares.items():
         print(f"{name} ({len(sets[name])} sentences): mean {np.mean(values):.3f}, lowest {np.min(values):.3f} "
               f"over {options.seeds} seeds and both traders")
+    if options.misses:
+        for (name, user_name, miss), count in sorted(missed.items(), key=lambda item: -item[1]):
+            if count * 4 >= options.seeds:
+                print(f"missed {count}/{options.seeds}: {name}, {user_name}: {miss}")
 
 
 if __name__ == "__main__":
