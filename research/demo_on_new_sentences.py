@@ -8,7 +8,9 @@ been printed once by then). ``--set key=value`` changes a training argument of t
 width; ``--on-prior`` trains a task prior on both traders' labels first (the default recipe's prior) and each
 trader's MLP head on it (``prior-mlp``). ``localize demo`` trains ``--on-prior --set head_ensemble=5``: five MLP heads
 per trader, averaged into one (``prior-mlp-averaged``). ``--misses`` lists the demo's own and GUIDE's sentences that
-a trader got wrong in at least a quarter of the seeds (never CHECK's or FRESH's).
+a trader got wrong in at least a quarter of the seeds (never CHECK's or FRESH's). ``--priors K`` trains K task priors
+from different seeds on the same labels, each trader's heads on each, and averages their probabilities (what serving
+an ensemble of priors would answer; the product serves one prior per task).
 
     python research/demo_on_new_sentences.py --seeds 12 --on-prior --set head_ensemble=5 --misses
 
@@ -22,6 +24,7 @@ import dataclasses
 import json
 
 import numpy as np
+import torch
 
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
@@ -247,6 +250,9 @@ def main() -> None:
                         help="a training argument, the value read as JSON (repeatable)")
     parser.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE",
                         help="with --on-prior: a training argument of the task prior (prior_max_epochs=12)")
+    parser.add_argument("--priors", type=int, default=1,
+                        help="with --on-prior: K task priors from seeds seed, seed + 1000, ... (each trader's heads "
+                             "trained on each), their probabilities averaged; the first is the one-prior run's")
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
     parser.add_argument("--misses", action="store_true",
                         help="at the end, every sentence of the demo's own and GUIDE that a trader got wrong in at "
@@ -266,22 +272,30 @@ def main() -> None:
             if any(tweet.text.lower() in generated for tweet in sets[name]):
                 raise SystemExit(f"seed {seed}: the generator produced a sentence of {name.upper()}")
         line = [f"seed {seed}:"]
-        prior, cache = None, ActivationCache(max_bytes=2 << 30)
+        runs = []  # (prior or None, the heads' arguments, its cache): one per task prior
         if options.on_prior:
-            default = TrainingArguments(seed=seed, **prior_extra)
-            prior = Trainer(base, default.for_prior(), [row["text"] for row in rows], [row["label"] for row in rows],
-                            LABELS, cache=cache, annotators=[row["user"] for row in rows]).train()
-            args = dataclasses.replace(TrainingArguments(seed=seed), head_hidden=options.hidden, **extra)
+            for k in range(options.priors):
+                cache = ActivationCache(max_bytes=2 << 30)
+                default = TrainingArguments(seed=seed + 1000 * k, **prior_extra)
+                prior = Trainer(base, default.for_prior(), [row["text"] for row in rows],
+                                [row["label"] for row in rows], LABELS, cache=cache,
+                                annotators=[row["user"] for row in rows]).train()
+                runs.append((prior, dataclasses.replace(TrainingArguments(seed=seed + 1000 * k),
+                                                        head_hidden=options.hidden, **extra), cache))
         else:
-            args = TrainingArguments(method="head", method_options={"hidden": options.hidden}, seed=seed,
-                                     train_scope="all", **extra)
+            runs.append((None, TrainingArguments(method="head", method_options={"hidden": options.hidden}, seed=seed,
+                                                 train_scope="all", **extra), ActivationCache(max_bytes=2 << 30)))
         for user in (JOHN, JANE):
             mine = [row for row in rows if row["user"] == user.name]
-            trainer = Trainer(base, args, [row["text"] for row in mine], [row["label"] for row in mine], LABELS,
-                              init=prior, cache=cache)
-            trainer.train()
+            trainers = []
+            for prior, args, cache in runs:
+                trainer = Trainer(base, args, [row["text"] for row in mine], [row["label"] for row in mine], LABELS,
+                                  init=prior, cache=cache)
+                trainer.train()
+                trainers.append(trainer)
             for name, tweets in sets.items():
-                predicted = trainer.predict_proba([tweet.text for tweet in tweets]).argmax(1).tolist()
+                texts = [tweet.text for tweet in tweets]
+                predicted = torch.stack([t.predict_proba(texts) for t in trainers]).mean(0).argmax(1).tolist()
                 share = float(np.mean([LABELS[i] == label_for(user, tweet) for i, tweet in zip(predicted, tweets)]))
                 shares[name].append(share)
                 for index, tweet in zip(predicted, tweets):
