@@ -21,10 +21,10 @@ import torch
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.map_head import class_weights_for, solve_map_head
 from localize.recipe_choice import FOLDS, _user_scores, choice_fold
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
+from user_heads import fit_user_map_head
 
 
 def main() -> None:
@@ -57,12 +57,7 @@ def main() -> None:
                 scored = [r for r in rows if r.user == user and r.text in held]
                 if len(own) < defaults.min_labels or not scored:
                     continue
-                x = torch.stack([encoded[r.text] for r in own])
-                y = torch.tensor([labels.index(r.label) for r in own])
-                counts = np.bincount(y.numpy(), minlength=len(labels)).astype(float)
-                weights = torch.tensor(class_weights_for(counts, defaults.class_weighting), dtype=torch.float32)
-                weight, bias = solve_map_head(x, y, center, strength=defaults.head_prior_strength,
-                                              class_weights=weights)
+                weight, bias = fit_user_map_head(encoded, own, labels, center, defaults)
                 logits = torch.stack([encoded[r.text] for r in scored]) @ weight.T + bias
                 probabilities[user].append(torch.softmax(logits.detach(), -1))
                 predicted.setdefault((user, f"seed {seed}"), []).extend(logits.argmax(1).tolist())
