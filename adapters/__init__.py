@@ -6,7 +6,7 @@ Adding a method means adding one module that subclasses :class:`AdapterMethod` a
 from __future__ import annotations
 
 # Importing registers them.
-from localize.adapters import head, ia3, lora, prefix_tuning, prompt_tuning  # noqa: E402,F401
+from localize.adapters import head, ia3, lora, lora_stack, prefix_tuning, prompt_tuning  # noqa: E402,F401
 from localize.adapters.base import (
     AdapterMethod,
     BatchHooks,

@@ -127,6 +127,16 @@ class AdapterMethod(ABC):
         """Hooks for a batch. Tensors in ``params`` either have a leading ``[batch]`` dimension (each row its own
         user's) or none (one user's, shared by every row)."""
 
+    @property
+    def pooled_width(self) -> int:
+        """The width of the pooled encoding this method's forward ends in (the head's input)."""
+        return self.dims.hidden_size
+
+    def members(self, params: dict[str, torch.Tensor]) -> list[tuple[AdapterMethod, dict[str, torch.Tensor]]] | None:
+        """For a method that runs as several adapters side by side (their pooled encodings concatenated): each
+        one's method and parameters. ``None`` for a method that runs through its own hooks."""
+        return None
+
     def peft_config(self) -> PeftConfig | None:
         """PEFT's config for this adapter, or ``None`` where PEFT cannot express it."""
         return None

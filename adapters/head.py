@@ -29,12 +29,17 @@ UP, UP_BIAS, DOWN = "pooled_mlp.up.weight", "pooled_mlp.up.bias", "pooled_mlp.do
 class HeadConfig(MethodConfig):
     hidden: int = field(default=0, metadata={"help": "Width of the residual MLP before the head; 0 (the default) for linear."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout inside the MLP while training."})
+    input_width: int = field(default=0, metadata={"help": "The width of the encoding the head reads; 0 (the default) "
+                                                          "for the base's hidden size. A head on several task "
+                                                          "priors side by side reads their encodings concatenated."})
 
     def __post_init__(self) -> None:
         if not 0 <= self.hidden <= 8192:
             raise ValueError(f"head hidden={self.hidden} must be in 0..8192")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"head dropout={self.dropout} must be in [0, 1)")
+        if self.input_width < 0:
+            raise ValueError(f"head input_width={self.input_width} must be >= 0")
 
 
 class _MlpHooks(BatchHooks):
@@ -55,8 +60,12 @@ class HeadMethod(AdapterMethod):
     def start_layer(self) -> int:
         return self.dims.num_layers
 
+    @property
+    def pooled_width(self) -> int:
+        return self.config.input_width or self.dims.hidden_size
+
     def init_params(self, base, generator) -> dict[str, torch.Tensor]:
-        width, hidden = self.config.hidden, self.dims.hidden_size
+        width, hidden = self.config.hidden, self.pooled_width
         if width == 0:
             return {}
         bound = 1.0 / math.sqrt(hidden)

@@ -119,6 +119,10 @@ class ActivationCache:
         ``progress(done, total)`` follows the texts that had to be run."""
         from localize.engine import encode_pooled
 
+        members = encoder.members()
+        if members is not None:  # priors side by side: each member's encodings are cached (and reused) on their own
+            parts = [self.encoded(base, member, texts, batch_size, progress) for member in members]
+            return [torch.cat(row) for row in zip(*parts)]
         keys = [(base.dims.model_id, base.max_seq_length, "encoded", encoder.fingerprint, text_hash(t)) for t in texts]
         found = [self._get(key) for key in keys]
         missing = sorted((i for i, value in enumerate(found) if value is None), key=lambda i: len(texts[i]))

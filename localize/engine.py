@@ -63,6 +63,22 @@ class AdapterWeights:
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
+    def members(self) -> list[AdapterWeights] | None:
+        """For adapters side by side (several task priors): each member as an adapter of its own, its head the
+        stack's block for it times their number (the stack's head is their heads side by side over that number; the
+        members' biases were averaged, so each gets the mean). ``None`` for any other adapter."""
+        parts = self.method.members(self.params)
+        if parts is None:
+            return None
+        count, members = len(parts), []
+        for index, (method, params) in enumerate(parts):
+            width = method.pooled_width
+            head = {"weight": self.head["weight"][:, index * width:(index + 1) * width] * count,
+                    "bias": self.head["bias"]} if self.head else {}
+            members.append(AdapterWeights(method, params, head, self.labels, self.base_model_id,
+                                          meta={"member": index}))
+        return members
+
     @property
     def trainable_params(self) -> int:
         return sum(t.numel() for t in self.params.values()) + sum(t.numel() for t in self.head.values())
@@ -85,12 +101,13 @@ class AdapterWeights:
         if self.method.dims != base.dims:
             problems.append(f"its shapes {self.method.dims} differ from the base's {base.dims}")
         weight = self.head.get("weight")
-        if weight is None or weight.shape != (len(self.labels), base.dims.hidden_size):
+        # A head reads its own method's pooled encoding, or its encoder's (several priors' side by side are wider).
+        reads = (self.encoder or self).method
+        width = reads.pooled_width if reads.dims == base.dims else base.dims.hidden_size
+        if weight is None or weight.shape != (len(self.labels), width):
             shape = None if weight is None else tuple(weight.shape)
-            problems.append(
-                f"its head has shape {shape}, expected {(len(self.labels), base.dims.hidden_size)} "
-                f"for labels {self.labels}"
-            )
+            problems.append(f"its head has shape {shape}, expected {(len(self.labels), width)} "
+                            f"for labels {self.labels}")
         if self.encoder is not None:
             if self.method.start_layer != base.dims.num_layers or self.method.embeds_inputs:
                 problems.append(f"a {self.method.name} adapter cannot read a shared encoder (only heads can)")
@@ -143,7 +160,12 @@ def forward_pooled(
     training: bool = False,
     pooled_dropout: float = 0.0,
 ) -> torch.Tensor:
-    """What :func:`forward_logits` feeds the head: the pooled encoding ``[batch, hidden]`` (float32)."""
+    """What :func:`forward_logits` feeds the head: the pooled encoding ``[batch, method.pooled_width]`` (float32)."""
+    members = method.members(params)
+    if members is not None:  # adapters side by side: each runs on its own, their encodings are concatenated
+        return torch.cat([forward_pooled(base, member, member_params, start_hidden, mask, input_ids=input_ids,
+                                         training=training, pooled_dropout=pooled_dropout)
+                          for member, member_params in members], dim=-1)
     hooks = method.hooks(params, training=training)
     if method.position_offset:
         hidden = base.embed(input_ids, position_offset=method.position_offset)
@@ -443,7 +465,7 @@ class Engine:
 
     def _encode(self, encoder: AdapterWeights, members: list[int], text_of_row: torch.Tensor,
                 frozen: dict[int, torch.Tensor], input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``encoder``'s pooled encodings ``[distinct texts, hidden]`` (rows for texts no member reads stay zero)."""
+        """``encoder``'s pooled encodings ``[distinct texts, width]`` (rows for texts no member reads stay zero)."""
         base = self.base
         if encoder.slot is not None:
             with self._lock:  # a private copy: a resident encoder's slot could be reused once the lock is released
@@ -453,8 +475,8 @@ class Engine:
             encoder = AdapterWeights(encoder.method, _on(encoder.params, base.device), {}, encoder.labels,
                                      encoder.base_model_id)
         texts = text_of_row.index_select(0, torch.tensor(members, device=base.device)).unique()
-        table = torch.zeros(mask.shape[0], base.dims.hidden_size, device=base.device)
         method = encoder.method
+        table = torch.zeros(mask.shape[0], method.pooled_width, device=base.device)
         for start in range(0, len(texts), self.batch_size):
             part = texts[start : start + self.batch_size]
             if method.embeds_inputs:

@@ -50,6 +50,32 @@ def merge_mlp_heads(members: Sequence[Head]) -> Head:
     return params, {"weight": weight, "bias": bias}
 
 
+def merge_heads_on_blocks(members: Sequence[Head], block_width: int) -> Head:
+    """One head on the concatenation of ``len(members)`` encodings (``block_width`` each) whose logits are the mean of
+    the ``members``' logits, member ``k`` reading block ``k`` (a user's heads on several task priors side by side).
+    Linear members give their weights side by side over ``K`` and their mean bias; MLP members are padded with zeros
+    to read and write only their own block, which leaves each one's logits unchanged, and then merged as one."""
+    count = len(members)
+    if not count:
+        raise ValueError("merging heads needs at least one head")
+
+    def padded(tensor: torch.Tensor, index: int, dim: int) -> torch.Tensor:
+        shape = list(tensor.shape)
+        shape[dim] = block_width * count
+        wide = tensor.new_zeros(shape)
+        wide.narrow(dim, index * block_width, block_width).copy_(tensor)
+        return wide
+
+    if all(not mlp for mlp, _ in members):
+        return {}, {"weight": torch.cat([head["weight"] for _, head in members], dim=1) / count,
+                    "bias": torch.stack([head["bias"] for _, head in members]).mean(0)}
+    if not all(mlp for mlp, _ in members):
+        raise ValueError("heads on blocks must all be linear or all have an MLP")
+    wide = [({UP: padded(mlp[UP], k, 1), UP_BIAS: mlp[UP_BIAS], DOWN: padded(mlp[DOWN], k, 0)},
+             {"weight": padded(head["weight"], k, 1), "bias": head["bias"]}) for k, (mlp, head) in enumerate(members)]
+    return merge_mlp_heads(wide)
+
+
 def member_arguments(args: TrainingArguments, index: int) -> TrainingArguments:
     """The ``index``-th member's arguments (from 0): the same, from seed ``args.seed + index``."""
     return dataclasses.replace(args, seed=args.seed + index, head_ensemble=1)
@@ -63,4 +89,4 @@ def serve_as_one(target: TrainableAdapter, members: Sequence[TrainableAdapter]) 
     target.method = make_method("head", {"hidden": params[UP].shape[0]}, target.base.dims)
 
 
-__all__ = ["member_arguments", "merge_mlp_heads", "serve_as_one"]
+__all__ = ["member_arguments", "merge_heads_on_blocks", "merge_mlp_heads", "serve_as_one"]

@@ -64,6 +64,12 @@ MLP_HEAD_HIDDEN = 256
 # MLP heads per user in ``prior-mlp-averaged`` (``head_ensemble``): an early-stopped MLP head moves with its seed
 # (starting weights, dropout, batch order), and five average much of that away (reports/findings.md, round 15).
 MLP_HEADS = 5
+# Task priors side by side in the ``prior3-`` candidates (``prior_members``): each user's heads on every prior,
+# averaged, remove much of one prior's seed-to-seed luck (reports/findings.md, round 19). Each prior costs its
+# training again, and its tuned layers run once more per text at serving, so they are tried on tasks of up to
+# ``STACKED_PRIORS_MAX_ROWS`` labels, whose priors train in a minute or two.
+STACKED_PRIORS = 3
+STACKED_PRIORS_MAX_ROWS = 20_000
 
 
 class _OverBudget(Exception):
@@ -78,6 +84,15 @@ class Candidate:
     args: TrainingArguments
     description: str
     per_user_encoder: bool = False  # trains encoder weights per user: minutes per user on a CPU
+    max_rows: int | None = None  # tried only on tasks of at most this many labels
+
+    def skipped_for(self, rows: int) -> str | None:
+        """Why this candidate is not tried on a task of ``rows`` labels, or None."""
+        if self.max_rows is not None and rows > self.max_rows:
+            return (f"the task has {rows:,} labels; {self.args.prior_members} priors side by side are tried on "
+                    f"tasks of up to {self.max_rows:,} (each trains as long as one prior, and serving runs the "
+                    "tuned layers once per prior)")
+        return None
 
     def uses_prior(self) -> bool:
         return self.args.init_from_prior
@@ -100,6 +115,15 @@ def candidate_recipes() -> list[Candidate]:
                                                             head_ensemble=MLP_HEADS),
                   f"{MLP_HEADS} residual MLP heads per user on the same task prior, from {MLP_HEADS} seeds, served as "
                   "one that averages them (less of one seed's luck); their first heads are prior-mlp's"),
+        Candidate(f"prior{STACKED_PRIORS}-head", dataclasses.replace(default, prior_members=STACKED_PRIORS),
+                  f"prior-head's linear heads on {STACKED_PRIORS} task priors (seeds 0 to {STACKED_PRIORS - 1}) side "
+                  "by side: each user's head on each prior, their logits averaged (less of one prior's luck; the "
+                  f"tuned layers run {STACKED_PRIORS} times per text)", max_rows=STACKED_PRIORS_MAX_ROWS),
+        Candidate(f"prior{STACKED_PRIORS}-mlp-averaged",
+                  dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN, head_ensemble=MLP_HEADS,
+                                      prior_members=STACKED_PRIORS),
+                  f"prior-mlp-averaged's heads on the same {STACKED_PRIORS} task priors side by side, all averaged",
+                  max_rows=STACKED_PRIORS_MAX_ROWS),
         Candidate("prior-lora", dataclasses.replace(default, train_scope="all", max_epochs=8),
                   "LoRA per user, started from the task prior (the prior's layers tuned on the user's own labels)",
                   per_user_encoder=True),
@@ -220,7 +244,7 @@ def choose_recipe(
         splits = [held]
     else:
         splits = [{t for t in texts if choice_fold(t, folds) == k} for k in range(folds)]
-    results = [CandidateResult(c.name, c.description) for c in candidates]
+    results = [CandidateResult(c.name, c.description, skipped=c.skipped_for(len(rows))) for c in candidates]
     result_of = {r.name: r for r in results}
     first_head_of = _first_head_partners(candidates)  # a lone head's candidate -> the averaged heads' candidate
     fit_order = sorted(candidates, key=lambda c: c.name in first_head_of)  # the averaged heads before their first

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
                                 "its encoding), or an adapter method trained per user (lora, ia3, prompt_tuning, ...).")
     recipe_candidates: str | None = Field(None, description="The recipes whole-task training chooses between, "
                                           "comma-separated (prior-head, pooled-head, prior-mlp, prior-mlp-averaged, "
-                                          "prior-lora); unset: "
+                                          "prior3-head, prior3-mlp-averaged, prior-lora); unset: "
                                           "all of them. Fewer candidates choose faster.")
     worker_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker records it is alive.")
     worker_dead_after_seconds: float = Field(

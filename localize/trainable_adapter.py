@@ -47,7 +47,7 @@ class TrainableAdapter:
         self.annotator_offsets = {}
         if self.annotations is not None:
             shape = (self.num_annotators, len(self.label_set))
-            self.annotator_offsets = {"weight": torch.zeros(*shape, self.base.dims.hidden_size, device=self.base.device),
+            self.annotator_offsets = {"weight": torch.zeros(*shape, self.method.pooled_width, device=self.base.device),
                                       "bias": torch.zeros(*shape, device=self.base.device)}
 
     def _initial_parameters(self, init: AdapterWeights | None, generator: torch.Generator,
@@ -63,7 +63,10 @@ class TrainableAdapter:
                                               {}, init.labels, init.base_model_id, version=init.version,
                                               meta=dict(init.meta))
             if self.method.name != "head" or self.encoder is not None:
-                self.method = make_method("head", {"hidden": self.args.head_hidden}, self.base.dims)
+                options = {"hidden": self.args.head_hidden}
+                if self.encoder is not None and self.encoder.method.pooled_width != self.base.dims.hidden_size:
+                    options["input_width"] = self.encoder.method.pooled_width  # several priors side by side
+                self.method = make_method("head", options, self.base.dims)
             elif self.args.head_hidden:  # a head on the frozen base: head_hidden is its MLP, as for any head user
                 options = {**self.args.method_options, "hidden": self.args.head_hidden}
                 self.method = make_method("head", options, self.base.dims)
@@ -85,7 +88,7 @@ class TrainableAdapter:
             head = {k: v.detach().clone().float().to(device) for k, v in init.head.items()}
             return params, head
         params = {k: v.to(device) for k, v in self.method.init_params(self.base, generator).items()}
-        head = {k: v.to(device) for k, v in init_head(len(self.label_set), self.base.dims.hidden_size, generator).items()}
+        head = {k: v.to(device) for k, v in init_head(len(self.label_set), self.method.pooled_width, generator).items()}
         return params, head
 
     # -- the rows it reads ------------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ class TrainableAdapter:
         length: in the split's order a chunk pads to its longest row, about three times the work on tweets."""
         rows = len(split.texts)
         if not rows:
-            return torch.empty(0, self.base.dims.hidden_size, device=self.base.device)
+            return torch.empty(0, self.method.pooled_width, device=self.base.device)
         lengths = row_lengths(split)
         order = sorted(range(rows), key=lengths.__getitem__) if lengths is not None else list(range(rows))
         with torch.no_grad():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from localize.adapters import available_methods, get_method
+from localize.adapters.lora_stack import MAX_MEMBERS
 from localize.recipes import DEFAULT_RECIPE, DEFAULT_RECIPE_METHOD
 
 CLASS_WEIGHTINGS = ("balanced", "sqrt", "none")
@@ -109,6 +110,11 @@ class TrainingArguments:
                                               "None: the recommended recipe's (sqrt), or class_weighting."})
     prior_lr_schedule: str | None = field(default=None, metadata={"help": "The task prior's learning-rate schedule; "
                                           "None: the recommended recipe's (linear), or lr_schedule."})
+    prior_members: int = field(default=1, metadata={"help": "How many task priors are trained, from seeds seed, "
+                               "seed + 1, ..., and served side by side (a LoRA stack): each user's head reads all "
+                               "of them and answers with the mean of the heads it would have on each, which removes "
+                               "much of one prior's seed-to-seed luck. Costs the prior's training and its tuned "
+                               "layers at serving that many times; 1: one prior. Needs a LoRA prior."})
     merge_duplicate_texts: bool = field(default=True, metadata={"help": "Rows that repeat a text (the task prior's "
                                         "pooled labels) train once, with each label's share as a soft target."})
     annotator_loss_weight: float = field(default=1.0, metadata={"help": "When the rows name who labelled them and "
@@ -218,6 +224,9 @@ class TrainingArguments:
              f"prior_learning_rate={self.prior_learning_rate} must be > 0"),
             (self.prior_max_epochs is None or self.prior_max_epochs >= 1,
              f"prior_max_epochs={self.prior_max_epochs} must be >= 1"),
+            (1 <= self.prior_members <= MAX_MEMBERS, f"prior_members={self.prior_members} must be in 1..{MAX_MEMBERS}"),
+            (self.prior_members == 1 or self.method == "lora",
+             f"prior_members={self.prior_members} stacks LoRA task priors; method {self.method!r} is not LoRA"),
         ]
         for ok, message in checks:
             if not ok:
@@ -233,6 +242,9 @@ class TrainingArguments:
         user_only = {name: TrainingArguments.__dataclass_fields__[name].default
                      for name in ("head_fit", "head_prior_strength", "head_hidden", "head_ensemble",
                                   "temperature_scale", "added_uniform_share", "decision_offsets")}  # users' heads
+        if self.prior_members > 1:  # the priors side by side: their LoRA options, as a stack's
+            user_only.update(method="lora_stack", method_options={**self.method_options, "members": self.prior_members},
+                             prior_members=1)
         return dataclasses.replace(self, train_scope="all", init_from_prior=False, early_stopping="loss", **user_only,
                                    calibrate=False, patience=self.prior_patience or self.patience,
                                    max_epochs=self.prior_max_epochs or self.max_epochs,

@@ -30,6 +30,7 @@ from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.demo import DEMO_HEAD_OPTIONS
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
+from lora_soup import merge_lora_priors
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 
@@ -253,6 +254,9 @@ def main() -> None:
     parser.add_argument("--priors", type=int, default=1,
                         help="with --on-prior: K task priors from seeds seed, seed + 1000, ... (each trader's heads "
                              "trained on each), their probabilities averaged; the first is the one-prior run's")
+    parser.add_argument("--soup", action="store_true",
+                        help="with --priors K: the K priors start from the first's LoRA and head and are served as one "
+                             "(the mean of their weight updates, lora_soup.py); each trader's heads train once")
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
     parser.add_argument("--misses", action="store_true",
                         help="at the end, every sentence of the demo's own and GUIDE that a trader got wrong in at "
@@ -274,14 +278,26 @@ def main() -> None:
         line = [f"seed {seed}:"]
         runs = []  # (prior or None, the heads' arguments, its cache): one per task prior
         if options.on_prior:
+            start = None  # with --soup: the first prior's starting LoRA and head, where every prior starts
             for k in range(options.priors):
                 cache = ActivationCache(max_bytes=2 << 30)
                 default = TrainingArguments(seed=seed + 1000 * k, **prior_extra)
-                prior = Trainer(base, default.for_prior(), [row["text"] for row in rows],
-                                [row["label"] for row in rows], LABELS, cache=cache,
-                                annotators=[row["user"] for row in rows]).train()
-                runs.append((prior, dataclasses.replace(TrainingArguments(seed=seed + 1000 * k),
-                                                        head_hidden=options.hidden, **extra), cache))
+                trainer = Trainer(base, default.for_prior(), [row["text"] for row in rows],
+                                  [row["label"] for row in rows], LABELS, cache=cache,
+                                  annotators=[row["user"] for row in rows])
+                trainer.prepare()
+                if options.soup and start is None:
+                    start = ({n: v.clone() for n, v in trainer.params.items()},
+                             {n: v.clone() for n, v in trainer.head.items()})
+                elif options.soup:
+                    trainer.adapter.params = {n: v.clone() for n, v in start[0].items()}
+                    trainer.adapter.head = {n: v.clone() for n, v in start[1].items()}
+                trainer.fit()
+                runs.append((trainer.result(), dataclasses.replace(TrainingArguments(seed=seed + 1000 * k),
+                                                                   head_hidden=options.hidden, **extra), cache))
+            if options.soup:
+                runs = [(merge_lora_priors([prior for prior, _, _ in runs], base.dims), runs[0][1],
+                         ActivationCache(max_bytes=2 << 30))]
         else:
             runs.append((None, TrainingArguments(method="head", method_options={"hidden": options.hidden}, seed=seed,
                                                  train_scope="all", **extra), ActivationCache(max_bytes=2 << 30)))

@@ -21,9 +21,10 @@ import torch
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.recipe_choice import FOLDS, _user_scores, choice_fold
+from localize.recipe_choice import FOLDS, HOLDOUT_FRACTION, SMALL_TASK_TEXTS, _user_scores, choice_fold
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
+from lora_soup import merge_lora_priors
 from user_heads import fit_user_map_head
 
 
@@ -31,6 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--shared-init", action="store_true",
+                        help="every seed's prior starts from seed 0's LoRA and head (only order and dropout differ)")
     options = parser.parse_args()
     data, base = load_eval_data(options.data), get_base_model()
     rows, labels = data.train, data.labels
@@ -40,44 +43,74 @@ def main() -> None:
     # per (user, seed or "ensemble"): targets and predictions over the folds
     truth: dict[str, list[int]] = {u: [] for u in users}
     predicted: dict[tuple[str, str], list[int]] = {}
-    for fold in range(FOLDS):
-        held = {t for t in texts if choice_fold(t, FOLDS) == fold}
+    # As the choice splits: a small task in FOLDS folds by text, a large one holds out one fifth of its texts once.
+    if len(texts) < SMALL_TASK_TEXTS:
+        splits = [{t for t in texts if choice_fold(t, FOLDS) == fold} for fold in range(FOLDS)]
+    else:
+        splits = [{t for t in texts if choice_fold(t, round(1 / HOLDOUT_FRACTION)) == 0}]
+    for fold, held in enumerate(splits):
         train_rows = [r for r in rows if r.text not in held]
-        probabilities: dict[str, list[torch.Tensor]] = {u: [] for u in users}
+        fold_priors = []
         for seed in range(options.seeds):
             cache = ActivationCache(max_bytes=4 << 30)
             trainer = Trainer(base, TrainingArguments(seed=seed).for_prior(), [r.text for r in train_rows],
                               [r.label for r in train_rows], labels, cache=cache,
                               annotators=[r.user for r in train_rows])
-            prior = trainer.train()
-            encoded = dict(zip(texts, cache.encoded(base, prior, texts, batch_size=128)))
-            center = {k: v.detach() for k, v in trainer.head.items()}
-            for user in users:
-                own = [r for r in train_rows if r.user == user]
-                scored = [r for r in rows if r.user == user and r.text in held]
-                if len(own) < defaults.min_labels or not scored:
-                    continue
-                weight, bias = fit_user_map_head(encoded, own, labels, center, defaults)
-                logits = torch.stack([encoded[r.text] for r in scored]) @ weight.T + bias
-                probabilities[user].append(torch.softmax(logits.detach(), -1))
-                predicted.setdefault((user, f"seed {seed}"), []).extend(logits.argmax(1).tolist())
+            trainer.prepare()
+            if options.shared_init:  # every seed starts from seed 0's LoRA and head; order and dropout still differ
                 if seed == 0:
-                    truth[user].extend(labels.index(r.label) for r in scored)
+                    start = ({k: v.clone() for k, v in trainer.params.items()},
+                             {k: v.clone() for k, v in trainer.head.items()})
+                else:
+                    trainer.adapter.params = {k: v.clone() for k, v in start[0].items()}
+                    trainer.adapter.head = {k: v.clone() for k, v in start[1].items()}
+            trainer.fit()
+            prior = trainer.result()
+            fold_priors.append((prior, {k: v.detach() for k, v in trainer.head.items()}))
             print(f"fold {fold + 1}, seed {seed}: prior kept epoch {trainer.metrics.get('best_epoch')}", flush=True)
-        for user, parts in probabilities.items():
-            if parts:
-                predicted.setdefault((user, "ensemble"), []).extend(torch.stack(parts).mean(0).argmax(1).tolist())
+        soup = merge_lora_priors([p for p, _ in fold_priors], base.dims)
+        soup_center = {k: torch.stack([h[k] for _, h in fold_priors]).mean(0) for k in fold_priors[0][1]}
+        encodings = {}  # per variant: {text: pooled vector}
+        centers = {}
+        for name, (prior, center) in [*((f"seed {s}", fp) for s, fp in enumerate(fold_priors)),
+                                      ("soup", (soup, soup_center))]:
+            cache = ActivationCache(max_bytes=4 << 30)
+            encodings[name] = dict(zip(texts, cache.encoded(base, prior, texts, batch_size=128)))
+            centers[name] = center
+        seeds = [f"seed {s}" for s in range(options.seeds)]
+        # One head on the seeds' encodings side by side, pulled toward their heads side by side (each / K), which
+        # starts where the mean of their logits is.
+        encodings["concat"] = {t: torch.cat([encodings[n][t] for n in seeds]) for t in texts}
+        centers["concat"] = {"weight": torch.cat([centers[n]["weight"] for n in seeds], dim=1) / len(seeds),
+                             "bias": torch.stack([centers[n]["bias"] for n in seeds]).mean(0)}
+        for user in users:
+            own = [r for r in train_rows if r.user == user]
+            scored = [r for r in rows if r.user == user and r.text in held]
+            if len(own) < defaults.min_labels or not scored:
+                continue
+            truth[user].extend(labels.index(r.label) for r in scored)
+            logits = {}
+            for name, encoded in encodings.items():
+                weight, bias = fit_user_map_head(encoded, own, labels, centers[name], defaults)
+                logits[name] = (torch.stack([encoded[r.text] for r in scored]) @ weight.T + bias).detach()
+                predicted.setdefault((user, name), []).extend(logits[name].argmax(1).tolist())
+            mean_probability = torch.stack([torch.softmax(logits[n], -1) for n in seeds]).mean(0)
+            predicted.setdefault((user, "ensemble"), []).extend(mean_probability.argmax(1).tolist())
+            mean_logits = torch.stack([logits[n] for n in seeds]).mean(0)
+            predicted.setdefault((user, "ensemble of logits"), []).extend(mean_logits.argmax(1).tolist())
     scored_users = [u for u in users if truth[u]]
     table = {}
-    for name in [f"seed {s}" for s in range(options.seeds)] + ["ensemble"]:
+    variants = ["ensemble", "ensemble of logits", "concat", "soup"]
+    for name in [f"seed {s}" for s in range(options.seeds)] + variants:
         per_user = np.array([_user_scores(truth[u], predicted[(u, name)], len(labels)) for u in scored_users])
         table[name] = per_user
         print(f"{name}: accuracy {per_user[:, 0].mean():.4f}, macro-F1 {per_user[:, 1].mean():.4f}, "
               f"score {per_user.mean():.4f}", flush=True)
     singles = np.mean([table[f"seed {s}"] for s in range(options.seeds)], axis=0)
-    difference = table["ensemble"].mean(1) - singles.mean(1)  # per user: ensemble's score minus a seed's mean
-    print(f"ensemble minus the seeds' mean, per user ({len(scored_users)} users): {difference.mean():+.4f} "
-          f"(standard error {difference.std(ddof=1) / len(difference) ** 0.5:.4f})", flush=True)
+    for name in variants:
+        difference = table[name].mean(1) - singles.mean(1)  # per user: its score minus a seed's mean
+        print(f"{name} minus the seeds' mean, per user ({len(scored_users)} users): {difference.mean():+.4f} "
+              f"(standard error {difference.std(ddof=1) / len(difference) ** 0.5:.4f})", flush=True)
 
 
 if __name__ == "__main__":

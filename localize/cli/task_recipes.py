@@ -76,7 +76,8 @@ def _seconds(candidate: dict) -> str:
 def tasks_recipe(
     name: str,
     pin: Annotated[Optional[str], typer.Option(help="Pin this recipe: prior-head, pooled-head, prior-mlp, "
-                                               "prior-mlp-averaged or prior-lora.")] = None,
+                                               "prior-mlp-averaged, prior3-head, prior3-mlp-averaged or "
+                                               "prior-lora.")] = None,
     unpin: Annotated[bool, typer.Option("--unpin", help="Let the next whole-task training choose again.")] = False,
 ) -> None:
     """Pin the recipe a task's users train with, or unpin it. Users' next jobs use it; `localize train --task T

@@ -15,7 +15,7 @@ from localize.adapters.prompt_tuning import PromptTuningConfig
 from localize.base_model import BaseDims
 
 DIMS = BaseDims(model_id="test/tiny", hidden_size=8, num_layers=4, num_heads=2, intermediate_size=16)
-BUILTIN = ["head", "ia3", "lora", "prefix_tuning", "prompt_tuning"]
+BUILTIN = ["head", "ia3", "lora", "lora_stack", "prefix_tuning", "prompt_tuning"]
 HeadConfig = get_method("head").config_class
 
 

@@ -91,7 +91,8 @@ def test_an_empty_body_trains_with_the_tasks_recipe_as_it_stands_when_the_job_ru
 def test_pinning_an_unknown_recipe_is_422_naming_the_candidates(ws, john):
     response = ws.client.put(f"/tasks/{TASK}/recipe", json={"recipe": "best"}, headers=ADMIN)
     assert response.status_code == 422
-    assert "recipe 'best' is not one of ['prior-head', 'pooled-head', 'prior-mlp', 'prior-mlp-averaged', 'prior-lora']" in response.json()["detail"]
+    assert ("recipe 'best' is not one of ['prior-head', 'pooled-head', 'prior-mlp', 'prior-mlp-averaged', "
+            "'prior3-head', 'prior3-mlp-averaged', 'prior-lora']") in response.json()["detail"]
     assert ws.client.put(f"/tasks/{TASK}/recipe", json={"recipe": "pooled-head"}, headers=john).status_code == 403
 
 

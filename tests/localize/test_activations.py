@@ -72,3 +72,20 @@ def test_without_bf16_matrix_units_a_scoring_cache_computes_in_float32(cpu_base,
     top = base.dims.num_layers
     scored = ScoringActivationCache(ActivationCache()).frozen_inputs(base, texts, top)
     assert all(torch.equal(a, b) for a, b in zip(scored, ActivationCache().frozen_inputs(base, texts, top)))
+
+
+def test_a_stacks_encodings_are_its_members_side_by_side_each_cached_once(base):
+    from localize.adapters import make_method
+    from localize.engine import AdapterWeights
+
+    method = make_method("lora_stack", {"r": 2, "layers": [-1], "sites": ["value"], "members": 2}, base.dims)
+    params = {k: v + 0.01 if "lora_B" in k else v
+              for k, v in method.init_params(base, torch.Generator().manual_seed(0)).items()}
+    stack = AdapterWeights(method, params, {}, ["a", "b"], base.dims.model_id)
+    texts = ["gold is up today", "oil slides"]
+    cache = ActivationCache()
+    encoded = cache.encoded(base, stack, texts)
+    misses, hits = cache.misses, cache.hits
+    members = [cache.encoded(base, member, texts) for member in stack.members()]
+    assert all(torch.equal(row, torch.cat(parts)) for row, *parts in zip(encoded, *members))
+    assert cache.misses == misses and cache.hits == hits + 2 * len(texts)  # the stack's run cached each member's

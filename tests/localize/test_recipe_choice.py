@@ -135,6 +135,20 @@ def test_a_per_user_encoder_over_the_time_budget_is_skipped_with_the_reason(base
     assert skipped.score is None and choice.winner == "mute-head" and choice.fold_winners == ["mute-head"] * 3
 
 
+def test_stacked_priors_are_scored_on_a_small_task_and_skipped_over_their_row_limit(base, trainers) -> None:
+    args = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, train_scope="head",
+                             prior_max_epochs=1, prior_members=2)
+    stacked = Candidate("stacked", args, "two tiny LoRA priors side by side", max_rows=len(_rows()))
+    too_big = Candidate("too-big", dataclasses.replace(args, head_prior_strength=1.0), "the same, capped lower",
+                        max_rows=len(_rows()) - 1)
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[stacked, too_big])
+    scored, skipped = choice.candidates
+    assert scored.score is not None and len(scored.fold_scores) == 3
+    assert skipped.score is None and skipped.skipped.startswith(f"the task has {len(_rows())} labels; 2 priors")
+    # One stack per fold (its two members train inside it), none for the skipped candidate.
+    assert len([t for t in trainers if t["prior"]]) == 3
+
+
 def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch) -> None:
     monkeypatch.setattr(recipe_choice, "PROGRESS_SECONDS", 0.0)
     heard: list[str] = []
@@ -145,7 +159,12 @@ def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch
 
 def test_the_candidates_are_named_and_the_default_comes_first() -> None:
     names = [c.name for c in recipe_choice.candidate_recipes()]
-    assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-mlp-averaged", "prior-lora"]
+    assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-mlp-averaged", "prior3-head",
+                     "prior3-mlp-averaged", "prior-lora"]
+    for name, single in (("prior3-head", "prior-head"), ("prior3-mlp-averaged", "prior-mlp-averaged")):
+        stacked = recipe_choice.candidate_named(name).args
+        assert stacked.prior_members == recipe_choice.STACKED_PRIORS > 1
+        assert dataclasses.replace(stacked, prior_members=1) == recipe_choice.candidate_named(single).args
     assert recipe_choice.candidate_named("prior-head").args == TrainingArguments()
     lone, averaged = (recipe_choice.candidate_named(name).args for name in ("prior-mlp", "prior-mlp-averaged"))
     assert (averaged.head_hidden, averaged.head_ensemble) == (recipe_choice.MLP_HEAD_HIDDEN, recipe_choice.MLP_HEADS)

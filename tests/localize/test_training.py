@@ -593,3 +593,71 @@ def test_the_engine_serves_a_versions_uniform_share_and_the_trainer_scores_with_
         assert [prediction.probabilities[label] for label in label_set] == pytest.approx(probabilities.tolist(),
                                                                                           abs=1e-4)
         assert prediction.label == max(before, key=before.get)
+
+
+# -- several task priors side by side (prior_members) -----------------------------------------------------------------
+STACKED = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, prior_max_epochs=2,
+                            validation_fraction=0.25, prior_members=2, train_scope="head")
+
+
+def _stacked_prior(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    trainer = Trainer(base, STACKED.for_prior(), texts + texts, john + jane, label_set,
+                      annotators=["john"] * 24 + ["jane"] * 24)
+    return trainer, trainer.train()
+
+
+def test_a_stack_of_priors_holds_the_priors_each_seed_trains_alone(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    trainer, stack = _stacked_prior(base, tiny_texts)
+    assert stack.method.name == "lora_stack" and stack.method.config.members == 2
+    assert stack.head["weight"].shape == (2, 2 * base.dims.hidden_size)
+    assert len(trainer.metrics["members"]) == 2
+    assert trainer.metrics["best_epoch"] == max(m["best_epoch"] for m in trainer.metrics["members"])
+    for index, member in enumerate(stack.members()):
+        alone = Trainer(base, dataclasses.replace(STACKED, prior_members=1, seed=index).for_prior(), texts + texts,
+                        john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24).train()
+        for key, value in alone.params.items():
+            assert torch.allclose(member.params[key], value, atol=1e-6), key
+        assert torch.allclose(member.head["weight"], alone.head["weight"], atol=1e-6)
+
+
+def test_a_users_map_head_on_a_stack_answers_with_the_mean_of_its_heads_on_each_prior(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    _, stack = _stacked_prior(base, tiny_texts)
+    user_args = dataclasses.replace(STACKED, calibrate=False)
+    user = Trainer(base, user_args, texts, john, label_set, init=stack)
+    weights = user.train()
+    assert weights.head["weight"].shape == (2, 2 * base.dims.hidden_size) and not weights.params
+    assert user.metrics["val_accuracy"] is not None and len(user.metrics["members"]) == 2
+    queries = ["Invoice 7 from Globex for desks", "Picnic with my cousins at the lake"]
+    alone = []
+    for index, member in enumerate(stack.members()):
+        trainer = Trainer(base, dataclasses.replace(user_args, seed=1000 * index), texts, john, label_set, init=member)
+        trainer.train()
+        alone.append(trainer.predict_logits(queries))
+    assert torch.allclose(user.predict_logits(queries), torch.stack(alone).mean(0), atol=1e-4)
+
+
+def test_mlp_heads_on_a_stack_are_served_as_trained(base, tiny_texts):
+    texts, john, _, label_set = tiny_texts
+    _, stack = _stacked_prior(base, tiny_texts)
+    user = Trainer(base, dataclasses.replace(STACKED, head_hidden=8, max_epochs=2), texts, john, label_set,
+                   init=stack)
+    weights = user.train()
+    assert weights.method.config.input_width == 2 * base.dims.hidden_size
+    assert weights.method.config.hidden == 16  # one MLP of width 8 on each prior, merged
+    queries = ["Invoice 7 from Globex for desks", "Picnic with my cousins at the lake", "VAT"]
+    served = Engine(base).predict([(weights, q) for q in queries])
+    probabilities = torch.tensor([[p.probabilities[label] for label in label_set] for p in served])
+    assert torch.allclose(probabilities, user.predict_proba(queries), atol=1e-5)
+
+
+def test_only_lora_priors_can_be_stacked():
+    with pytest.raises(ValueError, match="prior_members=2 stacks LoRA task priors; method 'ia3'"):
+        TrainingArguments(method="ia3", prior_members=2)
+    with pytest.raises(ValueError, match="prior_members=9 must be in 1..8"):
+        TrainingArguments(prior_members=9)
+    prior = TrainingArguments(prior_members=3).for_prior()
+    assert prior.method == "lora_stack" and prior.method_options["members"] == 3 and prior.prior_members == 1
+    assert prior.method_options["layers"] == TrainingArguments().for_prior().method_options["layers"]

@@ -164,3 +164,29 @@ def adapter_service_sha256(path) -> str:
     from localize.store import sha256
 
     return sha256(path.read_bytes())
+
+
+def test_a_task_with_several_priors_serves_heads_that_read_them_all_and_after_a_restart_alike(make_runtime) -> None:
+    runtime = make_runtime()
+    with session_scope(runtime.database) as session:
+        task = create_task(session=session, name="notes", labels=LABELS)
+        upsert_labels(session=session, task=task, rows=label_rows("john", TEXTS, JOHN_LABELS))
+        upsert_labels(session=session, task=task, rows=label_rows("jane", TEXTS, JANE_LABELS))
+        job_service.queue_many(session=session, task=task, users=[get_user(session=session, name=u)
+                                                                   for u in ("john", "jane")],
+                               args=TrainingArguments(max_epochs=10, prior_max_epochs=2, prior_members=2), prior=True)
+    worker = Worker(runtime, worker_id="w")
+    while worker.run_once() is not None:
+        pass
+    rows = _rows(runtime)
+    (prior,), (john,) = rows["prior"], rows["john"]
+    assert prior.method == "lora_stack" and len(prior.metrics["members"]) == 2
+    assert john.method == "head" and john.encoder_version_id == prior.id
+    assert john.trainable_params == len(LABELS) * 2 * 384 + len(LABELS)  # a head on both priors' encodings
+    before = _predict(runtime, TEXTS)
+    john_labels = [r.label for r in before if r.user == "john"]
+    assert sum(a == b for a, b in zip(john_labels, JOHN_LABELS)) >= len(TEXTS) - 2
+    restarted = Runtime(Settings(**{**runtime.settings.model_dump(), "batch_window_ms": 0}))
+    for old, new in zip(before, _predict(restarted, TEXTS)):
+        assert (old.user, old.label, old.version) == (new.user, new.label, new.version)
+        assert new.probabilities == pytest.approx(old.probabilities, abs=1e-5)
