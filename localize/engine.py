@@ -5,8 +5,9 @@ method and shapes); each family's parameters are stacked to ``[rows, ...]`` and 
 frozen layers below a family's first adapted layer are the same for every user, so they run once for the
 whole batch. A user's head may read a shared *encoder* (the task prior's tuned top layers) instead of the
 frozen base: the encoder runs once per distinct text for all the users that share it, and only the heads
-run per row, so such users cost a fan-out no more than plain heads do. The engine knows nothing about HTTP
-or SQL: callers name adapters by an opaque key.
+run per row, so such users cost a fan-out no more than plain heads do. An encoder may be several priors side by
+side (a ``lora_stack``): each runs on its own and the heads read their encodings concatenated. The engine knows
+nothing about HTTP or SQL: callers name adapters by an opaque key.
 """
 from __future__ import annotations
 

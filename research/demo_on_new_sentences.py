@@ -30,7 +30,7 @@ from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.demo import DEMO_HEAD_OPTIONS
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
-from lora_soup import merge_lora_priors
+from prior_seed_soup import souped_prior
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 
@@ -256,7 +256,7 @@ def main() -> None:
                              "trained on each), their probabilities averaged; the first is the one-prior run's")
     parser.add_argument("--soup", action="store_true",
                         help="with --priors K: the K priors start from the first's LoRA and head and are served as one "
-                             "(the mean of their weight updates, lora_soup.py); each trader's heads train once")
+                             "(the mean of their weight updates, prior_seed_soup.py); each trader's heads train once")
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
     parser.add_argument("--misses", action="store_true",
                         help="at the end, every sentence of the demo's own and GUIDE that a trader got wrong in at "
@@ -296,7 +296,7 @@ def main() -> None:
                 runs.append((trainer.result(), dataclasses.replace(TrainingArguments(seed=seed + 1000 * k),
                                                                    head_hidden=options.hidden, **extra), cache))
             if options.soup:
-                runs = [(merge_lora_priors([prior for prior, _, _ in runs], base.dims), runs[0][1],
+                runs = [(souped_prior([prior for prior, _, _ in runs]), runs[0][1],
                          ActivationCache(max_bytes=2 << 30))]
         else:
             runs.append((None, TrainingArguments(method="head", method_options={"hidden": options.hidden}, seed=seed,

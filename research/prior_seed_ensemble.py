@@ -24,7 +24,7 @@ from localize.evaluation.data import load_eval_data
 from localize.recipe_choice import FOLDS, HOLDOUT_FRACTION, SMALL_TASK_TEXTS, _user_scores, choice_fold
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
-from lora_soup import merge_lora_priors
+from prior_seed_soup import souped_prior
 from user_heads import fit_user_map_head
 
 
@@ -68,7 +68,7 @@ def main() -> None:
             prior = trainer.result()
             fold_priors.append((prior, {k: v.detach() for k, v in trainer.head.items()}))
             print(f"fold {fold + 1}, seed {seed}: prior kept epoch {trainer.metrics.get('best_epoch')}", flush=True)
-        soup = merge_lora_priors([p for p, _ in fold_priors], base.dims)
+        soup = souped_prior([p for p, _ in fold_priors])
         soup_center = {k: torch.stack([h[k] for _, h in fold_priors]).mean(0) for k in fold_priors[0][1]}
         encodings = {}  # per variant: {text: pooled vector}
         centers = {}

@@ -44,6 +44,17 @@ def soup(priors):  # noqa: ANN001, ANN201
     return config, params, head
 
 
+def souped_prior(priors):  # noqa: ANN001, ANN201
+    """The soup of ``priors`` as a prior to encode with (also used by prior_seed_ensemble.py and
+    demo_on_new_sentences.py)."""
+    from localize.adapters.base import make_method
+
+    config, params, head = soup(priors)
+    souped = dataclasses.replace(priors[0], params=params, head=head, slot=None, _fingerprint=None)
+    souped.method = make_method(priors[0].method.name, config.to_dict(), priors[0].method.dims)
+    return souped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
@@ -62,10 +73,7 @@ def main() -> None:
         priors.append(tr.train())
         best = priors[-1].meta.get("metrics", {}).get("best_epoch")
         print(f"seed {seed}: prior {time.time() - t:.0f} s, best epoch {best}", flush=True)
-    config, params, head = soup(priors)
-    souped = dataclasses.replace(priors[0], params=params, head=head, slot=None, _fingerprint=None)
-    from localize.adapters.base import make_method
-    souped.method = make_method(priors[0].method.name, config.to_dict(), priors[0].method.dims)
+    souped = souped_prior(priors)
     args = TrainingArguments()
     results = {}
     for name, prior in [(f"seed {s}", p) for s, p in zip(o.seeds, priors)] + [("soup", souped)]:
