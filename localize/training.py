@@ -19,13 +19,11 @@ so no user is validated on a text the prior learnt.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from localize.activations import ActivationCache, get_activation_cache
@@ -36,10 +34,10 @@ from localize.engine import AdapterWeights
 from localize.ensemble_loop import HeadEnsembleLoop
 from localize.epoch_loop import EpochLoop, ProgressCallback, describe_scores
 from localize.errors import ValidationError
-from localize.adapters import make_method
-from localize.adapters.head import UP
-from localize.head_ensemble import member_arguments, merge_heads_on_blocks, serve_as_one
+from localize.head_ensemble import member_arguments, serve_as_one
+from localize.label_metrics import classification_metrics
 from localize.map_head import class_weights_of, fit_map_head
+from localize.stack_training import StackTraining
 from localize.trainable_adapter import TrainableAdapter
 from localize.training_args import TrainingArguments
 from localize.training_rows import (
@@ -55,29 +53,12 @@ from localize.training_rows import (
 logger = logging.getLogger(__name__)
 
 
-def classification_metrics(labels: list[int], predicted: list[int], num_labels: int, *,
-                           absent_labels_score: bool = True) -> dict[str, float]:
-    """Accuracy and macro-F1, as scikit-learn's ``accuracy_score`` and ``f1_score(average="macro",
-    zero_division=0)`` compute them, without their input checks (30 ms a call: a tenth of a small user's job).
-    The macro average is over all ``num_labels`` labels (one neither given nor predicted scores 0, as with
-    ``labels=range(num_labels)``), or with ``absent_labels_score=False`` over the labels given or predicted only
-    (scikit-learn's default)."""
-    if not len(labels):
-        return {"accuracy": float("nan"), "macro_f1": float("nan")}
-    truth, guess = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
-    hits = np.bincount(truth[truth == guess], minlength=num_labels)[:num_labels]
-    seen = np.bincount(truth, minlength=num_labels)[:num_labels] + np.bincount(guess, minlength=num_labels)[:num_labels]
-    f1 = np.divide(2 * hits, seen, out=np.zeros(num_labels), where=seen > 0)  # 2 TP / (2 TP + FP + FN)
-    macro_f1 = f1.mean() if absent_labels_score else f1[seen > 0].mean()
-    return {"accuracy": float((truth == guess).mean()), "macro_f1": float(macro_f1)}
-
-
 def _adapter_attribute(name: str) -> property:
     """The trainer's adapter's attribute ``name``, read and replaced through the trainer."""
     return property(lambda self: getattr(self.adapter, name), lambda self, value: setattr(self.adapter, name, value))
 
 
-class Trainer:
+class Trainer(StackTraining):
     """Trains one adapter: ``prepare()``, ``fit()``, ``evaluate()``, ``result()`` (``train()`` runs them all)."""
 
     def __init__(
@@ -146,11 +127,7 @@ class Trainer:
             self._fit()
 
     def _fit(self) -> None:
-        if self.adapter.method.members(self.params) is not None:
-            self._fit_members()
-            return
-        if self.adapter.encoder is not None and self.adapter.encoder.members() is not None:
-            self._fit_on_members()
+        if self._fits_members():
             return
         started = time.perf_counter()
         self._loop: EpochLoop | None = None  # one head's (or one adapter's) epochs
@@ -215,84 +192,6 @@ class Trainer:
                 self.metrics["refit_epochs"] = list(self._ensemble.best_epochs)
             self.metrics.update({"refit_rows": len(both.texts), "train_seconds": time.perf_counter() - started})
         self.adapter.fold_into_head(self.temperature, self.decision_offsets)
-        self.progress(1.0, "done: " + describe_scores(self.metrics))
-
-    def _fit_members(self) -> None:
-        """Adapters side by side (several task priors): each member trains alone, as its own method with its own
-        head, from seeds ``seed``, ``seed + 1``, ... (so the first is the single adapter of this seed), without
-        calibration; the stack then serves their heads' mean logits and is calibrated as one."""
-        started = time.perf_counter()
-        stack = self.adapter.method
-        members = stack.members(self.params)
-        texts, labels, annotators = self._rows
-        trained = []
-        for index, (member, _) in enumerate(members):
-            args = dataclasses.replace(self.args, method=member.name, method_options=member.config.to_dict(),
-                                       seed=self.args.seed + index, calibrate=False, decision_offsets=None)
-            prefix = f"{index + 1} of {len(members)}: "
-            trainer = Trainer(self.base, args, texts, labels, self.label_set, init=self.init, cache=self.cache,
-                              annotators=annotators,
-                              progress=lambda fraction, message, done=index, prefix=prefix: self.progress(
-                                  (done + fraction) / len(members), prefix + message))
-            trainer.train()
-            trained.append(trainer)
-        self.adapter.params, self.adapter.head = stack.combine([(t.params, t.head) for t in trained])
-        self._finish_members(trained, started)
-
-    def _fit_on_members(self) -> None:
-        """A head on several task priors side by side: on each prior the head this user would get on it alone (its
-        own trainer: a MAP head, or MLP heads by epochs), uncalibrated, from seeds ``seed``, ``seed + 1000``, ...;
-        served as one head whose logits are their mean, calibrated as one."""
-        started = time.perf_counter()
-        priors = self.init.members()  # the prior as given: its head too (the adapter keeps only its encoder)
-        texts, labels, _ = self._rows
-        trained = []
-        for index, prior in enumerate(priors):
-            args = dataclasses.replace(self.args, seed=self.args.seed + 1000 * index, calibrate=False,
-                                       decision_offsets=None)
-            prefix = f"on prior {index + 1} of {len(priors)}: "
-            trainer = Trainer(self.base, args, texts, labels, self.label_set, init=prior, cache=self.cache,
-                              progress=lambda fraction, message, done=index, prefix=prefix: self.progress(
-                                  (done + fraction) / len(priors), prefix + message))
-            trainer.train()
-            trained.append(trainer)
-        params, head = merge_heads_on_blocks([(t.params, t.head) for t in trained], priors[0].method.pooled_width)
-        self.adapter.params, self.adapter.head = params, head
-        if params:  # one MLP as wide as the members' together
-            self.adapter.method = make_method("head", {**self.adapter.method.config.to_dict(),
-                                                       "hidden": params[UP].shape[0]}, self.base.dims)
-        self._finish_members(trained, started)
-
-    def _finish_members(self, trained: list[Trainer], started: float) -> None:
-        """The record of a stack trained member by member, its validation scores as served, and its calibration."""
-        self.history = trained[0].history
-        best_epochs = [t.metrics.get("best_epoch") for t in trained]
-        self.metrics = {
-            **{k: v for k, v in trained[0].metrics.items() if not k.startswith("val_")},
-            # The latest member's: a prior trained again on every text stops there (the recipe choice).
-            "best_epoch": max(best_epochs) if None not in best_epochs else None,
-            "members": [{k: t.metrics[k] for k in ("best_epoch", "val_loss", "val_accuracy", "val_macro_f1",
-                                                   "train_seconds") if k in t.metrics} for t in trained],
-        }
-        if self.val_split is not None:
-            # What the members said on the validation rows before any refit on them (uncalibrated, so the log of
-            # their probabilities is their logits up to a constant per row): their mean is the stack's logits there.
-            same_rows = all(t.val_split is not None and t.val_split.texts == self.val_split.texts
-                            and t.val_probabilities is not None for t in trained)
-            logits = (torch.stack([t.val_probabilities.clamp_min(1e-12).log() for t in trained]).mean(0)
-                      if same_rows else self._all_logits(self.val_split).float().cpu())
-            val = classification_metrics(self.val_split.targets.tolist(), logits.argmax(-1).tolist(),
-                                         len(self.label_set))
-            # The cross-entropy of the label (or, for a prior, the label shares); a prior's annotators' own heads
-            # are its members' and are not part of the stack.
-            loss = torch.nn.functional.cross_entropy(logits, loss_targets(self.val_split, slice(None)))
-            self.metrics.update({"val_loss": float(loss),
-                                 "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
-            self._calibrate_on_validation(logits)
-        else:
-            self._calibrate_on_validation()
-        self.adapter.fold_into_head(self.temperature, self.decision_offsets)
-        self.metrics["train_seconds"] = time.perf_counter() - started
         self.progress(1.0, "done: " + describe_scores(self.metrics))
 
     def _fit_by_epochs(self, class_weights: torch.Tensor | None) -> int | None:

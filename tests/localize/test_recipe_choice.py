@@ -145,8 +145,8 @@ def test_stacked_priors_are_scored_on_a_small_task_and_skipped_over_their_row_li
     scored, skipped = choice.candidates
     assert scored.score is not None and len(scored.fold_scores) == 3
     assert skipped.score is None and skipped.skipped.startswith(f"the task has {len(_rows())} labels; 2 priors")
-    # One stack per fold (its two members train inside it), none for the skipped candidate.
-    assert len([t for t in trainers if t["prior"]]) == 3
+    # Per fold one stack of two priors (each member a trainer of its own), none for the skipped candidate.
+    assert len([t for t in trainers if t["prior"]]) == 3 * (1 + 2)
 
 
 def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch) -> None:
