@@ -4,6 +4,8 @@ the prior resident once for every user, protected from deletion while heads read
 in the error. Run on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from localize.db.session import session_scope
@@ -25,11 +27,11 @@ from .support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS, label_rows
 RECIPE = TrainingArguments(max_epochs=10, prior_max_epochs=2)
 
 
-def _train(runtime: Runtime, *, prior: bool, users: list[str]) -> None:
+def _train(runtime: Runtime, *, prior: bool, users: list[str], args: TrainingArguments = RECIPE) -> None:
     with session_scope(runtime.database) as session:
         task = get_task(session=session, name="notes")
         job_service.queue_many(session=session, task=task, users=[get_user(session=session, name=u) for u in users],
-                               args=RECIPE, prior=prior)
+                               args=args, prior=prior)
     worker = Worker(runtime, worker_id="w")
     while worker.run_once() is not None:
         pass
@@ -172,12 +174,7 @@ def test_a_task_with_several_priors_serves_heads_that_read_them_all_and_after_a_
         task = create_task(session=session, name="notes", labels=LABELS)
         upsert_labels(session=session, task=task, rows=label_rows("john", TEXTS, JOHN_LABELS))
         upsert_labels(session=session, task=task, rows=label_rows("jane", TEXTS, JANE_LABELS))
-        job_service.queue_many(session=session, task=task, users=[get_user(session=session, name=u)
-                                                                   for u in ("john", "jane")],
-                               args=TrainingArguments(max_epochs=10, prior_max_epochs=2, prior_members=2), prior=True)
-    worker = Worker(runtime, worker_id="w")
-    while worker.run_once() is not None:
-        pass
+    _train(runtime, prior=True, users=["john", "jane"], args=dataclasses.replace(RECIPE, prior_members=2))
     rows = _rows(runtime)
     (prior,), (john,) = rows["prior"], rows["john"]
     assert prior.method == "lora_stack" and len(prior.metrics["members"]) == 2
