@@ -31,7 +31,8 @@ TASK_RECIPE, CHOOSE_RECIPE = "task", "choose"
 class TaskRecipe:
     """Job arguments that defer to the task's recipe; ``to_dict`` is what the job stores."""
 
-    def __init__(self, *, choose: bool = False, force_activation: bool = False, default_method: str | None = None) -> None:
+    def __init__(self, *, choose: bool = False, force_activation: bool = False,
+                 default_method: str | None = None) -> None:
         """``default_method``: what the job trains with when the task has no recipe yet (the settings' default)."""
         self.choose, self.force_activation, self.default_method = choose, force_activation, default_method
 
@@ -58,6 +59,12 @@ def recipe_name(args: dict[str, Any], *, prior: bool = False) -> str:
         return "the recipe chosen on the task's labels"
     if args.get("recipe") == TASK_RECIPE:
         return "the task's recipe"
+    name = _recipe_name(args, prior=prior)
+    members = args.get("prior_members", 1)
+    return f"{name}, {members} task priors side by side" if members > 1 else name
+
+
+def _recipe_name(args: dict[str, Any], *, prior: bool) -> str:
     method = args.get("method", "?")
     if args.get("train_scope") == "head" and args.get("head_hidden"):
         name = "prior-mlp" if args.get("init_from_prior", True) else "MLP head on the frozen base"

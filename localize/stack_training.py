@@ -86,7 +86,8 @@ class StackTraining:
         self.history = trained[0].history
         best_epochs = [t.metrics.get("best_epoch") for t in trained]
         self.metrics = {
-            **{k: v for k, v in trained[0].metrics.items() if not k.startswith("val_")},
+            **{k: v for k, v in trained[0].metrics.items() if k not in ("val_loss", "val_accuracy", "val_macro_f1")},
+            "val_rows": 0 if self.val_split is None else len(self.val_split.texts),  # activation checks read it
             # The latest member's: a prior trained again on every text stops there (the recipe choice).
             "best_epoch": max(best_epochs) if None not in best_epochs else None,
             "members": [{k: t.metrics[k] for k in ("best_epoch", "val_loss", "val_accuracy", "val_macro_f1",

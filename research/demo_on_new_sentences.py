@@ -2,20 +2,22 @@
 how well John's and Jane's adapters read writing that guided nothing. For each seed, generates the demo's labels,
 trains each trader's adapter as ``localize demo`` did before 4 Dec (an MLP head on the frozen base), scores the demo's
 own hand-written sentences, ``GUIDE`` (70 sentences, whose misses guided the variants tried), ``CHECK`` (60 written
-on 4 Dec before any variant ran) and ``FRESH`` (60 written on 5 Dec before that day's variants ran; CHECK's misses had
-been printed once by then). ``--set key=value`` changes a training argument of the traders' heads
-(``pooled_dropout=0.3``), ``--prior-set`` one of the task prior (``prior_max_epochs=12``), ``--hidden N`` the MLP's
-width; ``--on-prior`` trains a task prior on both traders' labels first (the default recipe's prior) and each
-trader's MLP head on it (``prior-mlp``). ``localize demo`` trains ``--on-prior --set head_ensemble=5``: five MLP heads
-per trader, averaged into one (``prior-mlp-averaged``). ``--misses`` lists the demo's own and GUIDE's sentences that
-a trader got wrong in at least a quarter of the seeds (never CHECK's or FRESH's). ``--priors K`` trains K task priors
-from different seeds on the same labels, each trader's heads on each, and averages their probabilities (what serving
-an ensemble of priors would answer; the product serves one prior per task).
+on 4 Dec before any variant ran), ``FRESH`` (60 written on 5 Dec before that day's variants ran; CHECK's misses had
+been printed once by then) and ``LATE`` (60 written after the demo moved to three task priors, before any run scored
+them). ``--set key=value`` changes a training argument of the traders' heads (``pooled_dropout=0.3``),
+``--prior-set`` one of the task prior (``prior_max_epochs=12``), ``--hidden N`` the MLP's width; ``--on-prior``
+trains a task prior on both traders' labels first (the default recipe's prior) and each trader's MLP head on it
+(``prior-mlp``); ``--set head_ensemble=5`` five MLP heads per trader, averaged into one (``prior-mlp-averaged``).
+``--misses`` lists the demo's own and GUIDE's sentences that a trader got wrong in at least a quarter of the seeds
+(never those of the sets that choose nothing). ``--priors K`` trains K task priors from different seeds on the same
+labels, each trader's heads on each, and averages their probabilities. ``--product`` trains exactly what
+``localize demo`` trains today (three task priors side by side, five MLP heads per trader on each, one served head).
 
-    python research/demo_on_new_sentences.py --seeds 12 --on-prior --set head_ensemble=5 --misses
+    python research/demo_on_new_sentences.py --seeds 12 --product
 
-Status: current (reports/findings.md, rounds 14-18): ``--on-prior`` won on GUIDE over twelve seeds, then five heads
-averaged won again; a wider generator and a longer-trained prior lost (round 18). New sentences stay just below 90%.
+Status: current (reports/findings.md, rounds 14-20): ``--on-prior`` won on GUIDE over twelve seeds, then five heads
+averaged won again; a wider generator and a longer-trained prior lost (round 18); three priors averaged gained
+(round 18) and are what ``localize demo`` trains since round 19 (``--product`` measures it).
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ import torch
 
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
-from localize.demo import DEMO_HEAD_OPTIONS
+from localize.demo import DEMO_CANDIDATE, DEMO_HEAD_OPTIONS
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
 from prior_seed_soup import souped_prior
+from localize.recipe_choice import candidate_named
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 
@@ -238,6 +241,71 @@ FRESH = [
 ]
 
 
+# Written on 5 Dec 2026 in a later session, after the demo switched to three task priors and before any run scored
+# them: a fourth set that chose nothing.
+LATE = [
+    ('Gold extended its winning streak to six sessions', 'gold', 'up'),
+    ('Bullion rose as traders bet on lower rates', 'gold', 'up'),
+    ('Gold is climbing fast this morning', 'gold', 'up'),
+    ('The gold price shot up after the ceasefire collapsed', 'gold', 'up'),
+    ('Gold finished the week solidly higher', 'gold', 'up'),
+    ('Central bank buying drove gold up again', 'gold', 'up'),
+    ('gold breaking out to new highs', 'gold', 'up'),
+    ('Gold rose 1% in Asian hours', 'gold', 'up'),
+    ('Demand for gold bars pushed prices up sharply', 'gold', 'up'),
+    ('Gold gained for the first time in four days', 'gold', 'up'),
+    ('Gold retreated from its record as the dollar rallied', 'gold', 'down'),
+    ('Gold prices went down after the rate decision', 'gold', 'down'),
+    ('Bullion dropped sharply in New York trading', 'gold', 'down'),
+    ('Gold lost 3% this week', 'gold', 'down'),
+    ('The selloff in gold deepened on Tuesday', 'gold', 'down'),
+    ('gold getting crushed today', 'gold', 'down'),
+    ('Gold declined as investors took profits', 'gold', 'down'),
+    ('Spot gold fell to its weakest level in two months', 'gold', 'down'),
+    ('Gold slumped after upbeat retail sales', 'gold', 'down'),
+    ('Prices of gold are down again this morning', 'gold', 'down'),
+    ('Oil rose after a refinery fire in Texas', 'oil', 'up'),
+    ('Crude rallied to its highest since the summer', 'oil', 'up'),
+    ('Brent gained 4% as Middle East tensions flared', 'oil', 'up'),
+    ('Oil prices climbed for a third straight day', 'oil', 'up'),
+    ('Crude is shooting higher after the OPEC cut', 'oil', 'up'),
+    ('oil pumping hard this morning', 'oil', 'up'),
+    ('WTI jumped above $85', 'oil', 'up'),
+    ('Oil finished the week sharply higher', 'oil', 'up'),
+    ('A cold winter forecast sent heating oil and crude up', 'oil', 'up'),
+    ('Oil prices advanced on falling US stockpiles', 'oil', 'up'),
+    ('Oil dropped 5% after OPEC raised output', 'oil', 'down'),
+    ('Crude slid as the demand outlook darkened', 'oil', 'down'),
+    ('Brent fell to a three-year low', 'oil', 'down'),
+    ('Oil prices tumbled on recession fears', 'oil', 'down'),
+    ('WTI lost ground for a fourth session', 'oil', 'down'),
+    ('oil tanking today', 'oil', 'down'),
+    ('Crude prices went down after the inventory report', 'oil', 'down'),
+    ('Oil weakened as the dollar strengthened', 'oil', 'down'),
+    ('The oil price collapsed overnight', 'oil', 'down'),
+    ('Crude futures declined in early trading', 'oil', 'down'),
+    ('Gold was unchanged at the close', 'gold', 'none'),
+    ('Gold traded in a narrow range all day', 'gold', 'none'),
+    ('Where do you think gold goes from here?', 'gold', 'none'),
+    ('Oil prices were steady in Asian trade', 'oil', 'none'),
+    ('Crude barely moved after the OPEC statement', 'oil', 'none'),
+    ('What is the outlook for oil next year?', 'oil', 'none'),
+    ('The Dow rose 400 points on Thursday', 'other', 'up'),
+    ('Silver prices slumped 3%', 'other', 'down'),
+    ('Ethereum rallied 12% this week', 'other', 'up'),
+    ('Apple shares fell after the product launch', 'other', 'down'),
+    ('Corn futures climbed on dry weather', 'other', 'up'),
+    ('The pound dropped against the dollar', 'other', 'down'),
+    ('Emerging market stocks surged', 'other', 'up'),
+    ('Nickel prices plunged on oversupply', 'other', 'down'),
+    ('Bond yields rose sharply on Friday', 'other', 'up'),
+    ('The FTSE 100 slipped at the open', 'other', 'down'),
+    ('Coffee prices hit a record high', 'other', 'up'),
+    ('Bank stocks sank on credit worries', 'other', 'down'),
+    ('Stock markets were mixed on Monday', 'other', 'none'),
+    ('Wall Street was quiet ahead of the Fed decision', 'other', 'none'),
+]
+
 def _tweets(rows: list[tuple[str, str, str]]) -> list[Tweet]:
     return [Tweet(text, asset, _DIRECTION[direction]) for text, asset, direction in rows]
 
@@ -258,6 +326,8 @@ def main() -> None:
                         help="with --priors K: the K priors start from the first's LoRA and head and are served as one "
                              "(the mean of their weight updates, prior_seed_soup.py); each trader's heads train once")
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
+    parser.add_argument("--product", action="store_true",
+                        help="train exactly as `localize demo` does (its candidate recipe, through the trainer)")
     parser.add_argument("--misses", action="store_true",
                         help="at the end, every sentence of the demo's own and GUIDE that a trader got wrong in at "
                              "least a quarter of the seeds (CHECK's and FRESH's are not shown: they choose nothing)")
@@ -266,18 +336,25 @@ def main() -> None:
     prior_extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.prior_set)}
     base = get_base_model()
     sets = {"demo's own": HANDWRITTEN_TWEETS, "guide": _tweets(GUIDE), "check": _tweets(CHECK),
-            "fresh": _tweets(FRESH)}
+            "fresh": _tweets(FRESH), "late": _tweets(LATE)}
     shares: dict[str, list[float]] = {name: [] for name in sets}
     missed: dict[tuple[str, str, str], int] = {}
     for seed in range(options.seeds):
         rows = demo_rows(n_per_user=options.labels_per_user, seed=seed)
         generated = {row["text"].lower() for row in rows}
-        for name in ("guide", "check", "fresh"):  # a sentence the labels contain would not be new
+        for name in ("guide", "check", "fresh", "late"):  # a sentence the labels contain would not be new
             if any(tweet.text.lower() in generated for tweet in sets[name]):
                 raise SystemExit(f"seed {seed}: the generator produced a sentence of {name.upper()}")
         line = [f"seed {seed}:"]
         runs = []  # (prior or None, the heads' arguments, its cache): one per task prior
-        if options.on_prior:
+        if options.product:  # exactly what ``localize demo`` trains: its candidate's prior(s), then each trader's heads
+            args = dataclasses.replace(candidate_named(DEMO_CANDIDATE).args, seed=seed)
+            cache = ActivationCache(max_bytes=2 << 30)
+            trainer = Trainer(base, args.for_prior(), [row["text"] for row in rows], [row["label"] for row in rows],
+                              LABELS, cache=cache, annotators=[row["user"] for row in rows])
+            trainer.train()
+            runs.append((trainer.result(), args, cache))
+        elif options.on_prior:
             start = None  # with --soup: the first prior's starting LoRA and head, where every prior starts
             for k in range(options.priors):
                 cache = ActivationCache(max_bytes=2 << 30)

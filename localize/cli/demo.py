@@ -12,8 +12,9 @@ from localize.cli.root import app
 @app.command()
 def demo(
     labels_per_user: Annotated[int, typer.Option(help="Generated labels per user.")] = 1000,
-    method: Annotated[Optional[str], typer.Option(help="Adapter method trained per trader; default: an MLP head per "
-                                                  "trader on a task prior of both traders' labels.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Adapter method trained per trader; default: MLP heads per "
+                                                  "trader on three task priors of both traders' labels "
+                                                  "(prior3-mlp-averaged).")] = None,
     seed: int = 0,
 ) -> None:
     """Two traders, opposite positions: the same tweets get each one's own label."""

@@ -40,6 +40,8 @@ def test_the_default_recipe_has_its_own_name_and_only_its_arguments() -> None:
     mlp = TrainingArguments(head_hidden=256).to_dict()  # MLP heads on the prior: trained by epochs, not MAP
     assert recipe_name(mlp) == "prior-mlp" and recipe_name(mlp, prior=True) == "prior-mlp (task prior: lora)"
     assert "max_epochs" in applicable_arguments(mlp)
+    stacked = TrainingArguments(head_hidden=256, head_ensemble=5, prior_members=3).to_dict()
+    assert recipe_name(stacked) == "prior-mlp (5 heads averaged), 3 task priors side by side"
     with pytest.raises(ValueError, match="'prior-head'"):
         TrainingArguments(method="nope")
 

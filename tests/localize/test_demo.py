@@ -132,7 +132,7 @@ def test_a_trader_trained_with_another_recipe_is_retrained_with_the_demos(runtim
     assert "retraining jane and john: trained with other arguments" in output and "not retraining" not in output
     retrained = active_heads()
     assert {name: version for name, (version, _) in retrained.items()} == {"john": 2, "jane": 2}
-    ours = "prior-mlp (5 heads averaged)"  # the demo's own recipe
+    ours = "prior-mlp (5 heads averaged), 3 task priors side by side"  # the demo's own recipe
     assert retrained == {"john": (2, ours), "jane": (2, ours)}
 
     again = demo()

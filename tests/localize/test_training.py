@@ -613,6 +613,7 @@ def test_a_stack_of_priors_holds_the_priors_each_seed_trains_alone(base, tiny_te
     assert stack.method.name == "lora_stack" and stack.method.config.members == 2
     assert stack.head["weight"].shape == (2, 2 * base.dims.hidden_size)
     assert len(trainer.metrics["members"]) == 2
+    assert trainer.metrics["val_rows"] == len(trainer.val_split.texts) > 0  # scored: a retrain may replace it
     assert trainer.metrics["best_epoch"] == max(m["best_epoch"] for m in trainer.metrics["members"])
     for index, member in enumerate(stack.members()):
         alone = Trainer(base, dataclasses.replace(STACKED, prior_members=1, seed=index).for_prior(), texts + texts,
@@ -630,6 +631,7 @@ def test_a_users_map_head_on_a_stack_answers_with_the_mean_of_its_heads_on_each_
     weights = user.train()
     assert weights.head["weight"].shape == (2, 2 * base.dims.hidden_size) and not weights.params
     assert user.metrics["val_accuracy"] is not None and len(user.metrics["members"]) == 2
+    assert user.metrics["val_rows"] == len(user.val_split.texts) > 0
     queries = ["Invoice 7 from Globex for desks", "Picnic with my cousins at the lake"]
     alone = []
     for index, member in enumerate(stack.members()):

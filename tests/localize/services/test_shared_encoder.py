@@ -187,3 +187,8 @@ def test_a_task_with_several_priors_serves_heads_that_read_them_all_and_after_a_
     for old, new in zip(before, _predict(restarted, TEXTS)):
         assert (old.user, old.label, old.version) == (new.user, new.label, new.version)
         assert new.probabilities == pytest.approx(old.probabilities, abs=1e-5)
+    # Scored on validation rows like any version, so a retrain replaces it without being forced.
+    assert john.metrics.get("val_rows", 0) > 0 and prior.metrics.get("val_rows", 0) > 0
+    _train(runtime, prior=False, users=["john"], args=dataclasses.replace(RECIPE, prior_members=2))
+    assert [(v.version, v.is_active) for v in sorted(_rows(runtime)["john"], key=lambda v: v.version)] == [
+        (1, False), (2, True)]
