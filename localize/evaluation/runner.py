@@ -15,6 +15,7 @@ from localize.evaluation.choice import choose_for
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import Harness, Recipe
 from localize.evaluation.recipes import comparison_recipes, default_recipe
+from localize.recipes import recipe_name
 from localize.evaluation.report import CURVE_SIZES, CURVE_USERS, evaluate_data_set, write_report
 from localize.settings import get_settings
 
@@ -33,8 +34,8 @@ def recipe_for(method: str | None, options: list[str]) -> Recipe:
     if method is None and not options:
         return default_recipe(default_method)
     args = training_arguments({"method": method} if method else {}, default_method=default_method, overrides=options)
-    tag = " + prior" if args.init_from_prior else ""
-    return Recipe(f"{args.method}{tag}", args, "overrides: " + (", ".join(options) or "none"))
+    # Named as the platform names what it trains ("prior-head, 3 task priors side by side"), not by its encoder method.
+    return Recipe(recipe_name(args.to_dict()), args, "overrides: " + (", ".join(options) or "none"))
 
 
 def run_evaluation(

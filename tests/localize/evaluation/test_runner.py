@@ -191,6 +191,8 @@ def test_default_recipe_is_the_settings_default_method_with_default_arguments(ow
     assert comparison_recipes()[0] == default_recipe(get_settings().default_method)
     named = recipe_for("lora", ["method.r=4", "max_epochs=2"])
     assert (named.args.method, named.args.method_options, named.args.max_epochs) == ("lora", {"r": 4}, 2)
+    assert named.name == "lora + prior"
+    assert recipe_for(None, ["prior_members=3"]).name == "prior-head, 3 task priors side by side"  # not "lora"
     monkeypatch.setenv("LOCALIZE_DEFAULT_METHOD", "ia3")
     get_settings.cache_clear()
     assert recipe_for(None, []).args.method == "ia3"
