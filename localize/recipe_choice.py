@@ -20,6 +20,9 @@ are calibrated as in production, and one correction (a factor on their temperatu
 theirs) is fitted on the held-out rows they never saw; the winner's recipe carries it (``temperature_scale``,
 ``added_uniform_share``) to every user's job.
 
+Candidates share what trains alike: one prior for every candidate whose prior's arguments are the same, and a stack
+of priors starts from that prior as its first member (the lone prior of the same seed).
+
 The winner's task prior is then trained again on every text (the held-out ones too: they are a fifth of a large
 task's texts), stopping at the epoch the choice's own priors found best (``prior_last_epoch``).
 
@@ -65,8 +68,9 @@ MLP_HEAD_HIDDEN = 256
 # (starting weights, dropout, batch order), and five average much of that away (reports/findings.md, round 15).
 MLP_HEADS = 5
 # Task priors side by side in the ``prior3-`` candidates (``prior_members``): each user's heads on every prior,
-# averaged, remove much of one prior's seed-to-seed luck (reports/findings.md, round 19). Each prior costs its
-# training again, and its tuned layers run once more per text at serving, so they are tried on tasks of up to
+# averaged, remove much of one prior's seed-to-seed luck (reports/findings.md, round 19). Their first prior is
+# ``prior-head``'s (trained once for both); each other costs its training again in the choice and in the winner's
+# final training, and its tuned layers run once more per text at serving, so they are tried on tasks of up to
 # ``STACKED_PRIORS_MAX_ROWS`` labels, whose priors train in a minute or two.
 STACKED_PRIORS = 3
 STACKED_PRIORS_MAX_ROWS = 20_000
@@ -256,7 +260,7 @@ def choose_recipe(
     for index, held in enumerate(splits):
         train_rows = [r for r in rows if r.text not in held]
         val_rows = [r for r in rows if r.text in held and r.user in scored_users]
-        priors: dict[str, AdapterWeights] = {}  # a fold's priors: trained on its training texts only
+        priors: dict[str, tuple[Trainer, AdapterWeights]] = {}  # a fold's priors: trained on its texts only
         first_heads: dict[str, dict[str, _HeldOut]] = {}  # averaged heads' candidate -> its first heads, this fold
         for candidate in fit_order:
             result = result_of[candidate.name]
@@ -408,22 +412,27 @@ def _prior_key(args: TrainingArguments) -> str:
 
 
 def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], texts: list[str], label_set: list[str],
-           cache: ActivationCache, priors: dict[str, AdapterWeights], progress: Progress,
+           cache: ActivationCache, priors: dict[str, tuple[Trainer, AdapterWeights]], progress: Progress,
            what: str) -> AdapterWeights:
-    """The task prior ``args`` read, trained on ``rows`` (shared by candidates whose priors train alike). When
-    users fit heads on its encoding, every one of the task's ``texts`` is encoded with it at once, in large batches
-    sorted by length, rather than a few dozen texts in each user's fit."""
+    """The task prior ``args`` read, trained on ``rows`` (shared by candidates whose priors train alike; a stack of
+    priors starts from the lone prior of its first seed when one has trained). When users fit heads on its encoding,
+    every one of the task's ``texts`` is encoded with it at once, in large batches sorted by length, rather than a
+    few dozen texts in each user's fit."""
     key = _prior_key(args)
     if key not in priors:
-        progress(f"{what}: training the task prior ({args.method}) on {len(rows):,} pooled rows")
+        first = priors.get(_prior_key(dataclasses.replace(args, prior_members=1))) if args.prior_members > 1 else None
+        reused = f"; its first is {first[0].args.method}'s of the same seed, trained already" if first else ""
+        progress(f"{what}: training the task prior ({args.method}"
+                 + (f", {args.prior_members} side by side" if args.prior_members > 1 else "")
+                 + f") on {len(rows):,} pooled rows{reused}")
         trainer = Trainer(base, args.for_prior(), [r.text for r in rows], [r.label for r in rows], label_set,
-                          cache=cache, annotators=[r.user for r in rows],
+                          cache=cache, annotators=[r.user for r in rows], trained_members=[first[0]] if first else (),
                           progress=lambda fraction, message: progress(f"{what}: task prior, {message}"))
-        priors[key] = trainer.train()
-        if args.train_scope == "head" and priors[key].params:
-            cache.encoded(base, priors[key], texts, batch_size=128,
+        priors[key] = (trainer, trainer.train())
+        if args.train_scope == "head" and priors[key][1].params:
+            cache.encoded(base, priors[key][1], texts, batch_size=128,
                           progress=lambda done, total: progress(f"{what}: encoding {done:,}/{total:,} texts"))
-    return priors[key]
+    return priors[key][1]
 
 
 def _first_head_partners(candidates: list[Candidate]) -> dict[str, str]:

@@ -5,6 +5,10 @@ the stack's head is their heads' mean. A user's head on such a prior is the head
 alone, served as one head on their encodings side by side whose logits are the mean of theirs
 (:func:`~localize.head_ensemble.merge_heads_on_blocks`). Either way the members train as trainers of their own, and
 the stack is scored and calibrated once, on what the members said on the validation rows before any refit.
+
+A stack's first members may come already trained (``trained_members``): the recipe choice trains ``prior-head``'s
+prior, which is exactly the first member of the ``prior3-`` candidates' stack of the same seed, so it is not trained
+twice.
 """
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ import time
 
 import torch
 
-from localize.adapters import make_method
+from localize.adapters import get_method, make_method
 from localize.adapters.head import UP
 from localize.head_ensemble import merge_heads_on_blocks
 from localize.epoch_loop import describe_scores
 from localize.label_metrics import classification_metrics
+from localize.training_args import TrainingArguments
 from localize.training_rows import loss_targets
 
 
@@ -48,6 +53,10 @@ class StackTraining:
             args = dataclasses.replace(self.args, method=member.name, method_options=member.config.to_dict(),
                                        seed=self.args.seed + index, calibrate=False, decision_offsets=None)
             prefix = f"{index + 1} of {len(members)}: "
+            if index < len(self.trained_members):
+                trained.append(self._reusable_member(self.trained_members[index], args))
+                self.progress((index + 1) / len(members), prefix + "trained already")
+                continue
             trainer = type(self)(self.base, args, texts, labels, self.label_set, init=self.init, cache=self.cache,
                                  annotators=annotators,
                                  progress=lambda fraction, message, done=index, prefix=prefix: self.progress(
@@ -56,6 +65,21 @@ class StackTraining:
             trained.append(trainer)
         self.adapter.params, self.adapter.head = stack.combine([(t.params, t.head) for t in trained])
         self._finish_members(trained, started)
+
+    def _reusable_member(self, trained: StackTraining, args: TrainingArguments) -> StackTraining:
+        """``trained``, if it is what this stack would train as the member of ``args``; otherwise an error that
+        names what differs (a member trained otherwise would make the stack other than its seeds say)."""
+        differs = [what for what, same in (
+            ("other training arguments", _effective(trained.args) == _effective(args)),
+            ("other rows", trained._rows == self._rows),
+            ("other starting weights", trained.init is self.init),
+            ("another base model", trained.base is self.base),
+            ("not trained yet", bool(trained.metrics)),
+        ) if not same]
+        if differs:
+            raise ValueError(f"a member given to a stack of {self.adapter.method.config.members} priors is not the "
+                             f"member it would train with seed {args.seed}: {', '.join(differs)}")
+        return trained
 
     def _fit_on_members(self) -> None:
         """A head on several task priors side by side: on each prior the head this user would get on it alone (its
@@ -114,3 +138,8 @@ class StackTraining:
         self.metrics["train_seconds"] = time.perf_counter() - started
         self.progress(1.0, "done: " + describe_scores(self.metrics))
 
+
+def _effective(args: TrainingArguments) -> TrainingArguments:
+    """``args`` with its method's options as the method reads them (defaults filled in), for comparison."""
+    options = get_method(args.method).config_class.from_dict(args.method_options).to_dict()
+    return dataclasses.replace(args, method_options=options)

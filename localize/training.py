@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -73,8 +74,11 @@ class Trainer(StackTraining):
         cache: ActivationCache | None = None,
         progress: ProgressCallback | None = None,
         annotators: list[str] | None = None,
+        trained_members: Sequence[Trainer] = (),
     ) -> None:
-        """``annotators``: who gave each label (the pooled rows of a task prior), for ``annotator_loss_weight``."""
+        """``annotators``: who gave each label (the pooled rows of a task prior), for ``annotator_loss_weight``.
+        ``trained_members``: a stack's first members, already trained on these rows as it would train them (their
+        trainers), so they are not trained again."""
         _check_inputs(args, texts, labels, label_set, annotators)
         self._rows = (list(texts), list(labels), None if annotators is None else list(annotators))  # for members
         self.base = base
@@ -95,6 +99,7 @@ class Trainer(StackTraining):
         self.adapter = TrainableAdapter(base, args, self.label_set, annotations=self.annotations,
                                         num_annotators=self.num_annotators)
         self.init = init
+        self.trained_members = list(trained_members)
         self.history: list[dict[str, float]] = []
         self.metrics: dict[str, Any] = {}
         self.temperature, self.uniform_share = 1.0, 0.0  # fitted on validation rows by fit()

@@ -227,6 +227,9 @@ class TrainingArguments:
             (1 <= self.prior_members <= MAX_MEMBERS, f"prior_members={self.prior_members} must be in 1..{MAX_MEMBERS}"),
             (self.prior_members == 1 or self.method == "lora",
              f"prior_members={self.prior_members} stacks LoRA task priors; method {self.method!r} is not LoRA"),
+            (self.prior_members == 1 or self.train_scope == "head",
+             f"prior_members={self.prior_members} fits users' heads on task priors side by side: it needs "
+             f"train_scope='head', not {self.train_scope!r} (a user's own LoRA tunes the layers of one prior)"),
         ]
         for ok, message in checks:
             if not ok:

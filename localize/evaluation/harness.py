@@ -7,6 +7,7 @@ each user's adapter starts from it. Baselines (``localize.evaluation.baselines``
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -92,7 +93,7 @@ class Harness:
 
     def __init__(self, data: EvalData, base: BaseModel, *, cache: ActivationCache | None = None,
                  progress: Progress | None = None, prior_rows: list | None = None,
-                 priors: dict[str, tuple[AdapterWeights, float]] | None = None) -> None:
+                 priors: dict[str, tuple[AdapterWeights, float, Trainer]] | None = None) -> None:
         """``prior_rows``: the pooled rows task priors train on (default: every train row); ``priors``: a cache of
         trained priors to share with another harness that trains them on the same rows."""
         self.data = data
@@ -100,7 +101,7 @@ class Harness:
         self.cache = cache or ActivationCache(max_bytes=4 << 30)
         self.progress = progress or (lambda message: None)
         self.prior_rows = data.train if prior_rows is None else prior_rows
-        self._priors: dict[str, tuple[AdapterWeights, float]] = {} if priors is None else priors
+        self._priors: dict[str, tuple[AdapterWeights, float, Trainer]] = {} if priors is None else priors
 
     # -- encodings ------------------------------------------------------------------------------------------------
     def encode_all(self, saved: Path | None = None, *, write: bool = True) -> float:
@@ -144,17 +145,26 @@ class Harness:
 
     # -- recipes --------------------------------------------------------------------------------------------------
     def prior(self, args: TrainingArguments) -> tuple[AdapterWeights, float]:
-        """The task prior for ``args``: the same method trained on every user's pooled train rows (cached)."""
-        args = args.for_prior()
-        key = self._prior_key(args)
+        """The task prior for ``args``: the same method trained on every user's pooled train rows (cached), and the
+        seconds it cost. Several priors side by side start from the lone prior of their first seed when it has
+        trained (as the recipe choice does); their seconds still count it, as training them alone would."""
+        prior_args = args.for_prior()
+        key = self._prior_key(prior_args)
         if key not in self._priors:
+            first = None
+            if args.prior_members > 1:
+                first = self._priors.get(self._prior_key(dataclasses.replace(args, prior_members=1).for_prior()))
             rows = self.prior_rows
-            self.progress(f"training the task prior ({args.method}) on {len(rows)} pooled rows")
+            self.progress(f"training the task prior ({prior_args.method}) on {len(rows)} pooled rows"
+                          + (", its first member trained already" if first else ""))
             started = time.perf_counter()
-            trainer = Trainer(self.base, args, [r.text for r in rows], [r.label for r in rows], self.data.labels,
-                              cache=self.cache, annotators=[r.user for r in rows])
-            self._priors[key] = (trainer.train(), time.perf_counter() - started)
-        return self._priors[key]
+            trainer = Trainer(self.base, prior_args, [r.text for r in rows], [r.label for r in rows],
+                              self.data.labels, cache=self.cache, annotators=[r.user for r in rows],
+                              trained_members=[first[2]] if first else ())
+            weights = trainer.train()
+            self._priors[key] = (weights, time.perf_counter() - started + (first[1] if first else 0.0), trainer)
+        weights, seconds, _ = self._priors[key]
+        return weights, seconds
 
     @staticmethod
     def _prior_key(prior_args: TrainingArguments) -> str:

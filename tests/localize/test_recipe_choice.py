@@ -149,6 +149,22 @@ def test_stacked_priors_are_scored_on_a_small_task_and_skipped_over_their_row_li
     assert len([t for t in trainers if t["prior"]]) == 3 * (1 + 2)
 
 
+def test_a_stack_of_priors_starts_from_the_lone_prior_of_its_first_seed_and_scores_as_without_it(
+        base, trainers) -> None:
+    args = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, train_scope="head",
+                             prior_max_epochs=1)
+    lone = Candidate("lone", args, "one tiny LoRA prior")
+    stacked = Candidate("stacked", dataclasses.replace(args, prior_members=2), "two side by side")
+    choice = choose_recipe(base, _rows(), LABELS, candidates=[lone, stacked])
+    # Per fold: the lone prior, then the stack and its second member only (its first is the lone prior).
+    assert len([t for t in trainers if t["prior"]]) == 3 * (1 + 1 + 1)
+    trainers.clear()
+    stack_alone = choose_recipe(base, _rows(), LABELS, candidates=[stacked])
+    assert len([t for t in trainers if t["prior"]]) == 3 * (1 + 2)
+    assert choice.candidates[1].fold_scores == stack_alone.candidates[0].fold_scores
+    assert choice.candidates[1].temperature_scale == stack_alone.candidates[0].temperature_scale
+
+
 def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch) -> None:
     monkeypatch.setattr(recipe_choice, "PROGRESS_SECONDS", 0.0)
     heard: list[str] = []

@@ -623,6 +623,48 @@ def test_a_stack_of_priors_holds_the_priors_each_seed_trains_alone(base, tiny_te
         assert torch.allclose(member.head["weight"], alone.head["weight"], atol=1e-6)
 
 
+def test_a_stack_given_its_first_member_trained_already_trains_only_the_others_and_is_the_same(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    pooled = (texts + texts, john + jane, label_set)
+    annotators = ["john"] * 24 + ["jane"] * 24
+    fits: list[int] = []
+
+    class Counting(Trainer):
+        def fit(self) -> None:
+            fits.append(self.args.seed)
+            super().fit()
+
+    first = Counting(base, dataclasses.replace(STACKED, prior_members=1).for_prior(), *pooled, annotators=annotators)
+    first.train()
+    fits.clear()
+    stack = Counting(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[first]).train()
+    assert fits == [0, 1]  # the stack itself, then its second member: the first is not trained again
+    _, alone = _stacked_prior(base, tiny_texts)
+    for key, value in alone.params.items():
+        assert torch.allclose(stack.params[key], value, atol=1e-6), key
+    assert torch.allclose(stack.head["weight"], alone.head["weight"], atol=1e-6)
+
+
+def test_a_stack_refuses_a_trained_member_it_would_not_have_trained(base, tiny_texts):
+    texts, john, jane, label_set = tiny_texts
+    pooled = (texts + texts, john + jane, label_set)
+    annotators = ["john"] * 24 + ["jane"] * 24
+    other_seed = Trainer(base, dataclasses.replace(STACKED, prior_members=1, seed=5).for_prior(), *pooled,
+                         annotators=annotators)
+    other_seed.train()
+    with pytest.raises(ValueError, match="not the member it would train with seed 0: other training arguments$"):
+        Trainer(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[other_seed]).train()
+    untrained = Trainer(base, dataclasses.replace(STACKED, prior_members=1).for_prior(), *pooled,
+                        annotators=annotators)
+    with pytest.raises(ValueError, match="seed 0: not trained yet$"):
+        Trainer(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[untrained]).train()
+    fewer = Trainer(base, dataclasses.replace(STACKED, prior_members=1).for_prior(), texts, john, label_set,
+                    annotators=["john"] * 24)
+    fewer.train()
+    with pytest.raises(ValueError, match="seed 0: other rows$"):
+        Trainer(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[fewer]).train()
+
+
 def test_a_users_map_head_on_a_stack_answers_with_the_mean_of_its_heads_on_each_prior(base, tiny_texts):
     texts, john, _, label_set = tiny_texts
     _, stack = _stacked_prior(base, tiny_texts)
@@ -660,6 +702,9 @@ def test_only_lora_priors_can_be_stacked():
         TrainingArguments(method="ia3", prior_members=2)
     with pytest.raises(ValueError, match="prior_members=9 must be in 1..8"):
         TrainingArguments(prior_members=9)
+    with pytest.raises(ValueError, match="prior_members=2 fits users' heads on task priors side by side: it needs "
+                                         "train_scope='head', not 'all'"):
+        TrainingArguments(prior_members=2, train_scope="all")
     prior = TrainingArguments(prior_members=3).for_prior()
     assert prior.method == "lora_stack" and prior.method_options["members"] == 3 and prior.prior_members == 1
     assert prior.method_options["layers"] == TrainingArguments().for_prior().method_options["layers"]

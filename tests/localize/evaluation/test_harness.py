@@ -1,0 +1,45 @@
+"""The evaluation harness's task priors: trained once per set of arguments on the pooled train rows, and priors side
+by side start from the lone prior of their first seed, their cost counting it."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from localize.evaluation import harness as harness_module
+from localize.evaluation.data import EvalData
+from localize.evaluation.harness import Harness
+from localize.labels_io import LabelRow
+from localize.training_args import TrainingArguments
+
+LONE = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2}, train_scope="head",
+                         prior_max_epochs=1)
+
+
+def _data(tiny_texts) -> EvalData:
+    texts, john, jane, label_set = tiny_texts
+    train = [LabelRow(i, user, t, label) for user, labels in (("john", john), ("jane", jane))
+             for i, (t, label) in enumerate(zip(texts[:18], labels[:18]))]
+    test = [LabelRow(i, user, t, label) for user, labels in (("john", john), ("jane", jane))
+            for i, (t, label) in enumerate(zip(texts[18:], labels[18:]))]
+    return EvalData("tiny", train, test, label_set, ["jane", "john"])
+
+
+def test_priors_side_by_side_start_from_the_lone_prior_and_count_its_seconds(base, tiny_texts, monkeypatch):
+    fits: list[str] = []
+
+    class Counting(harness_module.Trainer):
+        def fit(self) -> None:
+            fits.append(self.args.method)
+            super().fit()
+
+    monkeypatch.setattr(harness_module, "Trainer", Counting)
+    harness = Harness(_data(tiny_texts), base)
+    lone, lone_seconds = harness.prior(LONE)
+    assert harness.prior(LONE) == (lone, lone_seconds) and fits == ["lora"]  # cached
+    stack, stack_seconds = harness.prior(dataclasses.replace(LONE, prior_members=2))
+    assert fits == ["lora", "lora_stack", "lora"]  # the stack, then only its second member
+    assert stack_seconds > lone_seconds
+    first, _ = stack.members()
+    for key, value in lone.params.items():
+        assert torch.equal(first.params[key], value), key
