@@ -160,7 +160,8 @@ class Harness:
             started = time.perf_counter()
             trainer = Trainer(self.base, prior_args, [r.text for r in rows], [r.label for r in rows],
                               self.data.labels, cache=self.cache, annotators=[r.user for r in rows],
-                              trained_members=[first[2]] if first else ())
+                              trained_members=[first[2]] if first else (),
+                              progress=lambda fraction, message: self.progress(f"task prior: {message}"))
             weights = trainer.train()
             self._priors[key] = (weights, time.perf_counter() - started + (first[1] if first else 0.0), trainer)
         weights, seconds, _ = self._priors[key]

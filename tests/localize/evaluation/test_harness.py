@@ -1,5 +1,5 @@
 """The evaluation harness's task priors: trained once per set of arguments on the pooled train rows, and priors side
-by side start from the lone prior of their first seed, their cost counting it."""
+by side start from the lone prior of their first seed, their cost counting it; a prior reports its epochs."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +34,11 @@ def test_priors_side_by_side_start_from_the_lone_prior_and_count_its_seconds(bas
             super().fit()
 
     monkeypatch.setattr(harness_module, "Trainer", Counting)
-    harness = Harness(_data(tiny_texts), base)
+    heard: list[str] = []
+    harness = Harness(_data(tiny_texts), base, progress=heard.append)
     lone, lone_seconds = harness.prior(LONE)
     assert harness.prior(LONE) == (lone, lone_seconds) and fits == ["lora"]  # cached
+    assert any(m.startswith("task prior: epoch 1/1") for m in heard)  # a long prior shows how far it is
     stack, stack_seconds = harness.prior(dataclasses.replace(LONE, prior_members=2))
     assert fits == ["lora", "lora_stack", "lora"]  # the stack, then only its second member
     assert stack_seconds > lone_seconds
