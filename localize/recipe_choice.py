@@ -421,7 +421,7 @@ def _prior(base: BaseModel, args: TrainingArguments, rows: list[Row], texts: lis
     key = _prior_key(args)
     if key not in priors:
         first = priors.get(_prior_key(dataclasses.replace(args, prior_members=1))) if args.prior_members > 1 else None
-        reused = f"; its first is {first[0].args.method}'s of the same seed, trained already" if first else ""
+        reused = "; the first of them is the one prior trained above" if first else ""
         progress(f"{what}: training the task prior ({args.method}"
                  + (f", {args.prior_members} side by side" if args.prior_members > 1 else "")
                  + f") on {len(rows):,} pooled rows{reused}")
