@@ -600,15 +600,23 @@ STACKED = TrainingArguments(method="lora", method_options={"layers": [-1], "r": 
                             validation_fraction=0.25, prior_members=2, train_scope="head")
 
 
-def _stacked_prior(base, tiny_texts):
+def _prior_trainer(base, tiny_texts, args, trainer_class=Trainer, **options):
+    """A trainer of the task prior ``args`` read, on John's and Jane's pooled labels."""
     texts, john, jane, label_set = tiny_texts
-    trainer = Trainer(base, STACKED.for_prior(), texts + texts, john + jane, label_set,
-                      annotators=["john"] * 24 + ["jane"] * 24)
+    return trainer_class(base, args.for_prior(), texts + texts, john + jane, label_set,
+                         annotators=["john"] * 24 + ["jane"] * 24, **options)
+
+
+def _stacked_prior(base, tiny_texts):
+    trainer = _prior_trainer(base, tiny_texts, STACKED)
     return trainer, trainer.train()
 
 
+def _lone(seed: int = 0) -> TrainingArguments:
+    return dataclasses.replace(STACKED, prior_members=1, seed=seed)
+
+
 def test_a_stack_of_priors_holds_the_priors_each_seed_trains_alone(base, tiny_texts):
-    texts, john, jane, label_set = tiny_texts
     trainer, stack = _stacked_prior(base, tiny_texts)
     assert stack.method.name == "lora_stack" and stack.method.config.members == 2
     assert stack.head["weight"].shape == (2, 2 * base.dims.hidden_size)
@@ -616,17 +624,13 @@ def test_a_stack_of_priors_holds_the_priors_each_seed_trains_alone(base, tiny_te
     assert trainer.metrics["val_rows"] == len(trainer.val_split.texts) > 0  # scored: a retrain may replace it
     assert trainer.metrics["best_epoch"] == max(m["best_epoch"] for m in trainer.metrics["members"])
     for index, member in enumerate(stack.members()):
-        alone = Trainer(base, dataclasses.replace(STACKED, prior_members=1, seed=index).for_prior(), texts + texts,
-                        john + jane, label_set, annotators=["john"] * 24 + ["jane"] * 24).train()
+        alone = _prior_trainer(base, tiny_texts, _lone(index)).train()
         for key, value in alone.params.items():
             assert torch.allclose(member.params[key], value, atol=1e-6), key
         assert torch.allclose(member.head["weight"], alone.head["weight"], atol=1e-6)
 
 
 def test_a_stack_given_its_first_member_trained_already_trains_only_the_others_and_is_the_same(base, tiny_texts):
-    texts, john, jane, label_set = tiny_texts
-    pooled = (texts + texts, john + jane, label_set)
-    annotators = ["john"] * 24 + ["jane"] * 24
     fits: list[int] = []
 
     class Counting(Trainer):
@@ -634,10 +638,10 @@ def test_a_stack_given_its_first_member_trained_already_trains_only_the_others_a
             fits.append(self.args.seed)
             super().fit()
 
-    first = Counting(base, dataclasses.replace(STACKED, prior_members=1).for_prior(), *pooled, annotators=annotators)
+    first = _prior_trainer(base, tiny_texts, _lone(), Counting)
     first.train()
     fits.clear()
-    stack = Counting(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[first]).train()
+    stack = _prior_trainer(base, tiny_texts, STACKED, Counting, trained_members=[first]).train()
     assert fits == [0, 1]  # the stack itself, then its second member: the first is not trained again
     _, alone = _stacked_prior(base, tiny_texts)
     for key, value in alone.params.items():
@@ -646,23 +650,18 @@ def test_a_stack_given_its_first_member_trained_already_trains_only_the_others_a
 
 
 def test_a_stack_refuses_a_trained_member_it_would_not_have_trained(base, tiny_texts):
-    texts, john, jane, label_set = tiny_texts
-    pooled = (texts + texts, john + jane, label_set)
-    annotators = ["john"] * 24 + ["jane"] * 24
-    other_seed = Trainer(base, dataclasses.replace(STACKED, prior_members=1, seed=5).for_prior(), *pooled,
-                         annotators=annotators)
+    texts, john, _, label_set = tiny_texts
+    other_seed = _prior_trainer(base, tiny_texts, _lone(seed=5))
     other_seed.train()
     with pytest.raises(ValueError, match="not the member it would train with seed 0: other training arguments$"):
-        Trainer(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[other_seed]).train()
-    untrained = Trainer(base, dataclasses.replace(STACKED, prior_members=1).for_prior(), *pooled,
-                        annotators=annotators)
+        _prior_trainer(base, tiny_texts, STACKED, trained_members=[other_seed]).train()
+    untrained = _prior_trainer(base, tiny_texts, _lone())
     with pytest.raises(ValueError, match="seed 0: not trained yet$"):
-        Trainer(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[untrained]).train()
-    fewer = Trainer(base, dataclasses.replace(STACKED, prior_members=1).for_prior(), texts, john, label_set,
-                    annotators=["john"] * 24)
+        _prior_trainer(base, tiny_texts, STACKED, trained_members=[untrained]).train()
+    fewer = Trainer(base, _lone().for_prior(), texts, john, label_set, annotators=["john"] * 24)
     fewer.train()
     with pytest.raises(ValueError, match="seed 0: other rows$"):
-        Trainer(base, STACKED.for_prior(), *pooled, annotators=annotators, trained_members=[fewer]).train()
+        _prior_trainer(base, tiny_texts, STACKED, trained_members=[fewer]).train()
 
 
 def test_a_users_map_head_on_a_stack_answers_with_the_mean_of_its_heads_on_each_prior(base, tiny_texts):
