@@ -63,6 +63,9 @@ def test_bad_training_argument_is_422_naming_it(ws, john):
         "range": ({"max_epochs": 0}, "max_epochs=0 must be >= 1"),
         "type": ({"max_epochs": "many"}, "max_epochs"),
         "method": ({"method": "nope"}, "method 'nope' is not one of"),
+        "stacked priors under a per-user encoder": ({"prior_members": 3, "train_scope": "all"},
+                                                    "prior_members=3 fits users' heads on task priors side by side: "
+                                                    "it needs train_scope='head', not 'all'"),
     }
     for name, (args, message) in cases.items():
         response = ws.client.post(f"/tasks/{TASK}/users/john/jobs", json=args, headers=john)
