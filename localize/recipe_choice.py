@@ -95,15 +95,16 @@ class Candidate:
         if self.max_rows is not None and rows > self.max_rows:
             return (f"the task has {rows:,} labels; {self.args.prior_members} priors side by side are tried on "
                     f"tasks of up to {self.max_rows:,} (each trains as long as one prior, and serving runs the "
-                    "tuned layers once per prior)")
+                    "tuned layers once per prior; the setting stacked_priors_max_labels raises the limit)")
         return None
 
     def uses_prior(self) -> bool:
         return self.args.init_from_prior
 
 
-def candidate_recipes() -> list[Candidate]:
-    """The recipes whole-task training compares; the first is the default (``prior-head``)."""
+def candidate_recipes(stacked_priors_max_rows: int = STACKED_PRIORS_MAX_ROWS) -> list[Candidate]:
+    """The recipes whole-task training compares; the first is the default (``prior-head``). The ``prior3-`` ones
+    are tried on tasks of up to ``stacked_priors_max_rows`` labels (the ``stacked_priors_max_labels`` setting)."""
     default = TrainingArguments()
     return [
         Candidate("prior-head", default, "a linear head per user (MAP, pulled toward the prior's head) on a task "
@@ -122,12 +123,12 @@ def candidate_recipes() -> list[Candidate]:
         Candidate(f"prior{STACKED_PRIORS}-head", dataclasses.replace(default, prior_members=STACKED_PRIORS),
                   f"prior-head's linear heads on {STACKED_PRIORS} task priors (seeds 0 to {STACKED_PRIORS - 1}) side "
                   "by side: each user's head on each prior, their logits averaged (less of one prior's luck; the "
-                  f"tuned layers run {STACKED_PRIORS} times per text)", max_rows=STACKED_PRIORS_MAX_ROWS),
+                  f"tuned layers run {STACKED_PRIORS} times per text)", max_rows=stacked_priors_max_rows),
         Candidate(f"prior{STACKED_PRIORS}-mlp-averaged",
                   dataclasses.replace(default, head_hidden=MLP_HEAD_HIDDEN, head_ensemble=MLP_HEADS,
                                       prior_members=STACKED_PRIORS),
                   f"prior-mlp-averaged's heads on the same {STACKED_PRIORS} task priors side by side, all averaged",
-                  max_rows=STACKED_PRIORS_MAX_ROWS),
+                  max_rows=stacked_priors_max_rows),
         Candidate("prior-lora", dataclasses.replace(default, train_scope="all", max_epochs=8),
                   "LoRA per user, started from the task prior (the prior's layers tuned on the user's own labels)",
                   per_user_encoder=True),
@@ -141,13 +142,14 @@ def candidate_named(name: str) -> Candidate:
     raise ValueError(f"recipe {name!r} is not one of {[c.name for c in candidate_recipes()]}")
 
 
-def configured_candidates(names: str | None) -> list[Candidate]:
+def configured_candidates(names: str | None,
+                          stacked_priors_max_rows: int = STACKED_PRIORS_MAX_ROWS) -> list[Candidate]:
     """The candidates a comma-separated list names (the ``recipe_candidates`` setting), in the default order; all
-    of them when it is unset or empty."""
+    of them when it is unset or empty. ``stacked_priors_max_rows``: see :func:`candidate_recipes`."""
     wanted = [name.strip() for name in (names or "").split(",") if name.strip()]
     for name in wanted:
         candidate_named(name)  # an unknown name is an error that lists the known ones
-    return [c for c in candidate_recipes() if not wanted or c.name in wanted]
+    return [c for c in candidate_recipes(stacked_priors_max_rows) if not wanted or c.name in wanted]
 
 
 def choice_fold(text: str, folds: int) -> int:

@@ -217,5 +217,5 @@ def fast_recipe_candidates(monkeypatch):
 
     stubborn = Candidate("stubborn-head", head(1e6), "held at the pooled head: a user in the minority is always wrong")
     loose = Candidate("loose-head", head(0.1), "learns each user")
-    monkeypatch.setattr(recipe_choice, "candidate_recipes", lambda: [stubborn, loose])
+    monkeypatch.setattr(recipe_choice, "candidate_recipes", lambda stacked_priors_max_rows=0: [stubborn, loose])
     return stubborn, loose

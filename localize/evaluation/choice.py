@@ -15,7 +15,8 @@ def choose_for(harness: Harness, *, progress: Callable[[str], None] = lambda mes
     record. Test rows play no part: the choice sees every user's train rows only."""
     rows = [Row(r.user, r.text, r.label) for r in harness.data.train]
     choice = choose_recipe(harness.base, rows, harness.data.labels, cache=harness.cache,
-                           candidates=configured_candidates(get_settings().recipe_candidates),
+                           candidates=configured_candidates(get_settings().recipe_candidates,
+                                                            get_settings().stacked_priors_max_labels),
                            progress=lambda message: progress(f"choosing the recipe: {message}"))
     args = choice.winner_args
     record = choice.to_dict()

@@ -121,7 +121,8 @@ def _part_path(folder: Path, data_dir: Path, data_name: str, base: BaseModel, jo
         digest.update((data_dir / name).read_bytes())
     recipes, reference, sizes, curve_users, _saved, min_train, min_test = job
     key = (base.dims.model_id, base.max_seq_length, recipes, reference, sizes, curve_users, min_train, min_test,
-           get_settings().recipe_candidates)  # the reference part's default is chosen among these
+           get_settings().recipe_candidates,  # the reference part's default is chosen among these
+           get_settings().stacked_priors_max_labels)
     digest.update(repr(key).encode())
     return folder / "parts" / f"{data_name}-{'reference' if reference else 'variants'}-{digest.hexdigest()}.json"
 

@@ -118,7 +118,8 @@ def run_choice(
     started = time.perf_counter()
     rows = [Row(user, text, label) for user, text, label in zip(annotators, texts, labels)]
     try:
-        candidates = configured_candidates(runtime.settings.recipe_candidates)
+        candidates = configured_candidates(runtime.settings.recipe_candidates,
+                                           runtime.settings.stacked_priors_max_labels)
     except ValueError as error:
         raise ValidationError(f"setting recipe_candidates: {error}") from None
     choice = choose_recipe(runtime.base, rows, list(task.labels), candidates=candidates,

@@ -165,6 +165,19 @@ def test_a_stack_of_priors_starts_from_the_lone_prior_of_its_first_seed_and_scor
     assert choice.candidates[1].temperature_scale == stack_alone.candidates[0].temperature_scale
 
 
+def test_the_stacked_candidates_row_limit_is_a_setting_that_reaches_the_choice(monkeypatch) -> None:
+    from localize.settings import Settings
+
+    md_labels = 43_014
+    default = recipe_choice.configured_candidates("prior-head,prior3-head")
+    assert [c.skipped_for(md_labels) for c in default][0] is None
+    assert "the setting stacked_priors_max_labels raises the limit" in default[1].skipped_for(md_labels)
+    monkeypatch.setenv("LOCALIZE_STACKED_PRIORS_MAX_LABELS", "50000")
+    raised = recipe_choice.configured_candidates(None, Settings().stacked_priors_max_labels)
+    assert all(c.skipped_for(md_labels) is None for c in raised)
+    assert [c.name for c in raised] == [c.name for c in recipe_choice.candidate_recipes()]
+
+
 def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch) -> None:
     monkeypatch.setattr(recipe_choice, "PROGRESS_SECONDS", 0.0)
     heard: list[str] = []
