@@ -71,7 +71,8 @@ MLP_HEADS = 5
 # averaged, remove much of one prior's seed-to-seed luck (reports/findings.md, round 19). Their first prior is
 # ``prior-head``'s (trained once for both); each other costs its training again in the choice and in the winner's
 # final training, and its tuned layers run once more per text at serving, so they are tried on tasks of up to
-# ``STACKED_PRIORS_MAX_ROWS`` labels, whose priors train in a minute or two.
+# ``STACKED_PRIORS_MAX_ROWS`` labels, whose priors train in a minute or two (the default of the
+# ``stacked_priors_max_labels`` setting, which an admin raises where accuracy is worth the time).
 STACKED_PRIORS = 3
 STACKED_PRIORS_MAX_ROWS = 20_000
 
