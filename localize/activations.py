@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from localize.base_model import BaseModel, cpu_has_bf16_matrix_units, text_hash
+from localize.base_model import BaseModel, cpu_has_native_bf16, text_hash
 
 if TYPE_CHECKING:
     from localize.engine import AdapterWeights
@@ -158,9 +158,9 @@ class ScoringActivationCache(ActivationCache):
 
     Layers' inputs are read from and written to ``parent`` in float32 (the served prior trains on them next);
     pooled embeddings and encodings stay here, computed in bfloat16 where the CPU multiplies it in hardware (Intel
-    AMX) and on a GPU that has it: about half the time of float32 for the same answers to three decimals, and
-    never read by serving, whose answers are computed in float32 (the served prior is trained again after the
-    choice, and ``parent`` gets none of the pooled values computed here)."""
+    AMX, AVX512-BF16) and on a GPU that has it: about half the time of float32 for the same answers to three
+    decimals, and never read by serving, whose answers are computed in float32 (the served prior is trained again
+    after the choice, and ``parent`` gets none of the pooled values computed here)."""
 
     def __init__(self, parent: ActivationCache) -> None:
         super().__init__(max_bytes=parent.max_bytes)
@@ -177,7 +177,7 @@ class ScoringActivationCache(ActivationCache):
             self.parent._put(key, value)
 
     def _pooled_precision(self, base: BaseModel) -> contextlib.AbstractContextManager:
-        if base.device.type == "cpu" and cpu_has_bf16_matrix_units():
+        if base.device.type == "cpu" and cpu_has_native_bf16():
             return torch.autocast("cpu", dtype=torch.bfloat16)
         if base.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.autocast("cuda", dtype=torch.bfloat16)

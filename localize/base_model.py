@@ -264,12 +264,13 @@ class BaseModel:
 
 
 @functools.cache
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): only there does ``mixed_precision=auto``
-    train in bfloat16 on a CPU (without it, bfloat16 is emulated and no faster)."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware: Intel AMX's matrix tiles, or AVX512-BF16's dot-product
+    instructions (AMD Zen 4 and later, Intel Cooper Lake). Only there does ``mixed_precision=auto`` compute in
+    bfloat16 on a CPU: elsewhere bfloat16 is emulated and no faster."""
     try:
-        return bool(torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):  # a private check: a torch without it counts as no
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except (AttributeError, RuntimeError):  # private checks: a torch without them counts as no
         return False
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from localize.adapters.base import AdapterMethod
-from localize.base_model import cpu_has_bf16_matrix_units
+from localize.base_model import cpu_has_native_bf16
 from localize.trainable_adapter import TrainableAdapter
 from localize.training_args import TrainingArguments
 from localize.training_rows import Split
@@ -156,7 +156,7 @@ def step_precision(args: TrainingArguments, adapter: TrainableAdapter, split: Sp
     if adapter.base.device.type != "cpu":
         return accelerator.autocast()  # bf16 where the GPU has it (accelerate's choice), else float32
     runs_layers = adapter.method.embeds_inputs or (bool(split.inputs) and split.inputs[0].dim() > 1)
-    if runs_layers and (mode == "bf16" or cpu_has_bf16_matrix_units()):
+    if runs_layers and (mode == "bf16" or cpu_has_native_bf16()):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

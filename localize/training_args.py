@@ -146,12 +146,13 @@ class TrainingArguments:
                                     "accuracy and macro-F1 beyond chance; None or {}: argmax of the calibrated "
                                     "probabilities."})
     mixed_precision: str = field(default="auto", metadata={"help": "auto: bfloat16 autocast on a GPU that has it, "
-                                 "and on a CPU with bfloat16 matrix units (Intel AMX), float32 on other CPUs. bf16: "
-                                 "on any CPU too. On a CPU, training steps that run encoder layers (a task prior, "
-                                 "per-user LoRA) compute their linear maps in bfloat16 (weights, attention and the "
-                                 "loss stay float32): about 15% less time per prior epoch with AMX, the same losses "
-                                 "to three decimals. no: float32 everywhere. Validation, calibration and serving "
-                                 "always compute in float32."})
+                                 "and on a CPU that computes bfloat16 in hardware (Intel AMX, AVX512-BF16), float32 "
+                                 "on other CPUs. bf16: on any CPU too. On a CPU, training steps that run encoder "
+                                 "layers (a task prior, per-user LoRA) compute their linear maps in bfloat16 "
+                                 "(weights, attention and the loss stay float32): 15-30% less time per prior epoch, "
+                                 "the same losses to three decimals (localize bench --only prior_precision). no: "
+                                 "float32 everywhere. Validation, calibration and serving always compute in "
+                                 "float32."})
     refit_on_all: bool | None = field(default=None, metadata={"help": "After validation, train the final adapter on "
                                       "the training and validation labels together (epoch training: from the start, "
                                       "for the epochs validation chose). None: yes for a MAP head (nothing is chosen "

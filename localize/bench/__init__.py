@@ -38,6 +38,7 @@ from localize.bench import (  # noqa: F401
     fanout,
     train,
     head_ensemble,
+    prior_precision,
     adapter_load,
     cold_start,
     int8,

@@ -21,6 +21,7 @@ class BenchSizes:
     fanout_repeats: int = 3
     train_texts: int = 500
     train_repeats: int = 3
+    prior_precision_texts: int = 400  # demo labels per trader of the prior_precision benchmark's prior
     naive_peft: bool = True  # the naive PEFT LoRA training baseline (~20 s)
     naive_epochs: int = 3
     load_adapters: int = 50
@@ -82,6 +83,7 @@ class BenchSizes:
         if not quick:
             return cls()
         return cls(repeats=3, peft_adapters=16, fanout_users=1000, fanout_repeats=3, train_repeats=1,
+                   prior_precision_texts=40,
                    naive_peft=False, cold_start_repeats=1, fanout_scaling=(100, 1000), train_scaling=(100, 500),
                    int8_test_texts=200, http_requests_per_client=5, http_windows_ms=(0.0, 2.0),
                    http_seconds=4.0, http_open_seconds=4.0, http_warmup_seconds=1.0, load_seconds=15.0,

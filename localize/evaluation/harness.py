@@ -180,6 +180,12 @@ class Harness:
         init, prior_seconds = self.prior(args) if args.init_from_prior else (None, None)
         users, test_probabilities, validation = [], {}, {}
         names = self.recipe_users(recipe)
+        if init is not None and args.train_scope == "head" and init.params:
+            # As whole-task training does before its users' jobs: every user's texts encoded with the prior once, in
+            # large batches sorted by length, so each user's trainer finds its encodings (the same numbers) cached.
+            texts = sorted({r.text for user in names for r in self.data.rows(user, "train")})
+            self.progress(f"{recipe.name}: encoding the users' {len(texts):,} texts with the task prior")
+            self.cache.encoded(self.base, init, texts)
         for index, user in enumerate(names):
             train = self.data.rows(user, "train")
             test = self.data.rows(user, "test")

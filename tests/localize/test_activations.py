@@ -48,7 +48,7 @@ def test_a_scoring_cache_computes_pooled_values_in_bf16_and_keeps_them_from_the_
 
     texts = tiny_texts[0]
     top = base.dims.num_layers
-    monkeypatch.setattr(activations, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(activations, "cpu_has_native_bf16", lambda: True)
     served = ActivationCache()
     scoring = ScoringActivationCache(served)
     layer_two = scoring.frozen_inputs(base, texts, 2)  # a prior's first tuned layer: float32, and served's
@@ -63,12 +63,12 @@ def test_a_scoring_cache_computes_pooled_values_in_bf16_and_keeps_them_from_the_
 
 
 def test_without_bf16_matrix_units_a_scoring_cache_computes_in_float32(cpu_base, tiny_texts, monkeypatch):
-    base = cpu_base  # a CPU without AMX (a GPU with bfloat16 computes the scoring cache in it)
+    base = cpu_base  # a CPU without native bfloat16 (a GPU with bfloat16 computes the scoring cache in it)
     from localize import activations
     from localize.activations import ScoringActivationCache
 
     texts = tiny_texts[0][:8]
-    monkeypatch.setattr(activations, "cpu_has_bf16_matrix_units", lambda: False)
+    monkeypatch.setattr(activations, "cpu_has_native_bf16", lambda: False)
     top = base.dims.num_layers
     scored = ScoringActivationCache(ActivationCache()).frozen_inputs(base, texts, top)
     assert all(torch.equal(a, b) for a, b in zip(scored, ActivationCache().frozen_inputs(base, texts, top)))

@@ -157,3 +157,25 @@ def test_head_ensemble_bench_times_one_loop_against_heads_one_after_another(base
         assert _positive(results.get(key)), f"{key}={results.get(key)!r}"
     epochs = results["details"]["head_ensemble_best_epochs"]
     assert len(epochs["one_loop"]) == len(epochs["one_after_another"]) == 5  # five heads, each its best epoch
+
+
+def test_prior_precision_bench_times_a_prior_epoch_in_both_precisions(base, monkeypatch):
+    from localize import base_model
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    base_model.cpu_has_native_bf16.cache_clear()
+    try:
+        sizes = dataclasses.replace(TINY, prior_precision_texts=12, train_repeats=1)
+        results = run_benchmarks(quick=True, only=["prior_precision"], out=None,
+                                 console=Console(file=io.StringIO()), sizes=sizes)
+    finally:
+        base_model.cpu_has_native_bf16.cache_clear()
+
+    assert "errors" not in results
+    for key in ["prior_epoch_float32_seconds", "prior_epoch_bf16_seconds", "prior_epoch_bf16_speedup",
+                "prior_encode_bf16_speedup"]:
+        assert _positive(results.get(key)), f"{key}={results.get(key)!r}"
+    assert results["prior_precision_native_bf16"] is True  # what mixed_precision=auto reads on this CPU
+    # Both precisions trained the same prior on the same rows: their training losses agree closely.
+    assert abs(results["prior_train_loss_bf16_minus_float32"]) < 0.05
+    assert {len(v) for v in results["details"]["prior_precision_epoch_seconds"].values()} == {1}

@@ -209,7 +209,7 @@ def test_the_candidates_encodings_are_computed_once_per_prior_in_bf16_and_never_
     from localize import activations, engine
     from localize.activations import ActivationCache
 
-    monkeypatch.setattr(activations, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(activations, "cpu_has_native_bf16", lambda: True)
     passes: list[tuple[int, bool]] = []
     real = engine.encode_pooled
 

@@ -120,19 +120,21 @@ def test_bf16_on_a_cpu_autocasts_only_training_steps_that_run_encoder_layers(cpu
     assert not _autocasts(prepared("head", "bf16", method_options=_linear_head_options()))
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_matrix_units(cpu_base, tiny_texts, monkeypatch, amx):
+@pytest.mark.parametrize(("amx", "avx512_bf16"), [(True, True), (False, True), (False, False)])
+def test_auto_precision_trains_in_bf16_only_on_a_cpu_that_computes_bf16_natively(cpu_base, tiny_texts, monkeypatch,
+                                                                                 amx, avx512_bf16):
     texts, john, _, label_set = tiny_texts
     base = cpu_base
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    epoch_loop.cpu_has_bf16_matrix_units.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    epoch_loop.cpu_has_native_bf16.cache_clear()
     try:
         trainer = Trainer(base, TrainingArguments(method="lora", method_options={"layers": [-1]}, max_epochs=1),
                           texts, john, label_set)
         trainer.prepare()
-        assert _autocasts(trainer) is amx
+        assert _autocasts(trainer) is (amx or avx512_bf16)
     finally:
-        epoch_loop.cpu_has_bf16_matrix_units.cache_clear()
+        epoch_loop.cpu_has_native_bf16.cache_clear()
 
 
 def test_bf16_training_learns_what_float32_learns_and_keeps_float32_weights(base, tiny_texts):

@@ -45,3 +45,28 @@ def test_priors_side_by_side_start_from_the_lone_prior_and_count_its_seconds(bas
     first, _ = stack.members()
     for key, value in lone.params.items():
         assert torch.equal(first.params[key], value), key
+
+
+def test_a_recipe_on_a_prior_encodes_every_users_texts_once_before_their_fits(base, tiny_texts, monkeypatch):
+    from localize.evaluation.harness import Recipe
+
+    data = _data(tiny_texts)
+    harness = Harness(data, base, progress=lambda message: None)
+    calls: list[tuple[list[str], int]] = []  # each call's texts and how many of them were not cached yet
+    encoded = harness.cache.encoded
+
+    def recording(base_model, encoder, texts, *args, **kwargs):
+        before = harness.cache.misses
+        found = encoded(base_model, encoder, texts, *args, **kwargs)
+        calls.append((list(texts), harness.cache.misses - before))
+        return found
+
+    monkeypatch.setattr(harness.cache, "encoded", recording)
+    result = harness.run_recipe(Recipe("prior-head", LONE))
+    train_texts = {r.text for r in data.train}
+    # First every user's train texts in one call, as whole-task training encodes them before the users' jobs ...
+    assert calls[0] == (sorted(train_texts), len(train_texts))
+    # ... so each user's fit finds its texts cached and encodes none of them again.
+    users_fits = [missed for texts, missed in calls[1:] if set(texts) <= train_texts]
+    assert len(users_fits) >= 2 and not any(users_fits)
+    assert len(result.users) == 2
