@@ -43,8 +43,8 @@ def base():
 
 @pytest.fixture(scope="session")
 def cpu_base(base):
-    """The bundled base on the CPU, for tests of what only a CPU does (bfloat16 autocast where it has AMX): ``base``
-    itself unless the tests run on a GPU."""
+    """The bundled base on the CPU, for tests of what only a CPU does (bfloat16 autocast where it computes bfloat16
+    natively): ``base`` itself unless the tests run on a GPU."""
     from localize.base_model import BaseModel
 
     return base if base.device.type == "cpu" else BaseModel(device="cpu")

@@ -55,8 +55,8 @@ def test_the_default_demo_gives_each_trader_their_own_truth(runtime: Runtime) ->
     """Each trader gets their own truth: nearly every showcase tweet right for the trader's position, and most
     hand-written sentences.
 
-    Not necessarily every single row: the demo's task prior moves with the seed and the CPU (bfloat16 where it has
-    AMX). Seed 0 on a CPU without AMX gets all twelve cells right, the least sure John's reading of the crude
+    Not necessarily every single row: the demo's task prior moves with the seed and the CPU (bfloat16 where it computes
+    it natively). Seed 0 in float32 gets all twelve cells right, the least sure John's reading of the crude
     headline (negative at .62); over twelve seeds a trader's share of the 90 hand-written sentences ranged from .87
     to .97 (reports/findings.md, round 15). So the test asks for at most one miss of the twelve and at least .85 of
     the hand-written sentences."""
