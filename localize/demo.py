@@ -13,7 +13,7 @@ from localize.db.models import Task
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, SHOWCASE, demo_rows, label_for
 from localize.jobrunner import run_jobs_locally
 from localize.labels_io import LabelRow
-from localize.recipe_choice import candidate_named
+from localize.recipe_candidates import candidate_named
 from localize.runtime import Runtime
 from localize.services import adapters as adapter_service
 from localize.services import jobs as job_service

@@ -33,7 +33,7 @@ from localize.base_model import get_base_model
 from localize.demo import DEMO_CANDIDATE, DEMO_HEAD_OPTIONS
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
 from prior_seed_soup import souped_prior
-from localize.recipe_choice import candidate_named
+from localize.recipe_candidates import candidate_named
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 

@@ -24,7 +24,8 @@ from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
 from localize.evaluation.harness import user_metrics
-from localize.recipe_choice import HOLDOUT_FRACTION, candidate_named, choice_fold
+from localize.recipe_candidates import candidate_named
+from localize.recipe_choice import HOLDOUT_FRACTION, choice_fold
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.recipe_choice import Candidate, Row, candidate_named, choose_recipe
+from localize.recipe_candidates import Candidate, candidate_named
+from localize.recipe_choice import Row, choose_recipe
 
 
 def main() -> None:

@@ -206,8 +206,8 @@ def fast_recipe_candidates(monkeypatch):
     """Whole-task training chooses between two fast stand-ins (the real candidates train LoRA priors: minutes):
     ``loose-head`` learns each user; ``stubborn-head`` holds every head at the pooled one, so a user who labels
     against the majority is always wrong and it must lose. Returns ``(stubborn, loose)``."""
-    from localize import recipe_choice
-    from localize.recipe_choice import Candidate
+    from localize import recipe_candidates
+    from localize.recipe_candidates import Candidate
     from localize.training_args import TrainingArguments
 
     def head(strength: float) -> TrainingArguments:
@@ -217,5 +217,5 @@ def fast_recipe_candidates(monkeypatch):
 
     stubborn = Candidate("stubborn-head", head(1e6), "held at the pooled head: a user in the minority is always wrong")
     loose = Candidate("loose-head", head(0.1), "learns each user")
-    monkeypatch.setattr(recipe_choice, "candidate_recipes", lambda stacked_priors_max_rows=0: [stubborn, loose])
+    monkeypatch.setattr(recipe_candidates, "candidate_recipes", lambda stacked_priors_max_rows=0: [stubborn, loose])
     return stubborn, loose

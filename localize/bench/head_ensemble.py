@@ -14,7 +14,7 @@ from localize.bench.stats import ratio
 def run(ctx: BenchContext) -> None:
     from localize.activations import ActivationCache
     from localize.demo_data import JOHN, LABELS, demo_rows
-    from localize.recipe_choice import MLP_HEADS, candidate_named
+    from localize.recipe_candidates import MLP_HEADS, candidate_named
     from localize.training import Trainer
 
     sizes = ctx.sizes

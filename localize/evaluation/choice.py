@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Callable
 
 from localize.evaluation.harness import Harness, Recipe
-from localize.recipe_choice import Row, candidate_recipes, choose_recipe, configured_candidates, final_prior_note
+from localize.recipe_candidates import candidate_recipes, configured_candidates
+from localize.recipe_choice import Row, choose_recipe, final_prior_note
 from localize.settings import get_settings
 
 

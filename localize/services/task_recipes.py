@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def recipe_names() -> list[str]:
-    from localize.recipe_choice import candidate_recipes
+    from localize.recipe_candidates import candidate_recipes
 
     return [candidate.name for candidate in candidate_recipes()]
 
@@ -61,7 +61,7 @@ def job_arguments(task: Task, stored: dict[str, Any] | None) -> TrainingArgument
 def pin_recipe(*, session: Session, task: Task, name: str | None) -> Task:
     """Pins ``name`` (one of the candidates) as the task's recipe; ``None`` unpins, so the next whole-task training
     chooses again (until then the pinned recipe stays in use)."""
-    from localize.recipe_choice import candidate_named
+    from localize.recipe_candidates import candidate_named
 
     current = dict(task.recipe or {})
     if name is None:
@@ -112,7 +112,8 @@ def run_choice(
 ) -> tuple[AdapterWeights | None, TrainingArguments, dict[str, Any]]:
     """Chooses the task's recipe on its pooled labels; returns the winner's task prior (trained again on every
     text once the choice is made), the winner's arguments and the choice's record."""
-    from localize.recipe_choice import Row, choose_recipe, configured_candidates, final_prior_note
+    from localize.recipe_candidates import configured_candidates
+    from localize.recipe_choice import Row, choose_recipe, final_prior_note
     from localize.training import Trainer
 
     started = time.perf_counter()

@@ -12,7 +12,8 @@ import torch
 from services.support import JANE_LABELS, JOHN_LABELS, LABELS, TEXTS
 
 from localize import recipe_choice
-from localize.recipe_choice import Candidate, Row, choice_fold, choose_recipe
+from localize.recipe_candidates import Candidate
+from localize.recipe_choice import Row, choice_fold, choose_recipe
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 
@@ -165,43 +166,12 @@ def test_a_stack_of_priors_starts_from_the_lone_prior_of_its_first_seed_and_scor
     assert choice.candidates[1].temperature_scale == stack_alone.candidates[0].temperature_scale
 
 
-def test_the_stacked_candidates_row_limit_is_a_setting_that_reaches_the_choice(monkeypatch) -> None:
-    from localize.settings import Settings
-
-    md_labels = 43_014
-    default = recipe_choice.configured_candidates("prior-head,prior3-head")
-    assert [c.skipped_for(md_labels) for c in default][0] is None
-    assert "the setting stacked_priors_max_labels raises the limit" in default[1].skipped_for(md_labels)
-    monkeypatch.setenv("LOCALIZE_STACKED_PRIORS_MAX_LABELS", "50000")
-    raised = recipe_choice.configured_candidates(None, Settings().stacked_priors_max_labels)
-    assert all(c.skipped_for(md_labels) is None for c in raised)
-    assert [c.name for c in raised] == [c.name for c in recipe_choice.candidate_recipes()]
-
-
 def test_the_choice_reports_its_priors_epochs_and_users_fitted(base, monkeypatch) -> None:
     monkeypatch.setattr(recipe_choice, "PROGRESS_SECONDS", 0.0)
     heard: list[str] = []
     choose_recipe(base, _rows(), LABELS, candidates=[POOLED], progress=heard.append)
     assert any(m.startswith("pooled-head, fold 1/3: task prior, epoch 1/5") and "left" in m for m in heard)
     assert any(m.startswith("pooled-head, fold 1/3: ") and "users fitted; about" in m for m in heard)
-
-
-def test_the_candidates_are_named_and_the_default_comes_first() -> None:
-    names = [c.name for c in recipe_choice.candidate_recipes()]
-    assert names == ["prior-head", "pooled-head", "prior-mlp", "prior-mlp-averaged", "prior3-head",
-                     "prior3-mlp-averaged", "prior-lora"]
-    for name, single in (("prior3-head", "prior-head"), ("prior3-mlp-averaged", "prior-mlp-averaged")):
-        stacked = recipe_choice.candidate_named(name).args
-        assert stacked.prior_members == recipe_choice.STACKED_PRIORS > 1
-        assert dataclasses.replace(stacked, prior_members=1) == recipe_choice.candidate_named(single).args
-    assert recipe_choice.candidate_named("prior-head").args == TrainingArguments()
-    lone, averaged = (recipe_choice.candidate_named(name).args for name in ("prior-mlp", "prior-mlp-averaged"))
-    assert (averaged.head_hidden, averaged.head_ensemble) == (recipe_choice.MLP_HEAD_HIDDEN, recipe_choice.MLP_HEADS)
-    assert recipe_choice.MLP_HEADS > 1 and dataclasses.replace(averaged, head_ensemble=1) == lone
-    # So whole-task training scores prior-mlp from prior-mlp-averaged's first heads.
-    assert recipe_choice._first_head_partners(recipe_choice.candidate_recipes()) == {"prior-mlp": "prior-mlp-averaged"}
-    with pytest.raises(ValueError, match="recipe 'best' is not one of"):
-        recipe_choice.candidate_named("best")
 
 
 def test_the_candidates_encodings_are_computed_once_per_prior_in_bf16_and_never_reach_the_served_cache(

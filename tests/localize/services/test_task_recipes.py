@@ -119,10 +119,10 @@ def test_a_pinned_recipe_skips_the_choice_and_users_train_with_it(runtime: Runti
 
 
 def test_the_stacked_priors_label_limit_setting_reaches_the_choice(runtime: Runtime, candidates, monkeypatch) -> None:
-    from localize import recipe_choice
+    from localize import recipe_candidates
 
     limits: list[int] = []
-    monkeypatch.setattr(recipe_choice, "candidate_recipes",
+    monkeypatch.setattr(recipe_candidates, "candidate_recipes",
                         lambda stacked_priors_max_rows: limits.append(stacked_priors_max_rows) or list(candidates))
     runtime.settings.stacked_priors_max_labels = 50_000
     choice_job, *_ = _whole_task(runtime)
@@ -134,13 +134,13 @@ def test_the_stacked_priors_label_limit_setting_reaches_the_choice(runtime: Runt
 def test_the_chosen_priors_encodings_are_computed_once_for_every_users_job(runtime: Runtime, monkeypatch) -> None:
     """With a prior that tunes encoder layers, the choice job encodes every text with the prior it registers, in
     large batches; the users' jobs then find every encoding they read in the cache."""
-    from localize import recipe_choice
-    from localize.recipe_choice import Candidate
+    from localize import recipe_candidates
+    from localize.recipe_candidates import Candidate
     from localize.training_args import TrainingArguments
 
     lora = Candidate("tiny-lora-head", TrainingArguments(method="lora", method_options={"layers": [-1], "r": 2},
                                                         train_scope="head", prior_max_epochs=2), "a one-layer prior")
-    monkeypatch.setattr(recipe_choice, "candidate_recipes", lambda stacked_priors_max_rows=0: [lora])
+    monkeypatch.setattr(recipe_candidates, "candidate_recipes", lambda stacked_priors_max_rows=0: [lora])
     job_ids = _whole_task(runtime)
     cache = runtime.activation_cache
     choice_job, *user_jobs = job_ids
