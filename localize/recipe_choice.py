@@ -78,6 +78,17 @@ def choice_fold(text: str, folds: int) -> int:
     return int.from_bytes(digest, "big") % folds
 
 
+def held_out_splits(texts: Sequence[str], folds: int | None = None) -> list[set[str]]:
+    """The texts each fold of the choice holds out: ``FOLDS`` folds by text below ``SMALL_TASK_TEXTS`` distinct
+    texts, one held-out ``HOLDOUT_FRACTION`` above (``folds`` overrides: 1 for the held-out share)."""
+    distinct = sorted(set(texts))
+    if folds is None:
+        folds = FOLDS if len(distinct) < SMALL_TASK_TEXTS else 1
+    if folds == 1:
+        return [{t for t in distinct if choice_fold(t, round(1 / HOLDOUT_FRACTION)) == 0}]
+    return [{t for t in distinct if choice_fold(t, folds) == k} for k in range(folds)]
+
+
 @dataclass(frozen=True)
 class Row:
     user: str
@@ -163,13 +174,7 @@ def choose_recipe(
     # The candidates' priors and fits are never served: their encodings may be computed in bfloat16.
     cache = ScoringActivationCache(cache or get_activation_cache())
     texts = sorted({r.text for r in rows})
-    if folds is None:
-        folds = FOLDS if len(texts) < SMALL_TASK_TEXTS else 1
-    if folds == 1:
-        held = {t for t in texts if choice_fold(t, round(1 / HOLDOUT_FRACTION)) == 0}
-        splits = [held]
-    else:
-        splits = [{t for t in texts if choice_fold(t, folds) == k} for k in range(folds)]
+    splits = held_out_splits(texts, folds)
     results = [CandidateResult(c.name, c.description, skipped=c.skipped_for(len(rows))) for c in candidates]
     result_of = {r.name: r for r in results}
     first_head_of = _first_head_partners(candidates)  # a lone head's candidate -> the averaged heads' candidate

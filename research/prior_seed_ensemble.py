@@ -21,7 +21,7 @@ import torch
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.recipe_choice import FOLDS, HOLDOUT_FRACTION, SMALL_TASK_TEXTS, _user_scores, choice_fold
+from localize.recipe_choice import _user_scores, held_out_splits
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 from prior_seed_soup import souped_prior
@@ -44,10 +44,7 @@ def main() -> None:
     truth: dict[str, list[int]] = {u: [] for u in users}
     predicted: dict[tuple[str, str], list[int]] = {}
     # As the choice splits: a small task in FOLDS folds by text, a large one holds out one fifth of its texts once.
-    if len(texts) < SMALL_TASK_TEXTS:
-        splits = [{t for t in texts if choice_fold(t, FOLDS) == fold} for fold in range(FOLDS)]
-    else:
-        splits = [{t for t in texts if choice_fold(t, round(1 / HOLDOUT_FRACTION)) == 0}]
+    splits = held_out_splits(texts)
     for fold, held in enumerate(splits):
         train_rows = [r for r in rows if r.text not in held]
         fold_priors = []

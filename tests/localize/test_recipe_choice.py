@@ -241,3 +241,13 @@ def test_a_lone_mlp_head_is_scored_from_the_first_of_the_averaged_heads_as_if_fi
     assert (scored.temperature_scale, scored.added_uniform_share) == (fitted.temperature_scale,
                                                                       fitted.added_uniform_share)
     assert scored.fold_scores == fitted.fold_scores and averaged_result.seconds > 0
+
+
+def test_held_out_splits_are_folds_by_text_on_a_small_task_and_one_fifth_on_a_large_one(monkeypatch) -> None:
+    texts = [f"note {i}" for i in range(60)]
+    folds = recipe_choice.held_out_splits(texts + texts[:5])  # a repeated text is one text
+    assert len(folds) == recipe_choice.FOLDS and set().union(*folds) == set(texts)
+    assert sum(len(f) for f in folds) == len(texts)  # every text held out once
+    monkeypatch.setattr(recipe_choice, "SMALL_TASK_TEXTS", 50)
+    [held] = recipe_choice.held_out_splits(texts)
+    assert held == {t for t in texts if choice_fold(t, 5) == 0} and 0 < len(held) < len(texts) / 2
