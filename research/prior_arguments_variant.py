@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.recipe_choice import _user_scores, held_out_splits
+from localize.recipe_choice import held_out_splits
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
-from user_heads import fit_user_map_head
+from user_heads import argument_changes, fit_user_map_head, print_paired_difference, score_table
 
 
 def main() -> None:
@@ -36,13 +34,7 @@ def main() -> None:
     parser.add_argument("--set", dest="changes", action="append", default=[], metavar="KEY=VALUE",
                         help="a training argument of the variant's prior (a JSON value, or a bare string)")
     options = parser.parse_args()
-    changes = {}
-    for change in options.changes:
-        key, _, value = change.partition("=")
-        try:
-            changes[key] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[key] = value
+    changes = argument_changes(options.changes)
     data, base = load_eval_data(options.data), get_base_model()
     rows, labels = data.train, data.labels
     texts = sorted({r.text for r in rows})
@@ -72,18 +64,8 @@ def main() -> None:
                     weight, bias = fit_user_map_head(encoded, own, labels, center, default)
                     logits = torch.stack([encoded[r.text] for r in scored]) @ weight.T + bias
                     predicted.setdefault((user, name), []).extend(logits.argmax(1).tolist())
-        scored_users = [u for u in users if truth[u]]
-        table = {}
-        for name in variants:
-            per_user = np.array([_user_scores(truth[u], predicted[(u, name)], len(labels)) for u in scored_users])
-            table[name] = per_user
-            print(f"seed {seed}, {name}: accuracy {per_user[:, 0].mean():.4f}, macro-F1 {per_user[:, 1].mean():.4f}, "
-                  f"score {per_user.mean():.4f}", flush=True)
-        difference = table["variant"].mean(1) - table["default"].mean(1)
-        print(f"seed {seed}, variant {changes} minus default, per user ({len(scored_users)} users): "
-              f"{difference.mean():+.4f} (standard error {difference.std(ddof=1) / len(difference) ** 0.5:.4f})",
-              flush=True)
-
+        table = score_table(truth, predicted, list(variants), len(labels), heading=f"seed {seed}, ")
+        print_paired_difference(f"seed {seed}, variant {changes} minus default", table["variant"], table["default"])
 
 if __name__ == "__main__":
     main()

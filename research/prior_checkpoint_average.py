@@ -19,16 +19,15 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.recipe_choice import _user_scores, held_out_splits
+from localize.recipe_choice import held_out_splits
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
-from user_heads import fit_user_map_head
+from user_heads import fit_user_map_head, print_paired_difference, score_table
 
 
 def product_epoch(history: list[dict[str, float]], patience: int) -> int:
@@ -106,18 +105,9 @@ def main() -> None:
                 weight, bias = fit_user_map_head(encodings[index], own, labels, centers[index], defaults)
                 logits = torch.stack([encodings[index][r.text] for r in scored]) @ weight.T + bias
                 predicted.setdefault((user, name), []).extend(logits.argmax(1).tolist())
-    scored_users = [u for u in users if truth[u]]
-    table = {}
-    for name in variant_names:
-        per_user = np.array([_user_scores(truth[u], predicted[(u, name)], len(labels)) for u in scored_users])
-        table[name] = per_user
-        print(f"{name}: accuracy {per_user[:, 0].mean():.4f}, macro-F1 {per_user[:, 1].mean():.4f}, "
-              f"score {per_user.mean():.4f}", flush=True)
+    table = score_table(truth, predicted, variant_names, len(labels))
     for name in variant_names[1:]:
-        difference = table[name].mean(1) - table[variant_names[0]].mean(1)
-        print(f"{name} minus the product's epoch, per user ({len(scored_users)} users): {difference.mean():+.4f} "
-              f"(standard error {difference.std(ddof=1) / len(difference) ** 0.5:.4f})", flush=True)
-
+        print_paired_difference(f"{name} minus the product's epoch", table[name], table[variant_names[0]])
 
 if __name__ == "__main__":
     main()

@@ -7,12 +7,16 @@ ensemble, as the choice scores (accuracy, macro-F1 per user, averaged), with the
 
     python research/prior_seed_ensemble.py --data ../shared/data/hs_brexit --seeds 3
 
+``--set KEY=VALUE`` changes every seed's prior (``--set 'method_options={"r": 8, "layers": [-2, -1], ...}'``).
+
 Status: a diagnosis for the lead of reports/findings.md, round 18 (three priors averaged on the demo); nothing
 adopted.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +25,23 @@ import torch
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize.evaluation.data import load_eval_data
-from localize.recipe_choice import _user_scores, held_out_splits
+from localize.recipe_choice import held_out_splits
 from localize.training import Trainer
 from localize.training_args import TrainingArguments
 from prior_seed_soup import souped_prior
-from user_heads import fit_user_map_head
+from user_heads import argument_changes, fit_user_map_head, print_paired_difference, score_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--set", dest="changes", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training argument of every seed's prior (a JSON value, or a bare string)")
     parser.add_argument("--shared-init", action="store_true",
                         help="every seed's prior starts from seed 0's LoRA and head (only order and dropout differ)")
     options = parser.parse_args()
+    changes = argument_changes(options.changes)
     data, base = load_eval_data(options.data), get_base_model()
     rows, labels = data.train, data.labels
     texts = sorted({r.text for r in rows})
@@ -50,7 +57,9 @@ def main() -> None:
         fold_priors = []
         for seed in range(options.seeds):
             cache = ActivationCache(max_bytes=4 << 30)
-            trainer = Trainer(base, TrainingArguments(seed=seed).for_prior(), [r.text for r in train_rows],
+            prior_args = dataclasses.replace(TrainingArguments(seed=seed), **changes).for_prior()
+            started = time.perf_counter()
+            trainer = Trainer(base, prior_args, [r.text for r in train_rows],
                               [r.label for r in train_rows], labels, cache=cache,
                               annotators=[r.user for r in train_rows])
             trainer.prepare()
@@ -64,7 +73,8 @@ def main() -> None:
             trainer.fit()
             prior = trainer.result()
             fold_priors.append((prior, {k: v.detach() for k, v in trainer.head.items()}))
-            print(f"fold {fold + 1}, seed {seed}: prior kept epoch {trainer.metrics.get('best_epoch')}", flush=True)
+            print(f"fold {fold + 1}, seed {seed}: prior kept epoch {trainer.metrics.get('best_epoch')}, "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
         soup = souped_prior([p for p, _ in fold_priors])
         soup_center = {k: torch.stack([h[k] for _, h in fold_priors]).mean(0) for k in fold_priors[0][1]}
         encodings = {}  # per variant: {text: pooled vector}
@@ -95,20 +105,11 @@ def main() -> None:
             predicted.setdefault((user, "ensemble"), []).extend(mean_probability.argmax(1).tolist())
             mean_logits = torch.stack([logits[n] for n in seeds]).mean(0)
             predicted.setdefault((user, "ensemble of logits"), []).extend(mean_logits.argmax(1).tolist())
-    scored_users = [u for u in users if truth[u]]
-    table = {}
     variants = ["ensemble", "ensemble of logits", "concat", "soup"]
-    for name in [f"seed {s}" for s in range(options.seeds)] + variants:
-        per_user = np.array([_user_scores(truth[u], predicted[(u, name)], len(labels)) for u in scored_users])
-        table[name] = per_user
-        print(f"{name}: accuracy {per_user[:, 0].mean():.4f}, macro-F1 {per_user[:, 1].mean():.4f}, "
-              f"score {per_user.mean():.4f}", flush=True)
-    singles = np.mean([table[f"seed {s}"] for s in range(options.seeds)], axis=0)
+    table = score_table(truth, predicted, [f"seed {s}" for s in range(options.seeds)] + variants, len(labels))
+    singles = np.mean([table[f"seed {s}"] for s in range(options.seeds)], axis=0)  # per user: a seed's mean
     for name in variants:
-        difference = table[name].mean(1) - singles.mean(1)  # per user: its score minus a seed's mean
-        print(f"{name} minus the seeds' mean, per user ({len(scored_users)} users): {difference.mean():+.4f} "
-              f"(standard error {difference.std(ddof=1) / len(difference) ** 0.5:.4f})", flush=True)
-
+        print_paired_difference(f"{name} minus the seeds' mean", table[name], singles)
 
 if __name__ == "__main__":
     main()
