@@ -212,6 +212,14 @@ _UP_VERBS = [
     ("rebounds", "rebounded", "rebound", True), ("firms", "firmed", "firm", True), ("ticks up", "ticked up", "tick up", True),
     ("heads higher", "headed higher", "head higher", False), ("shoots up", "shot up", "shoot up", True),
     ("strengthens", "strengthened", "strengthen", True), ("recovers", "recovered", "recover", True),
+    ("adds", "added", "add", True), ("settles higher", "settled higher", "settle higher", False),
+    ("closes higher", "closed higher", "close higher", False), ("ends higher", "ended higher", "end higher", False),
+    ("trades higher", "traded higher", "trade higher", False), ("extends its rally", "extended its rally",
+                                                                 "extend its rally", False),
+    ("notches gains", "notched gains", "notch gains", False), ("posts gains", "posted gains", "post gains", False),
+    ("climbs back", "climbed back", "climb back", False), ("perks up", "perked up", "perk up", False),
+    ("powers ahead", "powered ahead", "power ahead", False), ("pushes higher", "pushed higher", "push higher", True),
+    ("picks up", "picked up", "pick up", True), ("books a gain", "booked a gain", "book a gain", False),
 ]
 _DOWN_VERBS = [
     ("plunges", "plunged", "plunge", True), ("slides", "slid", "slide", True), ("tumbles", "tumbled", "tumble", True),
@@ -228,6 +236,13 @@ _DOWN_VERBS = [
     ("weakens", "weakened", "weaken", True), ("declines", "declined", "decline", True), ("loses", "lost", "lose", True),
     ("ticks down", "ticked down", "tick down", True), ("heads lower", "headed lower", "head lower", False),
     ("tanks", "tanked", "tank", True), ("gives up its gains", "gave up its gains", "give up its gains", False),
+    ("dips", "dipped", "dip", True), ("eases", "eased", "ease", True), ("sheds", "shed", "shed", True),
+    ("settles lower", "settled lower", "settle lower", False), ("closes lower", "closed lower", "close lower", False),
+    ("ends lower", "ended lower", "end lower", False), ("trades lower", "traded lower", "trade lower", False),
+    ("pares gains", "pared gains", "pare gains", False), ("posts losses", "posted losses", "post losses", False),
+    ("slips back", "slipped back", "slip back", False), ("skids", "skidded", "skid", True),
+    ("sags", "sagged", "sag", True), ("drifts lower", "drifted lower", "drift lower", True),
+    ("books a loss", "booked a loss", "book a loss", False),
 ]
 _REASONS: dict[tuple[str, int], list[str]] = {
     ("gold", +1): [
@@ -281,10 +296,24 @@ _MOODS = {+1: ["bulls in control", "new highs incoming", "what a run", "momentum
 
 
 _PLAIN_UP = ["up", "rising", "climbing", "going up", "higher", "up again", "moving up", "on the rise",
-             "gaining", "surging", "rallying"]
+             "gaining", "surging", "rallying", "on a tear", "on fire", "ripping", "flying", "booming",
+             "on a roll", "mooning", "pumping", "popping", "red hot", "soaring"]
 _PLAIN_DOWN = ["down", "falling", "sinking", "going down", "lower", "down again", "moving down", "dropping",
-               "sliding", "tumbling", "crashing", "losing ground"]
-_PLAIN_FLAT = ["holding steady", "unchanged", "flat", "steady", "range-bound", "treading water", "little changed"]
+               "sliding", "tumbling", "crashing", "losing ground", "getting hammered", "getting crushed",
+               "getting smashed", "tanking", "dumping", "under pressure", "in freefall", "bleeding", "cratering",
+               "getting killed", "slumping"]
+_PLAIN_FLAT = ["holding steady", "unchanged", "flat", "steady", "range-bound", "treading water", "little changed",
+               "stuck in a range", "going nowhere", "drifting sideways", "barely moving", "in a holding pattern"]
+# What moves a price, in either direction, for "a weaker dollar sends gold higher": a cause of its own that does
+# not say which way the asset went, so the asset's own verb must be read.
+_CAUSES = ["the dollar", "the Fed", "the jobs report", "a surprise data print", "the latest CPI figures",
+           "the bond market", "the central bank", "fresh headlines", "the trade talks", "a supply shock",
+           "China's data", "OPEC's decision", "the earnings season", "the news", "heavy selling", "heavy buying",
+           "the inventory report", "the election result", "a short squeeze", "profit-taking", "a rush to safety"]
+_PUSH_UP = ["sends {name} higher", "lifts {name}", "pushes {name} up", "drives {name} higher", "sends {name} soaring",
+            "boosts {name}", "props up {name}", "sends {name} up"]
+_PUSH_DOWN = ["sends {name} lower", "drags {name} down", "pushes {name} down", "knocks {name} lower",
+              "weighs on {name}", "sends {name} tumbling", "hits {name}", "pulls {name} lower"]
 _SINCE = ["March", "last summer", "2019", "2021", "the pandemic", "January", "the start of the year", "2008"]
 
 
@@ -301,6 +330,18 @@ def _amount(rng: random.Random) -> str:
     return f"{rng.uniform(0.2, 9.8):.1f}%"
 
 
+# The share of moves explained by another asset's move in either direction ("gold dips as bond yields climb"): the
+# reason's verb then says nothing of the asset's, so a model must tell the subject's verb from the reason's.
+_CROSS_REASON_SHARE = 0.3
+
+
+def _cross_reason(rng: random.Random, asset: str) -> str:
+    other = rng.choice([name for name in _OTHERS if name != asset])
+    name = rng.choice(_NAMES[other])
+    third, past, base, _ = rng.choice(rng.choice((_UP_VERBS, _DOWN_VERBS)))
+    return f"{rng.choice(['as', 'while', 'after'])} {name} {base if name in _PLURAL else third}"
+
+
 def _directional(rng: random.Random, asset: str, direction: int) -> str:
     name = rng.choice(_NAMES[asset])
     third, past, base, takes_amount = rng.choice(_UP_VERBS if direction > 0 else _DOWN_VERBS)
@@ -310,6 +351,8 @@ def _directional(rng: random.Random, asset: str, direction: int) -> str:
     amount = f" {_amount(rng)}" if takes_amount and rng.random() < 0.6 else ""
     reasons = _REASONS.get((asset, direction), _GENERIC_REASONS)
     reason, when, source = rng.choice(reasons), rng.choice(_WHEN), rng.choice(_SOURCES)
+    if rng.random() < _CROSS_REASON_SHARE:
+        reason = _cross_reason(rng, asset)
     up = direction > 0
     level = _level(rng, asset)
     templates = [
@@ -334,6 +377,16 @@ def _directional(rng: random.Random, asset: str, direction: int) -> str:
         f"{_NOUN[asset]}, {'up' if up else 'down'} {_amount(rng)}",
         f"{rng.choice(['analysts', 'strategists', 'traders', 'experts'])} expect {name} to {base} further",
         f"{name} {past} {rng.choice(['sharply', 'strongly', 'slightly', 'again', 'a lot'])} {when}",
+        # The move caused by something else, the asset the object: "the dollar knocks gold lower".
+        f"{source}{rng.choice(_CAUSES)} {rng.choice(_PUSH_UP if up else _PUSH_DOWN).format(name=name)} {when}",
+        f"{name} {'are' if plural else 'is'} {rng.choice(_PLAIN_UP if up else _PLAIN_DOWN)} "
+        f"{rng.choice(['this week', 'this month', 'again', 'right now', 'rn', 'lately', when])}",
+        f"{name} {past} for a {rng.choice(['second', 'third', 'fourth', 'fifth', 'sixth'])} straight "
+        f"{rng.choice(['day', 'session', 'week'])}",
+        f"{rng.choice(['strong', 'big', 'solid']) if up else rng.choice(['weak', 'ugly', 'awful'])} session for "
+        f"{_NOUN[asset]}, {name} {past}{amount}",
+        f"{name} {past} {reason}, its {'best' if up else 'worst'} "
+        f"{rng.choice(['day', 'week', 'month'])} since {rng.choice(_SINCE)}",
     ]
     if level:
         # "to $X" needs a verb of motion, not "hits a record high"
@@ -360,6 +413,12 @@ def _flat(rng: random.Random, asset: str) -> str:
         f"quiet day for {_NOUN[asset]}, {name} barely moved",
         f"{name} {'were' if name in _PLURAL else 'was'} flat {when}",
         f"no big moves in {_NOUN[asset]} {when}",
+        f"{name} {'end' if name in _PLURAL else 'ends'} the session where {'they' if name in _PLURAL else 'it'} "
+        f"started",
+        f"{name} {'hover' if name in _PLURAL else 'hovers'} near {level} {when}",
+        f"where do you think {name} {'go' if name in _PLURAL else 'goes'} from here?",
+        f"anyone {rng.choice(['trading', 'watching', 'buying', 'selling'])} {name} {when}?",
+        f"{name} {'are' if name in _PLURAL else 'is'} {rng.choice(_PLAIN_FLAT)} ahead of {event}",
     ])
 
 

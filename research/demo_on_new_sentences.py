@@ -30,6 +30,7 @@ import torch
 
 from localize.activations import ActivationCache
 from localize.base_model import get_base_model
+from localize import demo_data
 from localize.demo import DEMO_CANDIDATE, DEMO_HEAD_OPTIONS
 from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
 from prior_seed_soup import souped_prior
@@ -306,6 +307,145 @@ LATE = [
     ('Wall Street was quiet ahead of the Fed decision', 'other', 'none'),
 ]
 
+# Written on 5 Dec 2026 in a later session, before any variant of this session ran: a fifth set that chose nothing.
+NEWEST = [
+    ('Gold prices moved higher on Wednesday as the dollar eased', 'gold', 'up'),
+    ('Bullion is on a tear this month', 'gold', 'up'),
+    ('Gold notched its best week since April', 'gold', 'up'),
+    ('gold ripping higher rn', 'gold', 'up'),
+    ('Safe-haven buying lifted gold to a record', 'gold', 'up'),
+    ('The price of an ounce of gold rose by $40 today', 'gold', 'up'),
+    ('Gold rallied after weak US manufacturing data', 'gold', 'up'),
+    ('Gold futures settled higher for the day', 'gold', 'up'),
+    ('Gold is up nearly 2% since the open', 'gold', 'up'),
+    ('Gold climbed back above $2,500', 'gold', 'up'),
+    ('Gold sank after the Fed surprised with a hike', 'gold', 'down'),
+    ('Bullion has been falling all week', 'gold', 'down'),
+    ('Gold posted its worst day in a month', 'gold', 'down'),
+    ('gold dumping hard this afternoon', 'gold', 'down'),
+    ('The gold price fell back below $2,000', 'gold', 'down'),
+    ('Gold futures settled lower on Tuesday', 'gold', 'down'),
+    ('Gold dipped as bond yields climbed', 'gold', 'down'),
+    ('Spot gold is down 1.5% at midday', 'gold', 'down'),
+    ('Gold prices eased as safe-haven demand faded', 'gold', 'down'),
+    ('A strong dollar knocked gold lower', 'gold', 'down'),
+    ('Oil prices moved higher on supply worries', 'oil', 'up'),
+    ('Crude is on a tear this week', 'oil', 'up'),
+    ('Oil notched its biggest weekly gain in a year', 'oil', 'up'),
+    ('crude ripping higher after the EIA numbers', 'oil', 'up'),
+    ('Brent crude settled higher on Monday', 'oil', 'up'),
+    ('Oil climbed back above $80 a barrel', 'oil', 'up'),
+    ('WTI is up 3% since the open', 'oil', 'up'),
+    ('Output cuts lifted oil prices again', 'oil', 'up'),
+    ('Oil rallied after pipeline outages in Canada', 'oil', 'up'),
+    ('The price of a barrel of crude rose by $4 today', 'oil', 'up'),
+    ('Oil sank as OPEC members pumped more', 'oil', 'down'),
+    ('Crude has been falling all month', 'oil', 'down'),
+    ('Oil posted its worst week since March', 'oil', 'down'),
+    ('oil dumping after the inventory build', 'oil', 'down'),
+    ('Brent fell back below $70', 'oil', 'down'),
+    ('WTI futures settled lower on Friday', 'oil', 'down'),
+    ('Oil dipped on worries about Chinese demand', 'oil', 'down'),
+    ('Crude is down 2% at midday', 'oil', 'down'),
+    ('Oil prices eased as the hurricane missed the rigs', 'oil', 'down'),
+    ('A surprise jump in supply knocked crude lower', 'oil', 'down'),
+    ('Gold ended the session where it started', 'gold', 'none'),
+    ('Gold is stuck around $2,300 for now', 'gold', 'none'),
+    ('Anyone trading gold today?', 'gold', 'none'),
+    ('Oil ended the session where it started', 'oil', 'none'),
+    ('Crude is stuck in a tight range for now', 'oil', 'none'),
+    ('Anyone watching oil this week?', 'oil', 'none'),
+    ('The S&P 500 moved higher on Wednesday', 'other', 'up'),
+    ('Silver is on a tear this month', 'other', 'up'),
+    ('Bitcoin ripping higher rn', 'other', 'up'),
+    ('Copper climbed back above $4 a pound', 'other', 'up'),
+    ('Soybean futures settled higher for the day', 'other', 'up'),
+    ('The Nasdaq posted its worst day in a month', 'other', 'down'),
+    ('Natural gas has been falling all week', 'other', 'down'),
+    ('The yen dipped as bond yields climbed', 'other', 'down'),
+    ('Palladium sank after the auto sales report', 'other', 'down'),
+    ('Shares of Ford are down 3% at midday', 'other', 'down'),
+    ('The euro ended the session where it started', 'other', 'none'),
+    ('Stocks are stuck in a tight range for now', 'other', 'none'),
+    ('Anyone trading the Dow today?', 'other', 'none'),
+    ('The ECB meets on Thursday', 'other', 'none'),
+]
+
+
+# Written on 5 Dec 2026 before any run of this session's variants scored it, and never read for misses: the set that
+# judges them.
+FINAL = [
+    ('Gold hit a record as investors sought shelter from the turmoil', 'gold', 'up'),
+    ('Gold prices are higher for a second day', 'gold', 'up'),
+    ('Bullion extended gains in London trading', 'gold', 'up'),
+    ('gold to the moon today', 'gold', 'up'),
+    ('Gold advanced as inflation fears mounted', 'gold', 'up'),
+    ('Weaker dollar sends gold soaring', 'gold', 'up'),
+    ('Gold had a strong session, closing up 1.8%', 'gold', 'up'),
+    ('Gold spiked after the bank failures', 'gold', 'up'),
+    ('Gold rose to within a dollar of its record', 'gold', 'up'),
+    ('The metal gained 2% as gold buyers returned', 'gold', 'up'),
+    ('Gold prices are lower for a second day', 'gold', 'down'),
+    ('Gold gave back all of this week\'s gains', 'gold', 'down'),
+    ('Bullion fell in London trading', 'gold', 'down'),
+    ('gold falling off a cliff', 'gold', 'down'),
+    ('Gold declined as the dollar firmed', 'gold', 'down'),
+    ('Stronger dollar sends gold lower', 'gold', 'down'),
+    ('Gold had a weak session, closing down 1.4%', 'gold', 'down'),
+    ('Gold tumbled to a two-month low', 'gold', 'down'),
+    ('Gold prices plunged as yields jumped', 'gold', 'down'),
+    ('Gold is having a terrible week', 'gold', 'down'),
+    ('Oil hit a record as supply fears mounted', 'oil', 'up'),
+    ('Oil prices are higher for a second day', 'oil', 'up'),
+    ('Crude extended gains in New York trading', 'oil', 'up'),
+    ('oil to the moon today', 'oil', 'up'),
+    ('Oil advanced as OPEC held back supply', 'oil', 'up'),
+    ('Tighter supply sends crude soaring', 'oil', 'up'),
+    ('Oil had a strong session, closing up 2.5%', 'oil', 'up'),
+    ('Brent spiked after the tanker attack', 'oil', 'up'),
+    ('WTI rose to its highest in a year', 'oil', 'up'),
+    ('Crude oil is having a great week', 'oil', 'up'),
+    ('Oil prices are lower for a second day', 'oil', 'down'),
+    ('Crude gave back all of this week\'s gains', 'oil', 'down'),
+    ('Brent fell in London trading', 'oil', 'down'),
+    ('oil falling off a cliff', 'oil', 'down'),
+    ('Oil declined as stockpiles grew', 'oil', 'down'),
+    ('Weak demand sends crude lower', 'oil', 'down'),
+    ('Oil had a weak session, closing down 3%', 'oil', 'down'),
+    ('WTI tumbled to a two-year low', 'oil', 'down'),
+    ('Oil prices plunged as the trade war escalated', 'oil', 'down'),
+    ('Crude is having a terrible month', 'oil', 'down'),
+    ('Gold prices are little moved this afternoon', 'gold', 'none'),
+    ('Is now a good time to buy gold?', 'gold', 'none'),
+    ('Gold hovered near $2,400 all day', 'gold', 'none'),
+    ('Oil prices are little moved this afternoon', 'oil', 'none'),
+    ('Is now a good time to buy oil stocks?', 'oil', 'none'),
+    ('Brent hovered near $80 all day', 'oil', 'none'),
+    ('Silver hit a record as investors sought shelter', 'other', 'up'),
+    ('Stocks are higher for a second day', 'other', 'up'),
+    ('Bitcoin to the moon today', 'other', 'up'),
+    ('Weaker dollar sends copper soaring', 'other', 'up'),
+    ('Nvidia shares spiked after earnings', 'other', 'up'),
+    ('The Nikkei had a strong session, closing up 2%', 'other', 'up'),
+    ('Silver prices are lower for a second day', 'other', 'down'),
+    ('Bitcoin falling off a cliff', 'other', 'down'),
+    ('Stronger dollar sends the euro lower', 'other', 'down'),
+    ('The Dow tumbled 700 points', 'other', 'down'),
+    ('Wheat prices plunged on bumper crops', 'other', 'down'),
+    ('Stocks are little moved this afternoon', 'other', 'none'),
+    ('Is now a good time to buy bitcoin?', 'other', 'none'),
+    ('The central bank will publish its minutes next week', 'other', 'none'),
+]
+
+
+def _scaled(prior, scale: float):
+    """``prior`` with its LoRA updates times ``scale`` (its head unchanged): 1 is the prior as trained."""
+    if scale == 1.0:
+        return prior
+    params = {name: value * scale if name.endswith("lora_B.weight") else value for name, value in prior.params.items()}
+    return dataclasses.replace(prior, params=params, _fingerprint=None)
+
+
 def _tweets(rows: list[tuple[str, str, str]]) -> list[Tweet]:
     return [Tweet(text, asset, _DIRECTION[direction]) for text, asset, direction in rows]
 
@@ -325,35 +465,53 @@ def main() -> None:
     parser.add_argument("--soup", action="store_true",
                         help="with --priors K: the K priors start from the first's LoRA and head and are served as one "
                              "(the mean of their weight updates, prior_seed_soup.py); each trader's heads train once")
+    parser.add_argument("--prior-scale", type=float, default=1.0,
+                        help="with --product: the task priors' LoRA updates times this before the traders' heads "
+                             "train on them (0.5: halfway back to the base, as weight-space ensembles of a fine-tuned "
+                             "and a pretrained model do)")
+    parser.add_argument("--generator-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a constant of localize.demo_data, the value read as JSON (_CROSS_REASON_SHARE=0)")
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
     parser.add_argument("--product", action="store_true",
                         help="train exactly as `localize demo` does (its candidate recipe, through the trainer)")
     parser.add_argument("--misses", action="store_true",
-                        help="at the end, every sentence of the demo's own and GUIDE that a trader got wrong in at "
-                             "least a quarter of the seeds (CHECK's and FRESH's are not shown: they choose nothing)")
+                        help="at the end, every sentence of the sets --misses-from names that a trader got wrong in "
+                             "at least a quarter of the seeds")
+    parser.add_argument("--misses-from", nargs="+", default=["demo's own", "guide"], metavar="SET",
+                        help="the sets whose misses --misses shows (default: the demo's own and GUIDE; a set whose "
+                             "misses were read guides from then on, so name the others only when retiring them)")
     options = parser.parse_args()
+    if "final" in options.misses_from:
+        parser.error("FINAL judges the variants: its misses are never shown")
     extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
     prior_extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.prior_set)}
+    for name, value in (item.split("=", 1) for item in options.generator_set):
+        if not hasattr(demo_data, name):
+            parser.error(f"localize.demo_data has no {name}")
+        setattr(demo_data, name, json.loads(value))
     base = get_base_model()
     sets = {"demo's own": HANDWRITTEN_TWEETS, "guide": _tweets(GUIDE), "check": _tweets(CHECK),
-            "fresh": _tweets(FRESH), "late": _tweets(LATE)}
+            "fresh": _tweets(FRESH), "late": _tweets(LATE),
+            "newest": _tweets(NEWEST), "final": _tweets(FINAL)}
     shares: dict[str, list[float]] = {name: [] for name in sets}
     missed: dict[tuple[str, str, str], int] = {}
     for seed in range(options.seeds):
         rows = demo_rows(n_per_user=options.labels_per_user, seed=seed)
-        generated = {row["text"].lower() for row in rows}
-        for name in ("guide", "check", "fresh", "late"):  # a sentence the labels contain would not be new
-            if any(tweet.text.lower() in generated for tweet in sets[name]):
-                raise SystemExit(f"seed {seed}: the generator produced a sentence of {name.upper()}")
+        # A sentence the labels contain would not be new: the generator's copies of the sets' sentences are dropped.
+        written = {tweet.text.lower() for name, tweets in sets.items() if name != "demo's own" for tweet in tweets}
+        rows = [row for row in rows if row["text"].lower() not in written]
         line = [f"seed {seed}:"]
+        if len(rows) < 2 * options.labels_per_user:
+            line.append(f"({options.labels_per_user - len(rows) // 2} generated sentences of the sets dropped)")
         runs = []  # (prior or None, the heads' arguments, its cache): one per task prior
         if options.product:  # exactly what ``localize demo`` trains: its candidate's prior(s), then each trader's heads
             args = dataclasses.replace(candidate_named(DEMO_CANDIDATE).args, seed=seed)
             cache = ActivationCache(max_bytes=2 << 30)
-            trainer = Trainer(base, args.for_prior(), [row["text"] for row in rows], [row["label"] for row in rows],
-                              LABELS, cache=cache, annotators=[row["user"] for row in rows])
+            trainer = Trainer(base, dataclasses.replace(args.for_prior(), **prior_extra), [row["text"] for row in rows],
+                              [row["label"] for row in rows], LABELS, cache=cache,
+                              annotators=[row["user"] for row in rows])
             trainer.train()
-            runs.append((trainer.result(), args, cache))
+            runs.append((_scaled(trainer.result(), options.prior_scale), dataclasses.replace(args, **extra), cache))
         elif options.on_prior:
             start = None  # with --soup: the first prior's starting LoRA and head, where every prior starts
             for k in range(options.priors):
@@ -392,7 +550,7 @@ def main() -> None:
                 share = float(np.mean([LABELS[i] == label_for(user, tweet) for i, tweet in zip(predicted, tweets)]))
                 shares[name].append(share)
                 for index, tweet in zip(predicted, tweets):
-                    if name in ("demo's own", "guide") and LABELS[index] != label_for(user, tweet):
+                    if name in options.misses_from and LABELS[index] != label_for(user, tweet):
                         key = (name, user.name, f"{tweet.text} -> {LABELS[index]}")
                         missed[key] = missed.get(key, 0) + 1
                 line.append(f"{user.name} {name} {share:.2f}")

@@ -95,8 +95,10 @@ def test_new_demo_labels_train_the_task_prior_again_before_the_traders(runtime: 
         run_demo(runtime=runtime, session=session, labels_per_user=40, console=quiet)
         run_demo(runtime=runtime, session=session, labels_per_user=50, console=quiet)
         priors = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_(None))).all()
+        # The second run's heads (each trader's version 2), served or not: with 50 labels a new head may score below
+        # the one serving on its few validation rows and be held back, which is the platform's rule, not the demo's.
         heads = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_not(None),
-                                                          AdapterVersion.is_active)).all()
+                                                          AdapterVersion.version == 2)).all()
     assert sorted(prior.version for prior in priors) == [1, 2]
     active_prior = next(prior for prior in priors if prior.is_active)
     assert active_prior.version == 2 and active_prior.n_labels == 2 * 50

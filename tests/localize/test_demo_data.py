@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from localize import demo_data
 from localize.demo_data import (
     JANE,
     JOHN,
@@ -45,6 +46,33 @@ def test_vocabulary_is_varied_so_a_model_cannot_key_on_one_word() -> None:
         assert word in text, word
     gold_up = [t.text for t in generate_tweets(3000, seed=0) if (t.asset, t.direction) == ("gold", 1)]
     assert len({" ".join(text.split()[:2]).lower() for text in gold_up}) > 20
+
+
+def test_some_moves_are_explained_by_another_assets_move_either_way() -> None:
+    # "gold dips as bond yields climb": the reason's verb must not tell the asset's direction, so gold's and oil's
+    # moves each way come with reasons in which another asset moves up and in which it moves down.
+    others = sorted({name.lower() for asset in demo_data._OTHERS for name in demo_data._NAMES[asset]}, key=len,
+                    reverse=True)
+    words = {way: {form.split()[0] for verb in verbs for form in (verb[0], verb[2])}
+             for way, verbs in ((+1, demo_data._UP_VERBS), (-1, demo_data._DOWN_VERBS))}
+    seen = set()
+    for tweet in generate_tweets(3000, seed=0):
+        if tweet.asset not in ("gold", "oil") or not tweet.direction:
+            continue
+        for link in (" as ", " while ", " after "):
+            clause = tweet.text.lower().split(link, 1)[1] if link in tweet.text.lower() else ""
+            name = next((name for name in others if clause.startswith(name + " ")), None)
+            if name:
+                verb = clause[len(name) + 1:].split()[0]
+                seen |= {(tweet.direction, way) for way in (+1, -1) if verb in words[way]}
+    assert seen == {(+1, +1), (+1, -1), (-1, +1), (-1, -1)}
+
+
+def test_some_moves_are_caused_by_something_named_first() -> None:
+    # "a strong dollar knocks gold lower": the asset is the object, not the subject.
+    texts = [t.text.lower() for t in generate_tweets(3000, seed=0) if t.asset == "gold" and t.direction]
+    for phrase in ("sends", "lifts", "drags", "knocks"):
+        assert any(phrase in text for text in texts), phrase
 
 
 @pytest.mark.parametrize(
