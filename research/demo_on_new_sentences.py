@@ -453,6 +453,7 @@ def _tweets(rows: list[tuple[str, str, str]]) -> list[Tweet]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=6, help="seeds 0..N-1 (labels, split and initialisation)")
+    parser.add_argument("--first-seed", type=int, default=0, help="start there instead (seeds F..F+N-1)")
     parser.add_argument("--labels-per-user", type=int, default=1000)
     parser.add_argument("--hidden", type=int, default=DEMO_HEAD_OPTIONS["hidden"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -495,7 +496,7 @@ def main() -> None:
             "newest": _tweets(NEWEST), "final": _tweets(FINAL)}
     shares: dict[str, list[float]] = {name: [] for name in sets}
     missed: dict[tuple[str, str, str], int] = {}
-    for seed in range(options.seeds):
+    for seed in range(options.first_seed, options.first_seed + options.seeds):
         rows = demo_rows(n_per_user=options.labels_per_user, seed=seed)
         # A sentence the labels contain would not be new: the generator's copies of the sets' sentences are dropped.
         written = {tweet.text.lower() for name, tweets in sets.items() if name != "demo's own" for tweet in tweets}
