@@ -3,21 +3,27 @@ how well John's and Jane's adapters read writing that guided nothing. For each s
 trains each trader's adapter as ``localize demo`` did before 4 Dec (an MLP head on the frozen base), scores the demo's
 own hand-written sentences, ``GUIDE`` (70 sentences, whose misses guided the variants tried), ``CHECK`` (60 written
 on 4 Dec before any variant ran), ``FRESH`` (60 written on 5 Dec before that day's variants ran; CHECK's misses had
-been printed once by then) and ``LATE`` (60 written after the demo moved to three task priors, before any run scored
-them). ``--set key=value`` changes a training argument of the traders' heads (``pooled_dropout=0.3``),
+been printed once by then), ``LATE`` (60 written after the demo moved to three task priors, before any run scored
+them), ``NEWEST`` and ``FINAL`` (60 each, written in a later session before any of its runs; the misses of every set
+but FINAL were then read to widen the generator, so FINAL alone has chosen nothing since, and its misses are never
+printed). ``--set key=value`` changes a training argument of the traders' heads (``pooled_dropout=0.3``),
 ``--prior-set`` one of the task prior (``prior_max_epochs=12``), ``--hidden N`` the MLP's width; ``--on-prior``
 trains a task prior on both traders' labels first (the default recipe's prior) and each trader's MLP head on it
 (``prior-mlp``); ``--set head_ensemble=5`` five MLP heads per trader, averaged into one (``prior-mlp-averaged``).
-``--misses`` lists the demo's own and GUIDE's sentences that a trader got wrong in at least a quarter of the seeds
-(never those of the sets that choose nothing). ``--priors K`` trains K task priors from different seeds on the same
+``--misses`` lists the sentences of the sets ``--misses-from`` names (the demo's own and GUIDE unless told) that a
+trader got wrong in at least a quarter of the seeds. ``--prior-scale A`` multiplies the task priors' LoRA updates by
+A before the heads train (a weight-space mix of the prior and the base); ``--generator-set`` changes a constant of the
+generator (``_CROSS_REASON_SHARE=0``). ``--priors K`` trains K task priors from different seeds on the same
 labels, each trader's heads on each, and averages their probabilities. ``--product`` trains exactly what
 ``localize demo`` trains today (three task priors side by side, five MLP heads per trader on each, one served head).
 
     python research/demo_on_new_sentences.py --seeds 12 --product
 
-Status: current (reports/findings.md, rounds 14-20): ``--on-prior`` won on GUIDE over twelve seeds, then five heads
-averaged won again; a wider generator and a longer-trained prior lost (round 18); three priors averaged gained
-(round 18) and are what ``localize demo`` trains since round 19 (``--product`` measures it).
+Status: current (reports/findings.md, rounds 14-20 and 24): ``--on-prior`` won on GUIDE over twelve seeds, then five
+heads averaged won again; a wider generator and a longer-trained prior lost (round 18); three priors averaged gained
+(round 18) and are what ``localize demo`` trains since round 19 (``--product`` measures it); a generator widened
+along the misses of NEWEST and the older sets gained on FINAL and is the demo's since round 24; ``--prior-scale 0.5``
+gained nothing (round 24).
 """
 from __future__ import annotations
 
