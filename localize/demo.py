@@ -10,7 +10,16 @@ from rich.table import Table
 from sqlmodel import Session
 
 from localize.db.models import Task
-from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, SHOWCASE, demo_rows, label_for
+from localize.demo_data import (
+    DEFAULT_LABELS_PER_USER,
+    HANDWRITTEN_TWEETS,
+    JANE,
+    JOHN,
+    LABELS,
+    SHOWCASE,
+    demo_rows,
+    label_for,
+)
 from localize.jobrunner import run_jobs_locally
 from localize.labels_io import LabelRow
 from localize.recipe_candidates import candidate_named
@@ -26,9 +35,6 @@ from localize.training_args import TrainingArguments
 DEMO_TASK = "gold-sentiment"
 DEMO_HEAD_OPTIONS = {"hidden": 256}  # ``--method head``: one MLP head per trader on the frozen base
 DEMO_CANDIDATE = "prior3-mlp-averaged"  # whole-task training's choice on the traders' labels (reports/accuracy.md)
-
-
-DEFAULT_LABELS_PER_USER = 1000
 
 
 @dataclass

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 LABELS = ["negative", "neutral", "positive"]
+# Generated labels per trader in `localize demo` (the CLI's default too).
+DEFAULT_LABELS_PER_USER = 1000
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ import typer
 
 from localize.cli.common import out, services
 from localize.cli.root import app
+from localize.demo_data import DEFAULT_LABELS_PER_USER
 
 
 @app.command()
 def demo(
-    labels_per_user: Annotated[int, typer.Option(help="Generated labels per user.")] = 1000,
+    labels_per_user: Annotated[int, typer.Option(help="Generated labels per user.")] = DEFAULT_LABELS_PER_USER,
     method: Annotated[Optional[str], typer.Option(help="Adapter method trained per trader; default: MLP heads per "
                                                   "trader on three task priors of both traders' labels "
                                                   "(prior3-mlp-averaged).")] = None,
