@@ -19,7 +19,7 @@ from typing import Any
 
 LABELS = ["negative", "neutral", "positive"]
 # Generated labels per trader in `localize demo` (the CLI's default too).
-DEFAULT_LABELS_PER_USER = 1000
+DEFAULT_LABELS_PER_USER = 3000
 
 
 @dataclass(frozen=True)

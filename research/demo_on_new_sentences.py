@@ -6,7 +6,9 @@ on 4 Dec before any variant ran), ``FRESH`` (60 written on 5 Dec before that day
 been printed once by then), ``LATE`` (60 written after the demo moved to three task priors, before any run scored
 them), ``NEWEST`` and ``FINAL`` (60 each, written in a later session before any of its runs; the misses of every set
 but FINAL were then read to widen the generator, so FINAL alone has chosen nothing since, and its misses are never
-printed). ``--set key=value`` changes a training argument of the traders' heads (``pooled_dropout=0.3``),
+printed), and ``UNSEEN`` (60, written in the session after, before any of its runs, by a writer who had read no set's
+misses; it chose nothing, and judged only what that session adopted). ``--set key=value`` changes a training
+argument of the traders' heads (``pooled_dropout=0.3``),
 ``--prior-set`` one of the task prior (``prior_max_epochs=12``), ``--hidden N`` the MLP's width; ``--on-prior``
 trains a task prior on both traders' labels first (the default recipe's prior) and each trader's MLP head on it
 (``prior-mlp``); ``--set head_ensemble=5`` five MLP heads per trader, averaged into one (``prior-mlp-averaged``).
@@ -23,7 +25,8 @@ Status: current (reports/findings.md, rounds 14-20 and 24): ``--on-prior`` won o
 heads averaged won again; a wider generator and a longer-trained prior lost (round 18); three priors averaged gained
 (round 18) and are what ``localize demo`` trains since round 19 (``--product`` measures it); a generator widened
 along the misses of NEWEST and the older sets gained on FINAL and is the demo's since round 24; ``--prior-scale 0.5``
-gained nothing (round 24).
+gained nothing (round 24); 3,000 labels a trader instead of 1,000 gained on every set and is the demo's default
+since round 25.
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ from localize.activations import ActivationCache
 from localize.base_model import get_base_model
 from localize import demo_data
 from localize.demo import DEMO_CANDIDATE, DEMO_HEAD_OPTIONS
-from localize.demo_data import HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows, label_for
+from localize.demo_data import (DEFAULT_LABELS_PER_USER, HANDWRITTEN_TWEETS, JANE, JOHN, LABELS, Tweet, demo_rows,
+                                label_for)
 from prior_seed_soup import souped_prior
 from localize.recipe_candidates import candidate_named
 from localize.training import Trainer
@@ -444,6 +448,72 @@ FINAL = [
 ]
 
 
+# Written at the start of the session of 5 Dec, night, before any run scored them, by a writer who had not read any
+# set's misses: UNSEEN judges whatever that session adopted, and its misses are never printed either.
+UNSEEN = [
+    ('Spot gold climbed 1.2% to $2,415 an ounce by midday', 'gold', 'up'),
+    ('Gold bugs are finally having their moment, prices ripping higher', 'gold', 'up'),
+    ('Precious metal rallies as Treasury yields slide', 'gold', 'up'),
+    ('Gold notched its biggest weekly gain since March', 'gold', 'up'),
+    ('XAU breaking out above resistance, up nearly 2%', 'gold', 'up'),
+    ('Central bank buying pushed gold to fresh highs', 'gold', 'up'),
+    ("gold's up big today, nice", 'gold', 'up'),
+    ('Safe-haven demand lifts gold', 'gold', 'up'),
+    ('Gold jumps after weak jobs report', 'gold', 'up'),
+    ('Gold futures settled sharply higher on Friday', 'gold', 'up'),
+    ('Spot gold slid 1.5% to $2,290 an ounce by midday', 'gold', 'down'),
+    ('Rough day for gold bugs as prices sink', 'gold', 'down'),
+    ('Precious metal retreats as Treasury yields climb', 'gold', 'down'),
+    ('Gold posted its steepest weekly loss in a year', 'gold', 'down'),
+    ('XAU breaking down below support, off nearly 2%', 'gold', 'down'),
+    ('Profit-taking dragged gold off its highs', 'gold', 'down'),
+    ("gold's down big today, ugh", 'gold', 'down'),
+    ('Fading safe-haven demand weighs on gold', 'gold', 'down'),
+    ('Gold drops after a hot jobs report', 'gold', 'down'),
+    ('Gold futures settled sharply lower on Friday', 'gold', 'down'),
+    ('Brent crude climbed 2% to $86 a barrel', 'oil', 'up'),
+    ('Oil bulls are back as prices push higher', 'oil', 'up'),
+    ('Crude rallies on hopes of stronger Chinese demand', 'oil', 'up'),
+    ('Oil notched its third weekly gain in a row', 'oil', 'up'),
+    ('WTI breaks above $90 for the first time since October', 'oil', 'up'),
+    ('Saudi output cuts pushed oil prices up sharply', 'oil', 'up'),
+    ('oil ripping today, wow', 'oil', 'up'),
+    ('Hurricane threat lifts crude futures', 'oil', 'up'),
+    ('Oil jumps after a surprise draw in inventories', 'oil', 'up'),
+    ('Crude futures settled higher on Tuesday', 'oil', 'up'),
+    ('Brent crude slid 3% to $74 a barrel', 'oil', 'down'),
+    ('Brutal day for oil bulls as prices sink', 'oil', 'down'),
+    ('Crude retreats on worries about Chinese demand', 'oil', 'down'),
+    ('Oil posted its biggest monthly drop since 2022', 'oil', 'down'),
+    ('WTI breaks below $70 for the first time in months', 'oil', 'down'),
+    ('A glut of supply pushed oil prices down sharply', 'oil', 'down'),
+    ('oil puking today, yikes', 'oil', 'down'),
+    ('Recession fears weigh on crude futures', 'oil', 'down'),
+    ('Oil drops after a surprise build in inventories', 'oil', 'down'),
+    ('Crude futures settled lower on Tuesday', 'oil', 'down'),
+    ('Gold traded flat ahead of the Fed decision', 'gold', 'none'),
+    ("What's everyone's outlook on gold for next year?", 'gold', 'none'),
+    ('Gold was unchanged at $2,350 in early trade', 'gold', 'none'),
+    ('Oil traded flat ahead of the OPEC meeting', 'oil', 'none'),
+    ('Anyone have a view on crude for next quarter?', 'oil', 'none'),
+    ('Brent was unchanged at $82 in early trade', 'oil', 'none'),
+    ('Platinum climbed 2% to a three-month high', 'other', 'up'),
+    ('The S&P 500 closed at a record high', 'other', 'up'),
+    ('Ethereum rallies after the network upgrade', 'other', 'up'),
+    ('Coffee prices jumped 8% on frost fears', 'other', 'up'),
+    ('Apple shares jumped after strong iPhone sales', 'other', 'up'),
+    ('Silver slid 3% as industrial demand faltered', 'other', 'down'),
+    ('The FTSE 100 closed sharply lower', 'other', 'down'),
+    ('Ethereum tumbles after the exchange hack', 'other', 'down'),
+    ('Tesla shares sank after deliveries disappointed', 'other', 'down'),
+    ('The yen weakened past 150 to the dollar', 'other', 'down'),
+    ('Markets were quiet ahead of the holiday', 'other', 'none'),
+    ('Silver traded flat in early trade', 'other', 'none'),
+    ('The Fed meets again in January', 'other', 'none'),
+    ('Which broker do you use for trading stocks?', 'other', 'none'),
+]
+
+
 def _scaled(prior, scale: float):
     """``prior`` with its LoRA updates times ``scale`` (its head unchanged): 1 is the prior as trained."""
     if scale == 1.0:
@@ -460,7 +530,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=6, help="seeds 0..N-1 (labels, split and initialisation)")
     parser.add_argument("--first-seed", type=int, default=0, help="start there instead (seeds F..F+N-1)")
-    parser.add_argument("--labels-per-user", type=int, default=1000)
+    parser.add_argument("--labels-per-user", type=int, default=DEFAULT_LABELS_PER_USER,
+                        help="generated labels per trader (default: the demo's)")
     parser.add_argument("--hidden", type=int, default=DEMO_HEAD_OPTIONS["hidden"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training argument, the value read as JSON (repeatable)")
@@ -481,6 +552,9 @@ def main() -> None:
     parser.add_argument("--on-prior", action="store_true", help="MLP heads on a task prior (prior-mlp)")
     parser.add_argument("--product", action="store_true",
                         help="train exactly as `localize demo` does (its candidate recipe, through the trainer)")
+    parser.add_argument("--candidate", default=DEMO_CANDIDATE, metavar="RECIPE",
+                        help="with --product: another of whole-task training's candidates instead of the demo's "
+                             "(prior-lora)")
     parser.add_argument("--misses", action="store_true",
                         help="at the end, every sentence of the sets --misses-from names that a trader got wrong in "
                              "at least a quarter of the seeds")
@@ -488,8 +562,8 @@ def main() -> None:
                         help="the sets whose misses --misses shows (default: the demo's own and GUIDE; a set whose "
                              "misses were read guides from then on, so name the others only when retiring them)")
     options = parser.parse_args()
-    if "final" in options.misses_from:
-        parser.error("FINAL judges the variants: its misses are never shown")
+    if {"final", "unseen"} & set(options.misses_from):
+        parser.error("FINAL and UNSEEN judge the variants: their misses are never shown")
     extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
     prior_extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.prior_set)}
     for name, value in (item.split("=", 1) for item in options.generator_set):
@@ -499,7 +573,7 @@ def main() -> None:
     base = get_base_model()
     sets = {"demo's own": HANDWRITTEN_TWEETS, "guide": _tweets(GUIDE), "check": _tweets(CHECK),
             "fresh": _tweets(FRESH), "late": _tweets(LATE),
-            "newest": _tweets(NEWEST), "final": _tweets(FINAL)}
+            "newest": _tweets(NEWEST), "final": _tweets(FINAL), "unseen": _tweets(UNSEEN)}
     shares: dict[str, list[float]] = {name: [] for name in sets}
     missed: dict[tuple[str, str, str], int] = {}
     for seed in range(options.first_seed, options.first_seed + options.seeds):
@@ -512,7 +586,7 @@ def main() -> None:
             line.append(f"({options.labels_per_user - len(rows) // 2} generated sentences of the sets dropped)")
         runs = []  # (prior or None, the heads' arguments, its cache): one per task prior
         if options.product:  # exactly what ``localize demo`` trains: its candidate's prior(s), then each trader's heads
-            args = dataclasses.replace(candidate_named(DEMO_CANDIDATE).args, seed=seed)
+            args = dataclasses.replace(candidate_named(options.candidate).args, seed=seed)
             cache = ActivationCache(max_bytes=2 << 30)
             trainer = Trainer(base, dataclasses.replace(args.for_prior(), **prior_extra), [row["text"] for row in rows],
                               [row["label"] for row in rows], LABELS, cache=cache,

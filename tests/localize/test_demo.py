@@ -56,10 +56,9 @@ def test_the_default_demo_gives_each_trader_their_own_truth(runtime: Runtime) ->
     hand-written sentences.
 
     Not necessarily every single row: the demo's task prior moves with the seed and the CPU (bfloat16 where it computes
-    it natively). Seed 0 in float32 gets all twelve cells right, the least sure John's reading of the crude
-    headline (negative at .62); over twelve seeds a trader's share of the 90 hand-written sentences ranged from .87
-    to .97 (reports/findings.md, round 15). So the test asks for at most one miss of the twelve and at least .85 of
-    the hand-written sentences."""
+    it natively). With 3,000 labels a trader, seed 0 gets all twelve cells right (the least sure at .92) and over
+    eight seeds a trader's share of the 90 hand-written sentences ranged from .96 to .99 (reports/findings.md, round
+    25). So the test asks for at most one miss of the twelve and at least .85 of the hand-written sentences."""
     from localize.demo import run_demo
     from localize.demo_data import JANE, JOHN, SHOWCASE_TWEETS, label_for
 
