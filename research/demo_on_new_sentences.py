@@ -26,7 +26,8 @@ heads averaged won again; a wider generator and a longer-trained prior lost (rou
 (round 18) and are what ``localize demo`` trains since round 19 (``--product`` measures it); a generator widened
 along the misses of NEWEST and the older sets gained on FINAL and is the demo's since round 24; ``--prior-scale 0.5``
 gained nothing (round 24); 3,000 labels a trader instead of 1,000 gained on every set and is the demo's default
-since round 25.
+since round 25, as is ``prior-lora`` with a warm-up (``--candidate prior-lora``), whole-task training's choice on
+those labels.
 """
 from __future__ import annotations
 

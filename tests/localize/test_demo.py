@@ -10,7 +10,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from localize import cli
-from localize.db.models import AdapterVersion, User
+from localize.db.models import AdapterVersion, Job, JobEvent, User
 from localize.db.session import session_scope
 from localize.demo_data import SHOWCASE
 from localize.runtime import Runtime
@@ -85,8 +85,8 @@ def test_the_demo_scores_its_hand_written_sentences_which_no_template_produces()
 
 @pytest.mark.slow
 def test_new_demo_labels_train_the_task_prior_again_before_the_traders(runtime: Runtime) -> None:
-    """The traders' heads read the task prior; a demo run with other labels trains it again first, so that no head
-    reads a prior trained on labels the demo no longer has."""
+    """The traders' LoRAs start from the task prior; a demo run with other labels trains it again first, so that no
+    trader starts from a prior trained on labels the demo no longer has."""
     from localize.demo import run_demo
 
     quiet = Console(file=io.StringIO())
@@ -94,14 +94,17 @@ def test_new_demo_labels_train_the_task_prior_again_before_the_traders(runtime: 
         run_demo(runtime=runtime, session=session, labels_per_user=40, console=quiet)
         run_demo(runtime=runtime, session=session, labels_per_user=50, console=quiet)
         priors = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_(None))).all()
-        # The second run's heads (each trader's version 2), served or not: with 50 labels a new head may score below
-        # the one serving on its few validation rows and be held back, which is the platform's rule, not the demo's.
-        heads = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_not(None),
-                                                          AdapterVersion.version == 2)).all()
+        # The second run's adapters (each trader's version 2), served or not: with 50 labels a new one may score
+        # below the one serving on its few validation rows and be held back, which is the platform's rule.
+        retrained = session.exec(select(AdapterVersion).where(AdapterVersion.user_id.is_not(None),
+                                                              AdapterVersion.version == 2)).all()
+        second_run = session.exec(select(Job.id).where(Job.user_id.is_not(None)).order_by(Job.id)).all()[-2:]
+        messages = session.exec(select(JobEvent.message).where(JobEvent.job_id.in_(second_run))).all()
     assert sorted(prior.version for prior in priors) == [1, 2]
     active_prior = next(prior for prior in priors if prior.is_active)
     assert active_prior.version == 2 and active_prior.n_labels == 2 * 50
-    assert len(heads) == 2 and {head.encoder_version_id for head in heads} == {active_prior.id}
+    assert len(retrained) == 2 and all(row.id > active_prior.id for row in retrained)  # trained after it
+    assert sum("(starting from the task prior)" in message for message in messages) == 2  # each trader's job
 
 
 @pytest.mark.slow
@@ -133,7 +136,7 @@ def test_a_trader_trained_with_another_recipe_is_retrained_with_the_demos(runtim
     assert "retraining jane and john: trained with other arguments" in output and "not retraining" not in output
     retrained = active_heads()
     assert {name: version for name, (version, _) in retrained.items()} == {"john": 2, "jane": 2}
-    ours = "prior-mlp (5 heads averaged), 3 task priors side by side"  # the demo's own recipe
+    ours = "lora + prior"  # the demo's own recipe, prior-lora
     assert retrained == {"john": (2, ours), "jane": (2, ours)}
 
     again = demo()

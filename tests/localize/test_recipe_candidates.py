@@ -19,6 +19,9 @@ def test_the_candidates_are_named_and_the_default_comes_first() -> None:
         assert stacked.prior_members == recipe_candidates.STACKED_PRIORS > 1
         assert dataclasses.replace(stacked, prior_members=1) == recipe_candidates.candidate_named(single).args
     assert recipe_candidates.candidate_named("prior-head").args == TrainingArguments()
+    # A LoRA per user warms up, then decays: at a constant rate one in eight stalled after its first epoch.
+    assert recipe_candidates.candidate_named("prior-lora").args == dataclasses.replace(
+        TrainingArguments(), train_scope="all", max_epochs=8, lr_schedule="linear")
     lone, averaged = (recipe_candidates.candidate_named(name).args for name in ("prior-mlp", "prior-mlp-averaged"))
     assert (averaged.head_hidden, averaged.head_ensemble) == (recipe_candidates.MLP_HEAD_HIDDEN, recipe_candidates.MLP_HEADS)
     assert recipe_candidates.MLP_HEADS > 1 and dataclasses.replace(averaged, head_ensemble=1) == lone
