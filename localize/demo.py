@@ -75,8 +75,7 @@ def run_demo(
         args = dataclasses.replace(args, force_activation=True)  # even where the old recipe scored higher
 
     users = [get_user(session=session, name=u.name) for u in (JOHN, JANE) if u.name in stale]
-    # New labels retrain the prior too (first), so that the traders' adapters (LoRAs started from it, or heads on
-    # it with --method head) are trained on one that has seen them.
+    # New labels retrain the prior too (first), so that the traders' LoRAs start from one that has seen them.
     reads_prior = args.init_from_prior and (method is None or args.train_scope == "head")
     owners = ([None] if reads_prior and users else []) + users  # None: the task prior, queued first
     jobs = [job_service.queue_or_pending(session=session, task=task, user=user, args=args) for user in owners]
